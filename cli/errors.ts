@@ -1,0 +1,7 @@
+/** An error the CLI reports as-is (no stack), with its exit code. */
+export class CliError extends Error {
+  override name = "CliError";
+  constructor(message: string, readonly exitCode = 1, options?: ErrorOptions) {
+    super(message, options);
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * cli/: ohno's command-line interface (npm:commander). Each subcommand lives in its
+ * own file and registers itself here; commands print their own output (tables for
+ * people, JSON for scripts) and throw {@link CliError} or any Error on failure — main.ts
+ * prints the error and sets the exit code.
+ *
+ * Imports: anything of ohno's (the outermost layer, with main.ts). Heavy parts (etcd,
+ * Kubernetes) are imported lazily inside the action that needs them.
+ * @module
+ */
+
+import { Command, CommanderError } from "commander";
+import { registerVersion } from "./version.ts";
+import { CliError } from "./errors.ts";
+
+export { CliError } from "./errors.ts";
+
+export interface CliContext {
+  /** argv[0]'s last element: `ohno`, or a name the binary was linked under. */
+  invokedAs: string;
+}
+
+/** Subcommands later issues fill in; until then they say so plainly. */
+const NOT_BUILT: Array<[string, string]> = [
+  ["daemon", "run the node agent (IPAM server, routes, host install)"],
+  ["ipam", "show and repair cluster address state"],
+  ["install", "install the plugin binary and its conflist on this host"],
+  ["lab", "run a simulated multi-node cluster in network namespaces"],
+];
+
+/** Builds the program (exported for tests of the help text). */
+export function buildProgram(_ctx: CliContext): Command {
+  const program = new Command("ohno")
+    .description("ohno: a Kubernetes network plugin (CNI) and node agent")
+    .exitOverride()
+    .configureOutput({
+      // main.ts prints errors; commander prints help and usage to stdout itself.
+      outputError: () => {},
+    });
+  registerVersion(program);
+  for (const [name, summary] of NOT_BUILT) {
+    if (program.commands.some((c) => c.name() === name)) continue;
+    program.command(name)
+      .description(`${summary} (not built yet)`)
+      .allowUnknownOption()
+      .allowExcessArguments()
+      .helpOption(false)
+      .action(() => {
+        throw new CliError(`\`ohno ${name}\` is not built yet`, 2);
+      });
+  }
+  return program;
+}
+
+/** Runs the CLI with `args` (without argv[0]); returns the exit code. */
+export async function runCli(args: string[], ctx: CliContext): Promise<number> {
+  const program = buildProgram(ctx);
+  if (args.length === 0) {
+    program.outputHelp();
+    return 0;
+  }
+  try {
+    await program.parseAsync(args, { from: "user" });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // help and --version end with exit code 0 and have printed already
+      if (e.exitCode === 0) return 0;
+      throw new CliError(e.message.replace(/^error: /, ""), e.exitCode || 2);
+    }
+    throw e;
+  }
+}

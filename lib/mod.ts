@@ -1,0 +1,9 @@
+/**
+ * lib/: small helpers every part of ohno shares: logging, the invoked name, the version.
+ *
+ * Imports: nothing of ohno's (the innermost folder).
+ * @module
+ */
+export * from "./log.ts";
+export * from "./argv0.ts";
+export * from "./version.ts";

@@ -1,0 +1,56 @@
+/**
+ * The few libc calls the namespace driver needs, through Deno FFI.
+ *
+ * Loaded lazily on first use, so a process that never switches namespaces never pays
+ * for `dlopen`. Every call is synchronous and runs on the JavaScript thread, which is
+ * exactly the thread whose namespace membership we change.
+ * @module
+ */
+
+const O_RDONLY = 0;
+const O_CLOEXEC = 0o2000000;
+/** setns(2) nstype for network namespaces. */
+export const CLONE_NEWNET = 0x40000000;
+
+const symbols = {
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  setns: { parameters: ["i32", "i32"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
+} as const;
+
+type Libc = Deno.DynamicLibrary<typeof symbols>["symbols"];
+let libc: Libc | undefined;
+
+function lib(): Libc {
+  if (!libc) libc = Deno.dlopen("libc.so.6", symbols).symbols;
+  return libc;
+}
+
+function errno(): number {
+  const p = lib().__errno_location();
+  return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
+}
+
+const encoder = new TextEncoder();
+
+/** Result of a libc call: the value, or the errno when it failed. */
+export type Sys = { ok: true; value: number } | { ok: false; errno: number };
+
+/** open(path, O_RDONLY|O_CLOEXEC). */
+export function sysOpen(path: string): Sys {
+  const buf = encoder.encode(path + "\0");
+  const fd = lib().open(buf, O_RDONLY | O_CLOEXEC);
+  return fd < 0 ? { ok: false, errno: errno() } : { ok: true, value: fd };
+}
+
+/** close(fd); errors are ignored (nothing useful to do). */
+export function sysClose(fd: number): void {
+  lib().close(fd);
+}
+
+/** setns(fd, CLONE_NEWNET) on the calling (JavaScript) thread. */
+export function sysSetns(fd: number): Sys {
+  const r = lib().setns(fd, CLONE_NEWNET);
+  return r < 0 ? { ok: false, errno: errno() } : { ok: true, value: 0 };
+}

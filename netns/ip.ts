@@ -1,0 +1,133 @@
+/**
+ * The `ip` driver: iproute2 run as a child process, in a chosen namespace.
+ *
+ * - {@link ip} runs one command, {@link ipJson} reads state with `ip -j`;
+ * - {@link IpBatch} sends many commands to one `ip -batch -` process, so a whole
+ *   namespace's configuration costs one fork;
+ * - failures become typed errors (`IpExistsError`, `IpNotFoundError`, …) that
+ *   carry the failing command and ip's stderr.
+ *
+ * @example
+ * ```ts ignore
+ * await new IpBatch()
+ *   .add("link", "set", "lo", "up")
+ *   .add("addr", "add", "10.0.0.2/24", "dev", "eth0")
+ *   .run({ netns: pod });
+ * const links = await ipJson<IpLink[]>(["link", "show"], { netns: pod });
+ * ```
+ * @module
+ */
+
+import { ipErrorFor } from "./errors.ts";
+import { type Netns, runCommand } from "./netns.ts";
+
+/** Where ip lives; overridable for unusual systems. */
+export const IP_BIN = Deno.env.get("OHNO_IP_BIN") ?? "/usr/sbin/ip";
+
+export interface IpOptions {
+  /** Run inside this namespace (default: the caller's). */
+  netns?: Netns | undefined;
+}
+
+/** Runs `ip ARGS…`; returns stdout; throws a typed `IpError` on failure. */
+export async function ip(args: string[], opts: IpOptions = {}): Promise<string> {
+  const r = await runCommand(opts.netns, IP_BIN, { args });
+  if (!r.success) throw ipErrorFor(args.join(" "), r.stderr, r.code, opts.netns?.path);
+  return r.stdout;
+}
+
+/** Runs `ip -j ARGS…` and parses the JSON (an empty answer is `[]`). */
+export async function ipJson<T = unknown>(args: string[], opts: IpOptions = {}): Promise<T> {
+  const out = await ip(["-j", ...args], opts);
+  const text = out.trim();
+  return (text === "" ? [] : JSON.parse(text)) as T;
+}
+
+/**
+ * Many ip commands in one `ip -batch -` process. Commands run in order and the batch
+ * stops at the first failure, which is reported with that command's text.
+ */
+export class IpBatch {
+  readonly commands: string[][] = [];
+
+  /** Appends one command (the words after `ip`). */
+  add(...args: string[]): this {
+    for (const a of args) {
+      if (/[\s"'\\#]/.test(a) || a === "") {
+        // ip's batch tokenizer splits on blanks; keep the contract simple and explicit.
+        throw new TypeError(`ip batch argument ${JSON.stringify(a)} contains blanks or quotes`);
+      }
+    }
+    this.commands.push(args);
+    return this;
+  }
+
+  get size(): number {
+    return this.commands.length;
+  }
+
+  /** Runs the batch; a no-op when empty. */
+  async run(opts: IpOptions = {}): Promise<void> {
+    if (this.commands.length === 0) return;
+    const input = this.commands.map((c) => c.join(" ")).join("\n") + "\n";
+    const r = await runCommand(opts.netns, IP_BIN, { args: ["-batch", "-"], stdinText: input });
+    if (r.success) return;
+    // iproute2 reports "Command failed -:N" with the 1-based line of the failing command.
+    const m = /Command failed -:(\d+)/.exec(r.stderr);
+    const line = m ? Number(m[1]) : 0;
+    const failed = this.commands[line - 1];
+    const stderr = r.stderr.replace(/\n?Command failed -:\d+\s*$/, "").trim();
+    throw ipErrorFor(
+      failed ? failed.join(" ") : `-batch (${this.commands.length} commands)`,
+      stderr,
+      r.code,
+      opts.netns?.path,
+    );
+  }
+}
+
+// ---- shapes of `ip -j` output that ohno reads (only the fields it uses) ----
+
+export interface IpLink {
+  ifindex: number;
+  ifname: string;
+  flags: string[];
+  mtu: number;
+  operstate?: string;
+  address?: string;
+  link?: string;
+  link_index?: number;
+  link_netnsid?: number;
+  master?: string;
+  linkinfo?: { info_kind?: string; info_slave_kind?: string; info_data?: Record<string, unknown> };
+}
+
+export interface IpAddrInfo {
+  family: "inet" | "inet6";
+  local: string;
+  prefixlen: number;
+  scope?: string;
+  dynamic?: boolean;
+  noprefixroute?: boolean;
+  tentative?: boolean;
+  dadfailed?: boolean;
+}
+
+export interface IpAddr extends IpLink {
+  addr_info: IpAddrInfo[];
+}
+
+export interface IpRoute {
+  dst: string;
+  gateway?: string;
+  dev?: string;
+  protocol?: string;
+  scope?: string;
+  prefsrc?: string;
+  metric?: number;
+  table?: string;
+  type?: string;
+  flags?: string[];
+  mtu?: number;
+  advmss?: number;
+}

@@ -1,0 +1,26 @@
+/**
+ * `deno task bench`: ohno's benchmarks, each next to the reference plugins measured in
+ * the same run, with the ratio printed (machines here are noisy; absolute times are
+ * not comparable between runs, ratios are).
+ *
+ * Usage: deno task bench [suite…]   (default: all suites)
+ * @module
+ */
+
+import { benchStartup } from "./startup.ts";
+import { note } from "./stats.ts";
+
+/** Suites by name; later issues add theirs here. */
+const SUITES: Record<string, () => Promise<void>> = {
+  startup: () => benchStartup(),
+};
+
+const wanted = Deno.args.length ? Deno.args : Object.keys(SUITES);
+for (const name of wanted) {
+  const suite = SUITES[name];
+  if (!suite) {
+    note(`unknown suite ${name}; suites: ${Object.keys(SUITES).join(", ")}`);
+    Deno.exit(2);
+  }
+  await suite();
+}

@@ -1,0 +1,57 @@
+/** Statistics and printing shared by ohno's benchmarks. */
+
+/** The q-quantile (0..1) of samples by nearest rank. */
+export function quantile(samples: number[], q: number): number {
+  if (samples.length === 0) return NaN;
+  const s = [...samples].sort((a, b) => a - b);
+  const i = Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1));
+  return s[i]!;
+}
+
+export interface Summary {
+  n: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  mean: number;
+}
+
+export function summarize(samples: number[]): Summary {
+  return {
+    n: samples.length,
+    p50: quantile(samples, 0.5),
+    p90: quantile(samples, 0.9),
+    p99: quantile(samples, 0.99),
+    mean: samples.reduce((a, b) => a + b, 0) / Math.max(1, samples.length),
+  };
+}
+
+/** Milliseconds with a sensible precision. */
+export function ms(x: number): string {
+  return x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2);
+}
+
+export function ratio(a: number, b: number): string {
+  return b > 0 ? `${(a / b).toFixed(2)}x` : "n/a";
+}
+
+/** Prints an aligned table (benchmarks print to stdout; that is their output). */
+export function printTable(title: string, header: string[], rows: string[][]): void {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) =>
+    cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join("  ").trimEnd();
+  // deno-lint-ignore no-console
+  console.log([`\n## ${title}`, line(header), ...rows.map(line)].join("\n"));
+}
+
+export function note(text: string): void {
+  // deno-lint-ignore no-console
+  console.log(text);
+}
+
+/** Times an async function once, in milliseconds. */
+export async function timeIt(fn: () => Promise<unknown>): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return performance.now() - t0;
+}

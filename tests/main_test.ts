@@ -1,0 +1,50 @@
+/** The entry point: faces, CLI basics, and CNI VERSION through dist/ohno. */
+import { assert, assertEquals, assertMatch } from "./support/assert.ts";
+import { callCni, OHNO, OHNO_IPAM } from "./support/ohno.ts";
+import { runCommand } from "../netns/mod.ts";
+
+const VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+
+Deno.test("ohno --help lists the parts and exits 0", async () => {
+  const r = await runCommand(undefined, OHNO, { args: ["--help"] });
+  assertEquals(r.code, 0, r.stderr);
+  for (const word of ["version", "daemon", "ipam", "lab"]) assertMatch(r.stdout, new RegExp(word));
+});
+
+Deno.test("ohno version -o json reports ohno, deno and the CNI versions", async () => {
+  const r = await runCommand(undefined, OHNO, { args: ["version", "-o", "json"] });
+  assertEquals(r.code, 0, r.stderr);
+  const v = JSON.parse(r.stdout);
+  assertMatch(v.version, /^\d+\.\d+\.\d+/);
+  assertMatch(v.deno, /^2\.9\./);
+  assertEquals(v.cniVersions, VERSIONS);
+});
+
+Deno.test("an unknown subcommand fails with a message on stderr and nothing on stdout", async () => {
+  const r = await runCommand(undefined, OHNO, { args: ["no-such-command"] });
+  assert(r.code !== 0);
+  assertEquals(r.stdout, "");
+  assertMatch(r.stderr, /unknown command/);
+});
+
+for (const v of VERSIONS) {
+  Deno.test(`CNI VERSION ${v} echoes the version and lists exactly the supported ones`, async () => {
+    const r = await callCni({ command: "VERSION", config: { cniVersion: v } });
+    assertEquals(r.code, 0, r.stderr);
+    assertEquals(r.json, { cniVersion: v, supportedVersions: VERSIONS });
+    assertEquals(r.stdout.trim().split("\n").length, 1);
+  });
+}
+
+Deno.test("CNI VERSION answers the same under the ohno-ipam name", async () => {
+  const r = await callCni({ command: "VERSION", config: { cniVersion: "1.0.0" }, bin: OHNO_IPAM });
+  assertEquals(r.code, 0, r.stderr);
+  assertEquals(r.json?.supportedVersions, VERSIONS);
+});
+
+Deno.test("CNI VERSION with malformed JSON is error 6 as one JSON document", async () => {
+  const r = await callCni({ command: "VERSION", config: "{not json" });
+  assertEquals(r.code, 1);
+  assertEquals(r.json?.code, 6);
+  assertEquals(typeof r.json?.msg, "string");
+});
