@@ -17,6 +17,12 @@ export const CniCode = {
   TryAgainLater: 11,
   NotAvailable: 50,
   LimitedConnectivity: 51,
+  /** ohno: no free address in the range or pool (the message names it). */
+  AddressesExhausted: 100,
+  /** ohno: ADD for a container ID + ifname that already holds addresses. */
+  AttachmentExists: 101,
+  /** ohno: a requested static address is in use, reserved, or outside every range. */
+  AddressUnavailable: 102,
   /** An unexpected failure inside ohno (a bug): details carry the stack. */
   Internal: 999,
 } as const;

@@ -121,8 +121,11 @@ async function main(): Promise<number> {
   // The guard: compare, report, then sweep test namespaces so the next run starts clean.
   const ignore = Deno.env.get("OHNO_GUARD_IGNORE_NETNS");
   const diff = diffRoot(before, await snapshotRoot(), ignore ? new RegExp(ignore) : undefined);
+  // Only this run's namespaces (named after the test process's pid): another run on the
+  // same machine may be using its own right now.
+  const ours = `${TEST_NETNS_PREFIX}${child.pid}-`;
   for (const name of listNamedNetns()) {
-    if (name.startsWith(TEST_NETNS_PREFIX) && !before.namedNetns.includes(name)) {
+    if (name.startsWith(ours) && !before.namedNetns.includes(name)) {
       await deleteNamedNetns(name).catch(() => {});
     }
   }

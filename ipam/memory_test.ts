@@ -1,0 +1,4 @@
+import { storeContract } from "./store_contract.ts";
+import { MemoryStore } from "./memory.ts";
+
+storeContract("memory", () => Promise.resolve(new MemoryStore()));

@@ -1,0 +1,24 @@
+/**
+ * ipam/: address management.
+ *
+ * - `addr.ts`: IPv4/IPv6 math on bigints (ipaddr.js for parsing and printing);
+ * - `store.ts`: the Store seam (KV with revisions and compare-then-write transactions),
+ *   with `memory.ts` and `local.ts` (the local file store) below it, and `atomically`;
+ * - `pick.ts`: the round-robin choice of the next free address;
+ * - `ranges.ts`: the embedded, host-local shaped allocator (the plugin without an agent);
+ * - `protocol.ts`, `client.ts`: the node agent's socket protocol and the plugin's client.
+ *
+ * Imports: lib/ and npm packages only. Never cni/ or daemon/.
+ * @module
+ */
+
+export * from "./addr.ts";
+export * from "./errors.ts";
+export * from "./records.ts";
+export * from "./store.ts";
+export * from "./memory.ts";
+export * from "./local.ts";
+export * from "./pick.ts";
+export * from "./ranges.ts";
+export * from "./client.ts";
+export type * from "./protocol.ts";

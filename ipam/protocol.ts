@@ -1,0 +1,99 @@
+/**
+ * The node agent's IPAM socket protocol: HTTP/1.1 with JSON bodies on a unix socket
+ * (default `/run/ohno/ipam.sock`, mode 0600). The plugin ({@link AgentClient}) is the
+ * client, `ohno daemon` the server. Documented for people in docs/ipam-socket.md; change
+ * both together.
+ * @module
+ */
+
+import type { Attachment } from "./records.ts";
+
+export const PROTOCOL_VERSION = "v1";
+export const DEFAULT_SOCKET = "/run/ohno/ipam.sock";
+
+/** `POST /v1/allocate` */
+export interface AllocateRequest extends Attachment {
+  /** The CNI network name (the agent refuses a network it does not serve). */
+  network: string;
+  /** CNI_NETNS, for the record. */
+  netns?: string;
+  podNamespace?: string;
+  podName?: string;
+  /** Static addresses wanted (`IP=` in CNI_ARGS, the `ips` capability), at most one per family. */
+  requestedIPs?: string[];
+}
+
+export interface WireIp {
+  /** Address with prefix length, e.g. `10.244.1.5/24`. */
+  address: string;
+  gateway?: string;
+}
+
+export interface WireRoute {
+  dst: string;
+  gw?: string;
+}
+
+export interface AllocateResponse {
+  ips: WireIp[];
+  /** Routes the pod should have (e.g. the default route); merged with the config's. */
+  routes?: WireRoute[];
+}
+
+/** `POST /v1/release`: idempotent; releasing nothing is success. */
+export interface ReleaseRequest extends Attachment {
+  network: string;
+}
+export interface ReleaseResponse {
+  released: string[];
+}
+
+/** `POST /v1/check`: does the attachment hold these addresses? */
+export interface CheckRequest extends Attachment {
+  network: string;
+}
+export interface CheckResponse {
+  ips: WireIp[];
+}
+
+/** `POST /v1/gc`: release this node's attachments of `network` not listed. */
+export interface GcRequest {
+  network: string;
+  validAttachments: Attachment[];
+}
+export interface GcResponse {
+  released: (Attachment & { ips: string[] })[];
+  errors: string[];
+}
+
+/** `GET /v1/status`: 200 when ADD can be served. */
+export interface StatusResponse {
+  ready: boolean;
+  node?: string;
+  /** Free addresses per pool (text, since IPv6 counts exceed JSON numbers). */
+  pools?: { cidr: string; free: string }[];
+  message?: string;
+}
+
+/** Error kinds in `{"error": {"kind", "message"}}` bodies, with their HTTP status. */
+export const ERROR_KINDS = {
+  /** The request is malformed or names something invalid. */
+  invalid: 400,
+  /** The attachment holds nothing (check). */
+  "not-found": 404,
+  /** The attachment already holds addresses (allocate twice). */
+  exists: 409,
+  /** A requested static address cannot be given. */
+  unavailable: 409,
+  /** No address left in the node's blocks and no block left in the pools. */
+  exhausted: 507,
+  /** The agent is up but cannot serve yet (starting, etcd unreachable): try again. */
+  "not-ready": 503,
+  /** Anything else; details in the message. */
+  internal: 500,
+} as const;
+export type ErrorKind = keyof typeof ERROR_KINDS;
+
+export interface ErrorBody {
+  error: { kind: ErrorKind; message: string };
+}

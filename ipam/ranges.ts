@@ -1,0 +1,417 @@
+/**
+ * The embedded IPAM: host-local shaped ranges, allocated in-process from a Store (the
+ * local file store on a node with no agent).
+ *
+ * Configuration has host-local's shape, so a user switches by changing one word:
+ * `ranges` is a list of range sets (one per family), each a list of
+ * `{subnet, rangeStart?, rangeEnd?, gateway?}`. An attachment gets one address from
+ * every range set. Defaults as host-local: `rangeStart` = network + 1, `rangeEnd` = last
+ * address (IPv4: broadcast − 1), `gateway` = network + 1; the network, broadcast and
+ * gateway addresses are never handed out.
+ *
+ * Keys (under `/ohno/v1/networks/<network>/`):
+ * - `ips/<ip>`: {@link AddressRecord}
+ * - `handles/<containerID>/<ifname>`: {@link HandleRecord}
+ * - `cursor/<set>`: the last address handed out from range set `<set>` (round robin)
+ * @module
+ */
+
+import {
+  type Cidr,
+  containsIp,
+  type Family,
+  formatCidr,
+  formatIp,
+  lastAddress,
+  parseCidr,
+  parseIp,
+} from "./addr.ts";
+import {
+  AddressUnavailableError,
+  HandleExistsError,
+  IpamConfigError,
+  IpamExhaustedError,
+} from "./errors.ts";
+import { type AddressRange, capacity, pickNext, rangeOf } from "./pick.ts";
+import {
+  type AddressRecord,
+  type Attachment,
+  checkAttachment,
+  handleId,
+  type HandleRecord,
+} from "./records.ts";
+import { atomically, type Mutation, type Store, type StoreReader } from "./store.ts";
+
+/** One range as written in the config. */
+export interface RangeSpec {
+  subnet: string;
+  rangeStart?: string;
+  rangeEnd?: string;
+  gateway?: string;
+}
+
+/** A range with its defaults applied. */
+export interface Range extends AddressRange {
+  /** The gateway pods of this range use (also excluded from allocation). */
+  gateway: bigint;
+}
+
+export type RangeSet = Range[];
+
+/** An address given to an attachment. */
+export interface AllocatedIp {
+  family: Family;
+  /** The address with the subnet's prefix length, e.g. `10.22.0.5/16`. */
+  address: string;
+  /** The address alone. */
+  ip: string;
+  gateway: string;
+  /** Which range set it came from. */
+  rangeSet: number;
+}
+
+export interface AddressRequest extends Attachment {
+  /** Static addresses wanted (`IP=` in CNI_ARGS, the `ips` capability): one per family. */
+  requestedIPs?: string[];
+  podNamespace?: string;
+  podName?: string;
+}
+
+/**
+ * Parses and checks `ranges` from a config. `field` is the config path used in error
+ * messages (e.g. `ipam.ranges`). Throws {@link IpamConfigError}.
+ */
+export function parseRangeSets(specs: unknown, field = "ipam.ranges"): RangeSet[] {
+  if (!Array.isArray(specs) || specs.length === 0) {
+    throw new IpamConfigError(field, "must be a non-empty list of range sets");
+  }
+  const sets = specs.map((set, i) => {
+    const f = `${field}[${i}]`;
+    if (!Array.isArray(set) || set.length === 0) {
+      throw new IpamConfigError(f, "must be a non-empty list of ranges");
+    }
+    const ranges = set.map((spec, j) => parseRange(spec, `${f}[${j}]`));
+    const fam = ranges[0]!.family;
+    ranges.forEach((r, j) => {
+      if (r.family !== fam) {
+        throw new IpamConfigError(`${f}[${j}].subnet`, "mixes IPv4 and IPv6 in one range set");
+      }
+    });
+    return ranges;
+  });
+  // No two ranges anywhere may overlap.
+  const all = sets.flatMap((s, i) => s.map((r, j) => ({ r, at: `${field}[${i}][${j}]` })));
+  for (let a = 0; a < all.length; a++) {
+    for (let b = a + 1; b < all.length; b++) {
+      const x = all[a]!, y = all[b]!;
+      if (x.r.family === y.r.family && x.r.first <= y.r.last && y.r.first <= x.r.last) {
+        throw new IpamConfigError(y.at, `overlaps ${x.at}`);
+      }
+    }
+  }
+  return sets;
+}
+
+function parseRange(spec: unknown, field: string): Range {
+  if (typeof spec !== "object" || spec === null || Array.isArray(spec)) {
+    throw new IpamConfigError(field, "must be an object with a subnet");
+  }
+  const s = spec as Record<string, unknown>;
+  if (typeof s.subnet !== "string") {
+    throw new IpamConfigError(`${field}.subnet`, "is required (a CIDR such as 10.22.0.0/16)");
+  }
+  let subnet: Cidr;
+  try {
+    subnet = parseCidr(s.subnet);
+  } catch (e) {
+    throw new IpamConfigError(`${field}.subnet`, (e as Error).message);
+  }
+  const hostBits = (subnet.family === 4 ? 32 : 128) - subnet.prefix;
+  if (hostBits < 2) {
+    throw new IpamConfigError(
+      `${field}.subnet`,
+      `${formatCidr(subnet)} is too small to allocate from (needs at least 4 addresses)`,
+    );
+  }
+  const addrIn = (key: string): bigint | undefined => {
+    const v = s[key];
+    if (v === undefined || v === "") return undefined;
+    if (typeof v !== "string") throw new IpamConfigError(`${field}.${key}`, "must be a string");
+    let ip;
+    try {
+      ip = parseIp(v);
+    } catch (e) {
+      throw new IpamConfigError(`${field}.${key}`, (e as Error).message);
+    }
+    if (!containsIp(subnet, ip)) {
+      throw new IpamConfigError(`${field}.${key}`, `${v} is not in ${formatCidr(subnet)}`);
+    }
+    return ip.value;
+  };
+  const network = subnet.network;
+  const top = lastAddress(subnet);
+  const first = addrIn("rangeStart") ?? network + 1n;
+  const last = addrIn("rangeEnd") ?? (subnet.family === 4 ? top - 1n : top);
+  const gateway = addrIn("gateway") ?? network + 1n;
+  if (first > last) {
+    throw new IpamConfigError(
+      `${field}.rangeStart`,
+      `${formatIp(subnet.family, first)} is after rangeEnd ${formatIp(subnet.family, last)}`,
+    );
+  }
+  if (first === network || (subnet.family === 4 && last === top)) {
+    throw new IpamConfigError(
+      field,
+      "the range may not include the network or broadcast address",
+    );
+  }
+  return { family: subnet.family, subnet, first, last, gateway, exclude: new Set([gateway]) };
+}
+
+/** Allocation of one network's addresses from its range sets, in a Store. */
+export class RangeAllocator {
+  readonly #prefix: string;
+
+  constructor(
+    readonly store: Store,
+    readonly network: string,
+    readonly sets: RangeSet[],
+  ) {
+    this.#prefix = `/ohno/v1/networks/${network}/`;
+  }
+
+  #ipKey(ip: string) {
+    return `${this.#prefix}ips/${ip}`;
+  }
+  #handleKey(a: Attachment) {
+    return `${this.#prefix}handles/${handleId(a)}`;
+  }
+  #cursorKey(set: number) {
+    return `${this.#prefix}cursor/${set}`;
+  }
+
+  /** Addresses for one attachment: one per range set. */
+  allocate(req: AddressRequest): Promise<AllocatedIp[]> {
+    checkAttachment(req);
+    const wanted = this.#matchRequested(req.requestedIPs ?? []);
+    return atomically(this.store, async (r) => {
+      const existing = await r.get(this.#handleKey(req));
+      if (existing) {
+        const h = JSON.parse(existing.value) as HandleRecord;
+        throw new HandleExistsError(req.containerID, req.ifname, h.ips);
+      }
+      const used = await this.#used(r);
+      const createdAt = new Date().toISOString();
+      const out: AllocatedIp[] = [];
+      const mutations: Mutation[] = [];
+      const compare: { key: string; absent: true }[] = [
+        { key: this.#handleKey(req), absent: true },
+      ];
+      for (let i = 0; i < this.sets.length; i++) {
+        const set = this.sets[i]!;
+        let ip = wanted.get(i);
+        let range: Range;
+        if (ip !== undefined) {
+          range = set[rangeOf(set, set[0]!.family, ip)]!;
+          if (used[range.family].has(ip)) {
+            throw new AddressUnavailableError(
+              `requested address ${formatIp(range.family, ip)} is already in use`,
+            );
+          }
+        } else {
+          const cursorKv = await r.get(this.#cursorKey(i));
+          const cursor = cursorKv ? parseIp(cursorKv.value).value : undefined;
+          const pick = pickNext(set, used[set[0]!.family], cursor);
+          if (!pick) {
+            throw new IpamExhaustedError(
+              `no free address in network ${this.network}, range set ${i} (${
+                set.map(describeRange).join(", ")
+              })`,
+            );
+          }
+          ip = pick.ip;
+          range = set[pick.range]!;
+          mutations.push({ put: this.#cursorKey(i), value: formatIp(range.family, ip) });
+        }
+        const text = formatIp(range.family, ip);
+        const rec: AddressRecord = {
+          containerID: req.containerID,
+          ifname: req.ifname,
+          ip: text,
+          createdAt,
+          ...podOf(req),
+        };
+        compare.push({ key: this.#ipKey(text), absent: true });
+        mutations.push({ put: this.#ipKey(text), value: JSON.stringify(rec) });
+        out.push({
+          family: range.family,
+          address: `${text}/${range.subnet.prefix}`,
+          ip: text,
+          gateway: formatIp(range.family, range.gateway),
+          rangeSet: i,
+        });
+      }
+      const handle: HandleRecord = {
+        containerID: req.containerID,
+        ifname: req.ifname,
+        ips: out.map((a) => a.ip),
+        createdAt,
+        ...podOf(req),
+      };
+      mutations.push({ put: this.#handleKey(req), value: JSON.stringify(handle) });
+      return { txn: { compare, mutations }, result: out };
+    }, { what: `allocation in network ${this.network}` });
+  }
+
+  /** The addresses an attachment holds, or undefined. */
+  async get(a: Attachment): Promise<AllocatedIp[] | undefined> {
+    checkAttachment(a);
+    const kv = await this.store.get(this.#handleKey(a));
+    if (!kv) return undefined;
+    const h = JSON.parse(kv.value) as HandleRecord;
+    return h.ips.map((ip) => this.#describe(ip)).filter((x): x is AllocatedIp => !!x);
+  }
+
+  /** Releases an attachment's addresses; returns them (empty when it held none). */
+  release(a: Attachment): Promise<string[]> {
+    checkAttachment(a);
+    return atomically(this.store, async (r) => {
+      const kv = await r.get(this.#handleKey(a));
+      if (!kv) return { result: [] };
+      const h = JSON.parse(kv.value) as HandleRecord;
+      const mutations: Mutation[] = [{ delete: this.#handleKey(a) }];
+      for (const ip of h.ips) {
+        const ipKv = await r.get(this.#ipKey(ip));
+        // Only delete an address record that still belongs to this attachment.
+        if (ipKv) {
+          const rec = JSON.parse(ipKv.value) as AddressRecord;
+          if (rec.containerID === a.containerID && rec.ifname === a.ifname) {
+            mutations.push({ delete: this.#ipKey(ip) });
+          }
+        }
+      }
+      return {
+        txn: { compare: [{ key: kv.key, modRevision: kv.modRevision }], mutations },
+        result: h.ips,
+      };
+    }, { what: `release in network ${this.network}` });
+  }
+
+  /** Every attachment holding addresses in this network. */
+  async list(): Promise<HandleRecord[]> {
+    const kvs = await this.store.list(`${this.#prefix}handles/`);
+    return kvs.map((kv) => JSON.parse(kv.value) as HandleRecord);
+  }
+
+  /**
+   * Releases every attachment not in `valid`. Goes on past errors and reports them all.
+   */
+  async gc(valid: Attachment[]): Promise<{ released: HandleRecord[]; errors: string[] }> {
+    const keep = new Set(valid.map(handleId));
+    const released: HandleRecord[] = [];
+    const errors: string[] = [];
+    for (const h of await this.list()) {
+      if (keep.has(handleId(h))) continue;
+      try {
+        await this.release(h);
+        released.push(h);
+      } catch (e) {
+        errors.push(`${handleId(h)}: ${(e as Error).message}`);
+      }
+    }
+    // Address records whose handle vanished (a crash between writes cannot cause this,
+    // since one commit writes both, but an operator's edit can): release them too.
+    const handles = new Set((await this.list()).map(handleId));
+    for (const kv of await this.store.list(`${this.#prefix}ips/`)) {
+      const rec = JSON.parse(kv.value) as AddressRecord;
+      if (handles.has(handleId(rec)) || keep.has(handleId(rec))) continue;
+      const r = await this.store.commit({
+        compare: [{ key: kv.key, modRevision: kv.modRevision }],
+        mutations: [{ delete: kv.key }],
+      });
+      if (r.ok) released.push({ ...rec, ips: [rec.ip] });
+    }
+    return { released, errors };
+  }
+
+  /** Free addresses left in each range set (for STATUS: can ADD be served?). */
+  async free(): Promise<bigint[]> {
+    const used = await this.#used(this.store);
+    return this.sets.map((set) => {
+      let n = capacity(set);
+      for (const u of used[set[0]!.family]) {
+        if (rangeOf(set, set[0]!.family, u) >= 0 && !set.some((r) => r.exclude.has(u))) n--;
+      }
+      return n;
+    });
+  }
+
+  /** Addresses in use, by family. */
+  async #used(r: StoreReader): Promise<Record<Family, Set<bigint>>> {
+    const used: Record<Family, Set<bigint>> = { 4: new Set(), 6: new Set() };
+    for (const kv of await r.list(`${this.#prefix}ips/`)) {
+      const ip = parseIp(kv.key.slice(kv.key.lastIndexOf("/") + 1));
+      used[ip.family].add(ip.value);
+    }
+    return used;
+  }
+
+  /** Maps requested addresses to range sets; throws naming the address that fits none. */
+  #matchRequested(requested: string[]): Map<number, bigint> {
+    const out = new Map<number, bigint>();
+    for (const text of requested) {
+      let ip;
+      try {
+        ip = parseIp(text.replace(/\/\d+$/, ""));
+      } catch {
+        throw new AddressUnavailableError(`requested address ${JSON.stringify(text)} is not an IP`);
+      }
+      const i = this.sets.findIndex((set) => rangeOf(set, ip.family, ip.value) >= 0);
+      if (i < 0) {
+        throw new AddressUnavailableError(
+          `requested address ${text} is not in any range of network ${this.network}`,
+        );
+      }
+      const set = this.sets[i]!;
+      if (set.some((r) => r.gateway === ip.value)) {
+        throw new AddressUnavailableError(`requested address ${text} is the gateway`);
+      }
+      if (out.has(i)) {
+        throw new AddressUnavailableError(
+          `two addresses requested from range set ${i} of network ${this.network}`,
+        );
+      }
+      out.set(i, ip.value);
+    }
+    return out;
+  }
+
+  #describe(ipText: string): AllocatedIp | undefined {
+    const ip = parseIp(ipText);
+    for (let i = 0; i < this.sets.length; i++) {
+      const set = this.sets[i]!;
+      const at = set.findIndex((r) => containsIp(r.subnet, ip));
+      if (at < 0) continue;
+      const range = set[at]!;
+      return {
+        family: ip.family,
+        address: `${ipText}/${range.subnet.prefix}`,
+        ip: ipText,
+        gateway: formatIp(range.family, range.gateway),
+        rangeSet: i,
+      };
+    }
+    return undefined;
+  }
+}
+
+function describeRange(r: Range): string {
+  return `${formatIp(r.family, r.first)}-${formatIp(r.family, r.last)} in ${formatCidr(r.subnet)}`;
+}
+
+function podOf(req: AddressRequest): { podNamespace?: string; podName?: string } {
+  return {
+    ...(req.podNamespace ? { podNamespace: req.podNamespace } : {}),
+    ...(req.podName ? { podName: req.podName } : {}),
+  };
+}
