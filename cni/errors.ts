@@ -23,6 +23,8 @@ export const CniCode = {
   AttachmentExists: 101,
   /** ohno: a requested static address is in use, reserved, or outside every range. */
   AddressUnavailable: 102,
+  /** ohno: CHECK found the attachment different from prevResult (the message says how). */
+  CheckFailed: 103,
   /** An unexpected failure inside ohno (a bug): details carry the stack. */
   Internal: 999,
 } as const;

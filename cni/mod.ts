@@ -11,7 +11,11 @@
  */
 
 import { Logger, parseLevel } from "../lib/log.ts";
+import type { VerbContext } from "./context.ts";
+import { parseEnv, parseVerb, type Verb } from "./env.ts";
 import { CniCode, CniError } from "./errors.ts";
+import { toCniError } from "./fail.ts";
+import { formatResult, type Result } from "./result.ts";
 import { LATEST_VERSION, SUPPORTED_VERSIONS } from "./versions.ts";
 
 export { CniCode, CniError } from "./errors.ts";
@@ -46,31 +50,89 @@ export function processIo(): CniIo {
 
 /** Runs one CNI invocation. Never throws: every failure becomes a CNI error document. */
 export async function runCni(face: Face, io: CniIo = processIo()): Promise<CniOutcome> {
-  const env = io.env;
-  const command = env.CNI_COMMAND ?? "";
+  const raw = io.env;
   const log = new Logger({
-    level: parseLevel(env.OHNO_LOG_LEVEL),
-    file: env.OHNO_LOG_FILE || DEFAULT_LOG_FILE,
-    context: `${command} ${(env.CNI_CONTAINERID ?? "-").slice(0, 12)} ${env.CNI_IFNAME ?? "-"}`,
+    level: parseLevel(raw.OHNO_LOG_LEVEL),
+    file: raw.OHNO_LOG_FILE || DEFAULT_LOG_FILE,
+    context: `${raw.CNI_COMMAND ?? "-"} ${(raw.CNI_CONTAINERID ?? "-").slice(0, 12)} ${
+      raw.CNI_IFNAME ?? "-"
+    }`,
   });
   let version: string = LATEST_VERSION;
   try {
+    const verb = parseVerb(raw);
     const stdin = await io.readStdin();
-    if (command === "VERSION") {
+    if (verb === "VERSION") {
       const v = parseVersionRequest(stdin);
       version = v;
       return { stdout: { cniVersion: v, supportedVersions: [...SUPPORTED_VERSIONS] }, exitCode: 0 };
     }
-    throw new CniError(
-      CniCode.InvalidEnvironment,
-      `CNI_COMMAND ${JSON.stringify(command)} is not supported by ${face} yet`,
-    );
+    // Answer errors in the config's version when it names a supported one.
+    const { loadNetConf } = await import("./config.ts");
+    version = peekVersion(stdin) ?? version;
+    const env = parseEnv(raw);
+    const conf = loadNetConf(stdin, { forIpamFace: face === "ohno-ipam" });
+    log.configure({
+      ...(raw.OHNO_LOG_FILE ? {} : conf.logFile ? { file: conf.logFile } : {}),
+      ...(conf.logLevel && !raw.OHNO_LOG_LEVEL ? { level: conf.logLevel } : {}),
+    });
+    const ctx: VerbContext = { env, conf, stdin, log };
+    log.debug("start", { network: conf.name, netns: env.netns || "-", version });
+    const result = face === "ohno-ipam" ? await runIpamFace(verb, ctx) : await runMain(verb, ctx);
+    return result === undefined
+      ? { exitCode: 0 }
+      : { stdout: formatResult(result, conf.cniVersion), exitCode: 0 };
   } catch (e) {
-    const err = e instanceof CniError
-      ? e
-      : new CniError(CniCode.Internal, "internal error", (e as Error)?.stack ?? String(e));
+    const err = toCniError(e);
     log.error(err.message, { code: err.code, details: err.details });
     return { stdout: err.toJSON(version), exitCode: 1 };
+  }
+}
+
+async function runMain(verb: Verb, ctx: VerbContext): Promise<Result | undefined> {
+  switch (verb) {
+    case "ADD":
+      return await (await import("./add.ts")).cmdAdd(ctx);
+    case "DEL":
+      return void await (await import("./del.ts")).cmdDel(ctx);
+    case "CHECK":
+      return void await (await import("./check.ts")).cmdCheck(ctx);
+    case "GC":
+      return void await (await import("./gc.ts")).cmdGc(ctx, { hostSide: true });
+    case "STATUS":
+      return void await (await import("./gc.ts")).cmdStatus(ctx);
+    default:
+      throw new CniError(CniCode.InvalidEnvironment, `CNI_COMMAND ${verb} is not handled`);
+  }
+}
+
+async function runIpamFace(verb: Verb, ctx: VerbContext): Promise<Result | undefined> {
+  const f = await import("./ipamface.ts");
+  switch (verb) {
+    case "ADD":
+      return await f.ipamAdd(ctx);
+    case "DEL":
+      return void await f.ipamDel(ctx);
+    case "CHECK":
+      return void await f.ipamCheck(ctx);
+    case "GC":
+      return void await f.ipamGc(ctx);
+    case "STATUS":
+      return void await f.ipamStatus(ctx);
+    default:
+      throw new CniError(CniCode.InvalidEnvironment, `CNI_COMMAND ${verb} is not handled`);
+  }
+}
+
+/** The config's cniVersion when it is a supported one (errors are answered in it). */
+function peekVersion(stdin: string): string | undefined {
+  try {
+    const v = (JSON.parse(stdin) as { cniVersion?: unknown })?.cniVersion;
+    return typeof v === "string" && (SUPPORTED_VERSIONS as readonly string[]).includes(v)
+      ? v
+      : undefined;
+  } catch {
+    return undefined;
   }
 }
 

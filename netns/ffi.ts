@@ -17,6 +17,8 @@ const symbols = {
   close: { parameters: ["i32"], result: "i32" },
   setns: { parameters: ["i32", "i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
 } as const;
 
 type Libc = Deno.DynamicLibrary<typeof symbols>["symbols"];
@@ -53,4 +55,26 @@ export function sysClose(fd: number): void {
 export function sysSetns(fd: number): Sys {
   const r = lib().setns(fd, CLONE_NEWNET);
   return r < 0 ? { ok: false, errno: errno() } : { ok: true, value: 0 };
+}
+
+const AF_INET = 2;
+const SOCK_DGRAM = 2;
+const SIOCGIFMTU = 0x8921;
+
+/**
+ * The MTU of interface `name` in the calling thread's namespace (SIOCGIFMTU on a
+ * throwaway socket: the socket belongs to the namespace it is created in).
+ */
+export function sysIfMtu(name: string): Sys {
+  const l = lib();
+  const fd = l.socket(AF_INET, SOCK_DGRAM | O_CLOEXEC, 0);
+  if (fd < 0) return { ok: false, errno: errno() };
+  try {
+    const ifreq = new Uint8Array(40); // struct ifreq: char[16] name, then the union
+    ifreq.set(encoder.encode(name).subarray(0, 15));
+    if (l.ioctl(fd, BigInt(SIOCGIFMTU), ifreq) < 0) return { ok: false, errno: errno() };
+    return { ok: true, value: new DataView(ifreq.buffer).getInt32(16, true) };
+  } finally {
+    l.close(fd);
+  }
 }

@@ -68,10 +68,24 @@ export class IpBatch {
 
   /** Runs the batch; a no-op when empty. */
   async run(opts: IpOptions = {}): Promise<void> {
-    if (this.commands.length === 0) return;
+    await this.#exec(false, opts);
+  }
+
+  /**
+   * Runs the batch with `-j` and returns the JSON document of every command that prints
+   * one (the `show` commands), in order. Lets one process both change and read state:
+   * `link add …` then `link show dev …`.
+   */
+  async runJson<T = unknown>(opts: IpOptions & { details?: boolean } = {}): Promise<T[]> {
+    return await this.#exec(true, opts) as T[];
+  }
+
+  async #exec(json: boolean, opts: IpOptions & { details?: boolean }): Promise<unknown[]> {
+    if (this.commands.length === 0) return [];
     const input = this.commands.map((c) => c.join(" ")).join("\n") + "\n";
-    const r = await runCommand(opts.netns, IP_BIN, { args: ["-batch", "-"], stdinText: input });
-    if (r.success) return;
+    const args = [...(json ? ["-j"] : []), ...(opts.details ? ["-d"] : []), "-batch", "-"];
+    const r = await runCommand(opts.netns, IP_BIN, { args, stdinText: input });
+    if (r.success) return json ? parseJsonDocs(r.stdout) : [];
     // iproute2 reports "Command failed -:N" with the 1-based line of the failing command.
     const m = /Command failed -:(\d+)/.exec(r.stderr);
     const line = m ? Number(m[1]) : 0;
@@ -84,6 +98,11 @@ export class IpBatch {
       opts.netns?.path,
     );
   }
+}
+
+/** Splits ip's output of several JSON documents (one per line) and parses each. */
+export function parseJsonDocs(text: string): unknown[] {
+  return text.split("\n").map((l) => l.trim()).filter((l) => l !== "").map((l) => JSON.parse(l));
 }
 
 // ---- shapes of `ip -j` output that ohno reads (only the fields it uses) ----

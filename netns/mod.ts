@@ -18,3 +18,4 @@ export * from "./netns.ts";
 export * from "./ip.ts";
 export * from "./sysctl.ts";
 export * from "./manage.ts";
+export * from "./links.ts";

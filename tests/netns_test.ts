@@ -13,6 +13,7 @@ import {
 import { tempNetns, tempNetnsSet } from "./support/netns.ts";
 import {
   currentNetnsInode,
+  defaultRouteInterface,
   ip,
   type IpAddr,
   IpBatch,
@@ -21,6 +22,8 @@ import {
   ipJson,
   type IpLink,
   IpNotFoundError,
+  linkMtu,
+  linkNames,
   Netns,
   NetnsError,
   NetnsNotFoundError,
@@ -213,4 +216,40 @@ Deno.test("a fresh process that opens a namespace first stays home", async () =>
   assertEquals(v.after, v.before);
   assertEquals(v.home, v.before);
   assertEquals(v.inside, t.ns.inode);
+});
+
+Deno.test("a JSON batch changes and reads state in one process", async () => {
+  await using t = await tempNetns("bj");
+  const [br, veth] = await new IpBatch()
+    .add("link", "add", "name", "br9", "type", "bridge")
+    .add("link", "add", "v9", "type", "veth", "peer", "name", "v9p")
+    .add("link", "set", "v9", "master", "br9")
+    .add("link", "show", "dev", "br9")
+    .add("link", "show", "dev", "v9")
+    .runJson<IpLink[]>({ netns: t.ns });
+  assertEquals(br?.[0]?.ifname, "br9");
+  assertEquals(veth?.[0]?.master, "br9");
+  assertMatch(veth?.[0]?.address ?? "", /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/);
+});
+
+Deno.test("linkNames lists a namespace's interfaces without spawning", async () => {
+  await using t = await tempNetns("ln");
+  await ip(["link", "add", "lnk0", "type", "veth", "peer", "name", "lnk1"], { netns: t.ns });
+  assertEquals(linkNames({ netns: t.ns }).sort(), ["lnk0", "lnk1", "lo"]);
+  assert(!linkNames().includes("lnk0"));
+});
+
+Deno.test("linkMtu and defaultRouteInterface read the namespace they are asked about", async () => {
+  await using t = await tempNetns("mt");
+  await new IpBatch()
+    .add("link", "add", "up0", "mtu", "1400", "type", "veth", "peer", "name", "up1")
+    .add("link", "set", "up0", "up")
+    .add("addr", "add", "10.77.0.1/24", "dev", "up0")
+    .add("route", "add", "default", "via", "10.77.0.254", "dev", "up0", "onlink")
+    .run({ netns: t.ns });
+  assertEquals(linkMtu("up0", { netns: t.ns }), 1400);
+  assertEquals(linkMtu("nope0", { netns: t.ns }), undefined);
+  assertEquals(defaultRouteInterface({ netns: t.ns }), "up0");
+  await using e = await tempNetns("mte");
+  assertEquals(defaultRouteInterface({ netns: e.ns }), undefined);
 });

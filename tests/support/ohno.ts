@@ -51,6 +51,8 @@ export async function callCni(c: CniCall): Promise<CniReply> {
     ...(c.ifname !== undefined ? { CNI_IFNAME: c.ifname } : {}),
     ...(c.args !== undefined ? { CNI_ARGS: c.args } : {}),
     CNI_PATH: c.path ?? `${REPO}/dist:${REF_CNI_DIR}`,
+    // Never the machine's default log file: tests log under tests/.out.
+    OHNO_LOG_FILE: `${REPO}/tests/.out/cni.log`,
     ...c.env,
   };
   const stdinText = typeof c.config === "string" ? c.config : JSON.stringify(c.config);

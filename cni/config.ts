@@ -1,0 +1,388 @@
+/**
+ * The network configuration: `loadNetConf` parses stdin into a validated, defaulted,
+ * typed config, or throws a CniError naming the field and the value (code 1, 2, 6 or 7)
+ * before anything is touched. Every key is documented in docs/cni.md.
+ * @module
+ */
+
+import { isCidr, isIp, normalizeIp } from "../ipam/addr.ts";
+import { IpamConfigError } from "../ipam/errors.ts";
+import { DEFAULT_DATA_DIR } from "../ipam/local.ts";
+import { parseRangeSets, type RangeSet } from "../ipam/ranges.ts";
+import { type Level, parseLevel } from "../lib/log.ts";
+import { CniCode, CniError } from "./errors.ts";
+import { type Dns, parseResult, type Result, type Route } from "./result.ts";
+import { type CniVersion, isSupportedVersion, SUPPORTED_VERSIONS } from "./versions.ts";
+
+export const DEFAULT_BRIDGE = "ohno0";
+
+export type IpamConf =
+  /** Embedded: host-local shaped ranges in the local file store. */
+  | {
+    mode: "embedded";
+    type: string;
+    sets: RangeSet[];
+    routes: Route[];
+    dataDir: string;
+  }
+  /** Ask the node agent over its unix socket. */
+  | { mode: "agent"; type: string; socket: string; routes: Route[] }
+  /** Any other type: delegate to that IPAM plugin in CNI_PATH. */
+  | { mode: "delegate"; type: string };
+
+export interface NetConf {
+  cniVersion: CniVersion;
+  name: string;
+  type: string;
+  bridge: string;
+  /** Undefined: the MTU of the host's default-route interface, else 1500. */
+  mtu?: number;
+  isGateway: boolean;
+  isDefaultGateway: boolean;
+  hairpinMode: boolean;
+  promiscMode: boolean;
+  ipMasq: boolean;
+  ipam: IpamConf;
+  dns?: Dns;
+  logFile?: string;
+  logLevel?: Level;
+  /** Static addresses from runtimeConfig.ips or args.cni.ips (CNI_ARGS IP= is in the env). */
+  requestedIPs: string[];
+  /** The pod MAC from runtimeConfig.mac or args.cni.mac. */
+  mac?: string;
+  prevResult?: Result;
+  /** GC: the attachments to keep (undefined when the key is absent). */
+  validAttachments?: { containerID: string; ifname: string }[];
+  /** The document as received, for delegated plugins. */
+  raw: Record<string, unknown>;
+}
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.\-]*$/;
+const MAC_RE = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
+
+function invalid(field: string, value: unknown, why: string): CniError {
+  return new CniError(
+    CniCode.InvalidConfig,
+    `invalid network config: ${field} ${JSON.stringify(value)} ${why}`,
+  );
+}
+
+/** Whether `mac` is a valid unicast hardware address. */
+export function isUnicastMac(mac: string): boolean {
+  return MAC_RE.test(mac) && (parseInt(mac.slice(0, 2), 16) & 1) === 0;
+}
+
+/** Parses the JSON text; 6 when it is not JSON, 7 when it is not an object. */
+export function parseJsonConfig(stdin: string): Record<string, unknown> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(stdin);
+  } catch (e) {
+    throw new CniError(
+      CniCode.DecodeFailure,
+      "cannot decode the network config: it is not valid JSON",
+      (e as Error).message,
+    );
+  }
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
+    throw new CniError(CniCode.DecodeFailure, "the network config is not a JSON object");
+  }
+  return doc as Record<string, unknown>;
+}
+
+/** The version the config asks for (for error documents even when other keys are bad). */
+export function configVersion(doc: Record<string, unknown>): string | undefined {
+  return typeof doc.cniVersion === "string" ? doc.cniVersion : undefined;
+}
+
+function checkVersion(doc: Record<string, unknown>): CniVersion {
+  const v = doc.cniVersion;
+  if (v === undefined || v === "") throw invalid("cniVersion", v ?? "", "is required");
+  if (!isSupportedVersion(v)) {
+    throw new CniError(
+      CniCode.IncompatibleVersion,
+      `incompatible CNI version ${JSON.stringify(v)}: ohno supports ${
+        SUPPORTED_VERSIONS.join(", ")
+      }`,
+    );
+  }
+  return v;
+}
+
+function bool(doc: Record<string, unknown>, key: string, dflt: boolean): boolean {
+  const v = doc[key];
+  if (v === undefined || v === null) return dflt;
+  if (typeof v !== "boolean") throw invalid(key, v, "must be true or false");
+  return v;
+}
+
+function str(doc: Record<string, unknown>, key: string, field = key): string | undefined {
+  const v = doc[key];
+  if (v === undefined || v === null || v === "") return undefined;
+  if (typeof v !== "string") throw invalid(field, v, "must be a string");
+  return v;
+}
+
+/** Keys of the reference bridge plugin that ohno does not implement (error 2 when set). */
+const UNSUPPORTED: Record<string, (v: unknown) => boolean> = {
+  vlan: (v) => v !== 0 && v !== undefined,
+  vlanTrunk: (v) => Array.isArray(v) ? v.length > 0 : v !== undefined,
+  preserveDefaultVlan: (v) => v === false,
+  macspoofchk: (v) => v === true,
+  enabledad: (v) => v === true,
+  disableContainerInterface: (v) => v === true,
+};
+
+function parseRoutes(v: unknown, field: string): Route[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw invalid(field, v, "must be a list of {dst, gw}");
+  return v.map((r, i) => {
+    const x = (typeof r === "object" && r !== null ? r : {}) as Record<string, unknown>;
+    if (typeof x.dst !== "string" || !isCidr(x.dst)) {
+      throw invalid(`${field}[${i}].dst`, x.dst, "is not a CIDR");
+    }
+    const out: Route = { dst: x.dst };
+    if (x.gw !== undefined && x.gw !== "") {
+      if (typeof x.gw !== "string" || !isIp(x.gw)) {
+        throw invalid(`${field}[${i}].gw`, x.gw, "is not an IP address");
+      }
+      out.gw = x.gw;
+    }
+    return out;
+  });
+}
+
+/** Parses the `ipam` section. `face` is which face reads it (for messages). */
+export function parseIpam(doc: Record<string, unknown>): IpamConf {
+  const ipam = doc.ipam;
+  if (ipam === undefined || ipam === null) {
+    throw invalid("ipam", ipam ?? null, 'is required (e.g. {"type": "ohno", "ranges": …})');
+  }
+  if (typeof ipam !== "object" || Array.isArray(ipam)) {
+    throw invalid("ipam", ipam, "must be an object");
+  }
+  const x = ipam as Record<string, unknown>;
+  const type = x.type;
+  if (typeof type !== "string" || type === "") {
+    throw invalid("ipam.type", type ?? "", "is required");
+  }
+  if (type !== "ohno" && type !== "ohno-ipam") {
+    if (!NAME_RE.test(type) || type.includes("..")) {
+      throw invalid("ipam.type", type, "is not a plugin name");
+    }
+    return { mode: "delegate", type };
+  }
+  const routes = parseRoutes(x.routes, "ipam.routes");
+  const socket = str(x, "daemonSocket", "ipam.daemonSocket");
+  const hasRanges = x.ranges !== undefined || x.subnet !== undefined;
+  if (socket !== undefined) {
+    if (hasRanges) {
+      throw invalid(
+        "ipam.daemonSocket",
+        socket,
+        "cannot be combined with ipam.ranges: the node agent owns the ranges",
+      );
+    }
+    if (!socket.startsWith("/")) {
+      throw invalid("ipam.daemonSocket", socket, "is not an absolute path");
+    }
+    return { mode: "agent", type, socket, routes };
+  }
+  if (!hasRanges) {
+    throw invalid("ipam", ipam, "needs either ranges (embedded IPAM) or daemonSocket (node agent)");
+  }
+  // host-local's older single-range form: subnet/rangeStart/rangeEnd/gateway at the top.
+  const specs = x.ranges !== undefined ? x.ranges : [[{
+    subnet: x.subnet,
+    ...(x.rangeStart !== undefined ? { rangeStart: x.rangeStart } : {}),
+    ...(x.rangeEnd !== undefined ? { rangeEnd: x.rangeEnd } : {}),
+    ...(x.gateway !== undefined ? { gateway: x.gateway } : {}),
+  }]];
+  let sets: RangeSet[];
+  try {
+    sets = parseRangeSets(specs, x.ranges !== undefined ? "ipam.ranges" : "ipam");
+  } catch (e) {
+    if (e instanceof IpamConfigError) {
+      throw new CniError(CniCode.InvalidConfig, `invalid network config: ${e.message}`);
+    }
+    throw e;
+  }
+  if (
+    sets.filter((s) => s[0]!.family === 4).length > 1 ||
+    sets.filter((s) => s[0]!.family === 6).length > 1
+  ) {
+    throw invalid("ipam.ranges", specs, "has two range sets of one family (one per family)");
+  }
+  const dataDir = str(x, "dataDir", "ipam.dataDir") ?? DEFAULT_DATA_DIR;
+  if (!dataDir.startsWith("/")) throw invalid("ipam.dataDir", dataDir, "is not an absolute path");
+  return { mode: "embedded", type, sets, routes, dataDir };
+}
+
+function parseDns(v: unknown): Dns | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "object" || Array.isArray(v)) throw invalid("dns", v, "must be an object");
+  const x = v as Record<string, unknown>;
+  const list = (k: string) => {
+    const a = x[k];
+    if (a === undefined) return undefined;
+    if (!Array.isArray(a) || !a.every((e) => typeof e === "string")) {
+      throw invalid(`dns.${k}`, a, "must be a list of strings");
+    }
+    return a as string[];
+  };
+  const out: Dns = {};
+  const ns = list("nameservers");
+  if (ns) {
+    for (const n of ns) if (!isIp(n)) throw invalid("dns.nameservers", n, "is not an IP address");
+    out.nameservers = ns;
+  }
+  const domain = str(x, "domain", "dns.domain");
+  if (domain) out.domain = domain;
+  const search = list("search");
+  if (search) out.search = search;
+  const options = list("options");
+  if (options) out.options = options;
+  return out;
+}
+
+function parseStaticIps(v: unknown, field: string): string[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw invalid(field, v, "must be a list of addresses");
+  return v.map((ip) => {
+    if (typeof ip !== "string") throw invalid(field, ip, "is not an address");
+    const bare = ip.replace(/\/\d+$/, "");
+    if (!isIp(bare)) throw invalid(field, ip, "is not an IP address");
+    return normalizeIp(bare);
+  });
+}
+
+function parseMac(v: unknown, field: string): string | undefined {
+  if (v === undefined || v === null || v === "") return undefined;
+  if (typeof v !== "string" || !isUnicastMac(v)) {
+    throw invalid(field, v, "is not a unicast MAC address (aa:bb:cc:dd:ee:ff)");
+  }
+  return v.toLowerCase();
+}
+
+function parseValidAttachments(doc: Record<string, unknown>): NetConf["validAttachments"] {
+  const key = doc["cni.dev/valid-attachments"] !== undefined
+    ? "cni.dev/valid-attachments"
+    : doc["cni.dev/attachments"] !== undefined
+    ? "cni.dev/attachments"
+    : undefined;
+  if (!key) return undefined;
+  const v = doc[key];
+  if (!Array.isArray(v)) throw invalid(key, v, "must be a list of {containerID, ifname}");
+  return v.map((a, i) => {
+    const x = (typeof a === "object" && a !== null ? a : {}) as Record<string, unknown>;
+    if (typeof x.containerID !== "string" || typeof x.ifname !== "string") {
+      throw invalid(`${key}[${i}]`, a, "needs containerID and ifname");
+    }
+    return { containerID: x.containerID, ifname: x.ifname };
+  });
+}
+
+/**
+ * Parses the main plugin's config. `forIpamFace` relaxes the main-plugin keys: the
+ * `ohno-ipam` face reads only `ipam` from another plugin's config.
+ */
+export function loadNetConf(stdin: string, opts: { forIpamFace?: boolean } = {}): NetConf {
+  const doc = parseJsonConfig(stdin);
+  const cniVersion = checkVersion(doc);
+  if (Array.isArray(doc.plugins)) {
+    throw invalid(
+      "plugins",
+      `[${doc.plugins.length} plugins]`,
+      "is a network configuration list; the runtime passes each plugin its own config",
+    );
+  }
+  const name = doc.name;
+  if (typeof name !== "string" || name === "") throw invalid("name", name ?? "", "is required");
+  if (!NAME_RE.test(name)) {
+    throw invalid(
+      "name",
+      name,
+      "is not valid (letters, digits, '_', '.', '-'; first alphanumeric)",
+    );
+  }
+  const type = typeof doc.type === "string" ? doc.type : "";
+  if (!opts.forIpamFace) {
+    if (type === "") throw invalid("type", doc.type ?? "", "is required");
+    for (const [k, isSet] of Object.entries(UNSUPPORTED)) {
+      if (doc[k] !== undefined && isSet(doc[k])) {
+        throw new CniError(
+          CniCode.UnsupportedField,
+          `unsupported field in network config: ${k}=${
+            JSON.stringify(doc[k])
+          } (ohno does not implement it)`,
+        );
+      }
+    }
+  }
+  const bridge = opts.forIpamFace ? DEFAULT_BRIDGE : (str(doc, "bridge") ?? DEFAULT_BRIDGE);
+  if (bridge.length > 15 || /[\s/:]/.test(bridge) || bridge === "." || bridge === "..") {
+    throw invalid("bridge", bridge, "is not a valid interface name (at most 15 characters)");
+  }
+  let mtu: number | undefined;
+  if (!opts.forIpamFace && doc.mtu !== undefined && doc.mtu !== null && doc.mtu !== 0) {
+    if (
+      typeof doc.mtu !== "number" || !Number.isInteger(doc.mtu) || doc.mtu < 68 || doc.mtu > 65535
+    ) {
+      throw invalid("mtu", doc.mtu, "must be an integer from 68 to 65535");
+    }
+    mtu = doc.mtu;
+  }
+  const isDefaultGateway = opts.forIpamFace ? false : bool(doc, "isDefaultGateway", true);
+  const isGateway = opts.forIpamFace ? false : bool(doc, "isGateway", true);
+  if (isDefaultGateway && !isGateway) {
+    throw invalid("isGateway", false, "must be true when isDefaultGateway is true");
+  }
+  const rc = doc.runtimeConfig;
+  if (rc !== undefined && (typeof rc !== "object" || rc === null || Array.isArray(rc))) {
+    throw invalid("runtimeConfig", rc, "must be an object");
+  }
+  const rcx = (rc ?? {}) as Record<string, unknown>;
+  const args = (typeof doc.args === "object" && doc.args !== null ? doc.args : {}) as Record<
+    string,
+    unknown
+  >;
+  const argsCni = (typeof args.cni === "object" && args.cni !== null ? args.cni : {}) as Record<
+    string,
+    unknown
+  >;
+  const requestedIPs = rcx.ips !== undefined
+    ? parseStaticIps(rcx.ips, "runtimeConfig.ips")
+    : parseStaticIps(argsCni.ips, "args.cni.ips");
+  const mac = parseMac(rcx.mac, "runtimeConfig.mac") ?? parseMac(argsCni.mac, "args.cni.mac");
+  const logLevel = str(doc, "logLevel");
+  const logFile = str(doc, "logFile");
+  if (logFile !== undefined && !logFile.startsWith("/")) {
+    throw invalid("logFile", logFile, "is not an absolute path");
+  }
+  const conf: NetConf = {
+    cniVersion,
+    name,
+    type,
+    bridge,
+    isGateway,
+    isDefaultGateway,
+    hairpinMode: opts.forIpamFace ? false : bool(doc, "hairpinMode", false),
+    promiscMode: opts.forIpamFace ? false : bool(doc, "promiscMode", false),
+    ipMasq: opts.forIpamFace ? false : bool(doc, "ipMasq", false),
+    ipam: parseIpam(doc),
+    requestedIPs,
+    raw: doc,
+  };
+  if (mtu !== undefined) conf.mtu = mtu;
+  const dns = parseDns(doc.dns);
+  if (dns) conf.dns = dns;
+  if (logFile) conf.logFile = logFile;
+  if (logLevel) conf.logLevel = parseLevel(logLevel);
+  if (mac) conf.mac = mac;
+  if (doc.prevResult !== undefined && doc.prevResult !== null) {
+    conf.prevResult = parseResult(doc.prevResult);
+  }
+  const valid = parseValidAttachments(doc);
+  if (valid) conf.validAttachments = valid;
+  return conf;
+}

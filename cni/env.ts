@@ -1,0 +1,161 @@
+/**
+ * The CNI environment: which variables each verb needs, and `CNI_ARGS`.
+ * Anything missing or malformed is error 4 naming the variable, before anything is
+ * touched.
+ * @module
+ */
+
+import { CniCode, CniError } from "./errors.ts";
+
+export type Verb = "ADD" | "DEL" | "CHECK" | "GC" | "STATUS" | "VERSION";
+const VERBS: readonly Verb[] = ["ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION"];
+
+/** `CNI_ARGS` keys ohno understands. */
+export interface CniArgs {
+  /** `IP=` (comma-separated, one per family): static addresses. */
+  ips: string[];
+  /** `MAC=`: the pod interface's hardware address. */
+  mac?: string;
+  podNamespace?: string;
+  podName?: string;
+  podUid?: string;
+  infraContainerId?: string;
+}
+
+export interface CniEnv {
+  command: Verb;
+  containerID: string;
+  /** Empty when the runtime sent none (DEL after the task exited). */
+  netns: string;
+  ifname: string;
+  args: CniArgs;
+  /** CNI_PATH split on ':' (empty entries dropped). */
+  path: string[];
+  /** The raw environment, for forwarding to delegated plugins. */
+  raw: Record<string, string>;
+}
+
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.\-]*$/;
+
+function bad(variable: string, why: string): CniError {
+  return new CniError(CniCode.InvalidEnvironment, `${variable} ${why}`);
+}
+
+/** Checks an interface name the way the kernel does (length ≤ 15, no '/', ':' or blanks). */
+export function checkIfname(name: string, variable = "CNI_IFNAME"): void {
+  if (name === "") throw bad(variable, "is empty");
+  if (name.length > 15) {
+    throw bad(variable, `${JSON.stringify(name)} is too long (${name.length} > 15 characters)`);
+  }
+  if (name === "." || name === ".." || /[\s/:]/.test(name)) {
+    throw bad(variable, `${JSON.stringify(name)} is not a valid interface name`);
+  }
+}
+
+/** Parses the verb from `CNI_COMMAND`. */
+export function parseVerb(raw: Record<string, string>): Verb {
+  const c = raw.CNI_COMMAND;
+  if (c === undefined || c === "") throw bad("CNI_COMMAND", "is not set");
+  if (!(VERBS as readonly string[]).includes(c)) {
+    throw bad("CNI_COMMAND", `${JSON.stringify(c)} is not one of ${VERBS.join(", ")}`);
+  }
+  return c as Verb;
+}
+
+/** Reads and checks the variables `command` needs. */
+export function parseEnv(raw: Record<string, string>): CniEnv {
+  const command = parseVerb(raw);
+  const needsContainer = command === "ADD" || command === "DEL" || command === "CHECK";
+  const containerID = raw.CNI_CONTAINERID ?? "";
+  const ifname = raw.CNI_IFNAME ?? "";
+  const netns = raw.CNI_NETNS ?? "";
+  if (needsContainer) {
+    if (containerID === "") throw bad("CNI_CONTAINERID", "is not set");
+    if (!ID_RE.test(containerID)) {
+      throw bad(
+        "CNI_CONTAINERID",
+        `${
+          JSON.stringify(containerID)
+        } is not valid (letters, digits, '_', '.', '-'; first alphanumeric)`,
+      );
+    }
+    if (ifname === "") throw bad("CNI_IFNAME", "is not set");
+    checkIfname(ifname);
+    if (command !== "DEL") {
+      if (netns === "") throw bad("CNI_NETNS", "is not set");
+      if (!netns.startsWith("/")) {
+        throw bad("CNI_NETNS", `${JSON.stringify(netns)} is not an absolute path`);
+      }
+    }
+  }
+  return {
+    command,
+    containerID,
+    netns,
+    ifname,
+    args: parseCniArgs(raw.CNI_ARGS ?? ""),
+    path: (raw.CNI_PATH ?? "").split(":").filter((p) => p !== ""),
+    raw,
+  };
+}
+
+const KNOWN_ARGS = new Set([
+  "IgnoreUnknown",
+  "IP",
+  "MAC",
+  "K8S_POD_NAMESPACE",
+  "K8S_POD_NAME",
+  "K8S_POD_UID",
+  "K8S_POD_INFRA_CONTAINER_ID",
+]);
+
+/**
+ * Parses `K=V;K=V`. Unknown keys are an error unless `IgnoreUnknown` is true (`1`,
+ * `true`), as in the reference plugins.
+ */
+export function parseCniArgs(text: string): CniArgs {
+  const out: CniArgs = { ips: [] };
+  if (text.trim() === "") return out;
+  const pairs: [string, string][] = [];
+  for (const part of text.split(";")) {
+    if (part === "") continue;
+    const eq = part.indexOf("=");
+    if (eq <= 0) {
+      throw bad("CNI_ARGS", `has a malformed pair ${JSON.stringify(part)} (want KEY=VALUE)`);
+    }
+    pairs.push([part.slice(0, eq), part.slice(eq + 1)]);
+  }
+  const ignore = pairs.some(([k, v]) =>
+    k === "IgnoreUnknown" && ["1", "true", "True", "TRUE"].includes(v)
+  );
+  for (const [k, v] of pairs) {
+    switch (k) {
+      case "IP":
+        out.ips.push(...v.split(",").map((s) => s.trim()).filter(Boolean));
+        break;
+      case "MAC":
+        out.mac = v;
+        break;
+      case "K8S_POD_NAMESPACE":
+        out.podNamespace = v;
+        break;
+      case "K8S_POD_NAME":
+        out.podName = v;
+        break;
+      case "K8S_POD_UID":
+        out.podUid = v;
+        break;
+      case "K8S_POD_INFRA_CONTAINER_ID":
+        out.infraContainerId = v;
+        break;
+      default:
+        if (!KNOWN_ARGS.has(k) && !ignore) {
+          throw bad(
+            "CNI_ARGS",
+            `has unknown key ${JSON.stringify(k)} (set IgnoreUnknown=1 to allow)`,
+          );
+        }
+    }
+  }
+  return out;
+}

@@ -1,0 +1,57 @@
+/**
+ * Cheap reads of a namespace's links and routes that need no `ip` process: procfs
+ * (`/proc/thread-self/net/…` shows the namespace of the reading thread) and one ioctl.
+ * The CNI hot path uses these to decide what its single `ip -batch` must do.
+ * @module
+ */
+
+import { NetnsError } from "./errors.ts";
+import { sysIfMtu } from "./ffi.ts";
+import type { Netns } from "./netns.ts";
+
+type Opts = { netns?: Netns | undefined };
+
+function inNs<T>(opts: Opts, fn: () => T): T {
+  return opts.netns ? opts.netns.run(fn) : fn();
+}
+
+/** Names of the network interfaces in a namespace (`/proc/thread-self/net/dev`). */
+export function linkNames(opts: Opts = {}): string[] {
+  const text = inNs(opts, () => Deno.readTextFileSync("/proc/thread-self/net/dev"));
+  return text.split("\n").slice(2).map((l) => l.split(":")[0]!.trim()).filter((n) => n !== "");
+}
+
+/** The MTU of a link, or undefined when it does not exist. */
+export function linkMtu(name: string, opts: Opts = {}): number | undefined {
+  const r = inNs(opts, () => sysIfMtu(name));
+  if (r.ok) return r.value;
+  if (r.errno === 19) return undefined; // ENODEV
+  throw new NetnsError(`cannot read the MTU of ${name}: errno ${r.errno}`);
+}
+
+/**
+ * The interface holding the default route (IPv4 first, else IPv6), from
+ * `/proc/thread-self/net/route` and `…/ipv6_route`; undefined when there is none.
+ */
+export function defaultRouteInterface(opts: Opts = {}): string | undefined {
+  return inNs(opts, () => {
+    const v4 = Deno.readTextFileSync("/proc/thread-self/net/route").split("\n").slice(1);
+    for (const line of v4) {
+      const f = line.trim().split(/\s+/);
+      // Iface Destination Gateway Flags RefCnt Use Metric Mask …
+      if (f.length >= 8 && f[1] === "00000000" && f[7] === "00000000") return f[0];
+    }
+    try {
+      for (const line of Deno.readTextFileSync("/proc/thread-self/net/ipv6_route").split("\n")) {
+        const f = line.trim().split(/\s+/);
+        // dest plen src plen nexthop metric refcnt use flags iface
+        if (f.length >= 10 && /^0{32}$/.test(f[0]!) && f[1] === "00" && f[9] !== "lo") {
+          return f[9];
+        }
+      }
+    } catch {
+      // IPv6 disabled
+    }
+    return undefined;
+  });
+}
