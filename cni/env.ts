@@ -5,6 +5,7 @@
  * @module
  */
 
+import { isIp } from "../ipam/addr.ts";
 import { CniCode, CniError } from "./errors.ts";
 
 export type Verb = "ADD" | "DEL" | "CHECK" | "GC" | "STATUS" | "VERSION";
@@ -131,10 +132,18 @@ export function parseCniArgs(text: string): CniArgs {
   for (const [k, v] of pairs) {
     switch (k) {
       case "IP":
-        out.ips.push(...v.split(",").map((s) => s.trim()).filter(Boolean));
+        for (const ip of v.split(",").map((s) => s.trim()).filter(Boolean)) {
+          if (!isIp(ip.replace(/\/\d+$/, ""))) {
+            throw bad("CNI_ARGS", `has IP=${JSON.stringify(ip)}, which is not an IP address`);
+          }
+          out.ips.push(ip.replace(/\/\d+$/, ""));
+        }
         break;
       case "MAC":
-        out.mac = v;
+        if (!/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(v) || (parseInt(v.slice(0, 2), 16) & 1)) {
+          throw bad("CNI_ARGS", `has MAC=${JSON.stringify(v)}, which is not a unicast MAC address`);
+        }
+        out.mac = v.toLowerCase();
         break;
       case "K8S_POD_NAMESPACE":
         out.podNamespace = v;

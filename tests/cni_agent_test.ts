@@ -1,0 +1,197 @@
+/**
+ * The plugin's side of the node-agent socket (`ipam.daemonSocket`), against a small
+ * server speaking the protocol of docs/ipam-socket.md: addresses come from the agent,
+ * DEL releases there, and an agent that is missing, hangs or refuses maps to the
+ * documented CNI codes within the 2 s bound.
+ */
+import { assert, assertEquals } from "./support/assert.ts";
+import { cniNode } from "./support/cni.ts";
+import type { AllocateRequest, ErrorKind } from "../ipam/protocol.ts";
+import { ERROR_KINDS } from "../ipam/protocol.ts";
+
+interface FakeAgent extends AsyncDisposable {
+  socket: string;
+  calls: { path: string; body: Record<string, unknown> }[];
+  /** Make every call answer this error kind (undefined: behave). */
+  failWith: ErrorKind | undefined;
+  hang: boolean;
+}
+
+async function fakeAgent(): Promise<FakeAgent> {
+  const dir = await Deno.makeTempDir({ prefix: "ohnot-agent-" });
+  const socket = `${dir}/ipam.sock`;
+  const held = new Map<string, string>();
+  const agent: FakeAgent = {
+    socket,
+    calls: [],
+    failWith: undefined,
+    hang: false,
+    async [Symbol.asyncDispose]() {
+      await server.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+  const server = Deno.serve({ path: socket, onListen() {} }, async (req) => {
+    const path = new URL(req.url).pathname;
+    const body = req.method === "POST" ? await req.json() : {};
+    agent.calls.push({ path, body });
+    if (agent.hang) await new Promise((r) => setTimeout(r, 3000));
+    if (agent.failWith) {
+      return Response.json({
+        error: { kind: agent.failWith, message: `told to fail (${agent.failWith})` },
+      }, {
+        status: ERROR_KINDS[agent.failWith],
+      });
+    }
+    const key = `${body.containerID}/${body.ifname}`;
+    switch (path) {
+      case "/v1/allocate": {
+        const r = body as unknown as AllocateRequest;
+        const ip = `10.244.7.${10 + held.size}`;
+        held.set(key, ip);
+        return Response.json({
+          ips: [{ address: `${ip}/24`, gateway: "10.244.7.1" }],
+          routes: [{ dst: "10.96.0.0/12" }],
+          echo: r.podName,
+        });
+      }
+      case "/v1/release": {
+        const ip = held.get(key);
+        held.delete(key);
+        return Response.json({ released: ip ? [ip] : [] });
+      }
+      case "/v1/check":
+        return held.has(key)
+          ? Response.json({ ips: [{ address: `${held.get(key)}/24` }] })
+          : Response.json({ error: { kind: "not-found", message: "nothing held" } }, {
+            status: 404,
+          });
+      case "/v1/status":
+        return Response.json({ ready: true, node: "fake" });
+      default:
+        return Response.json({ error: { kind: "invalid", message: "no such call" } }, {
+          status: 400,
+        });
+    }
+  });
+  return agent;
+}
+
+Deno.test("addresses from the node agent; DEL releases there; CHECK asks it", async () => {
+  await using agent = await fakeAgent();
+  await using node = await cniNode({ network: "agentnet" });
+  const pod = await node.pod();
+  const conf = node.conf("1.1.0", { ipam: { type: "ohno", daemonSocket: agent.socket } });
+  const r = await node.call({
+    command: "ADD",
+    containerId: "agent-pod",
+    netns: pod.path,
+    ifname: "eth0",
+    args: "IgnoreUnknown=1;K8S_POD_NAMESPACE=prod;K8S_POD_NAME=api-1",
+    config: conf,
+  });
+  assertEquals(r.code, 0, r.stdout);
+  const ips = r.json?.ips as { address: string; gateway: string }[];
+  assertEquals(ips.map((i) => [i.address, i.gateway]), [["10.244.7.10/24", "10.244.7.1"]]);
+  const routes = (r.json?.routes as { dst: string }[]).map((x) => x.dst);
+  assertEquals(routes, ["0.0.0.0/0", "10.96.0.0/12"]);
+  const alloc = agent.calls.find((c) => c.path === "/v1/allocate")!.body;
+  assertEquals(
+    [
+      alloc.network,
+      alloc.containerID,
+      alloc.ifname,
+      alloc.podNamespace,
+      alloc.podName,
+      alloc.netns,
+    ],
+    ["agentnet", "agent-pod", "eth0", "prod", "api-1", pod.path],
+  );
+  const chk = await node.call({
+    command: "CHECK",
+    containerId: "agent-pod",
+    netns: pod.path,
+    ifname: "eth0",
+    config: { ...conf, prevResult: r.json },
+  });
+  assertEquals([chk.code, chk.stdout], [0, ""], chk.stdout);
+  const st = await node.call({ command: "STATUS", config: conf });
+  assertEquals([st.code, st.stdout], [0, ""], st.stdout);
+  const d = await node.call({
+    command: "DEL",
+    containerId: "agent-pod",
+    netns: pod.path,
+    ifname: "eth0",
+    config: conf,
+  });
+  assertEquals([d.code, d.stdout], [0, ""], d.stdout);
+  assert(agent.calls.some((c) => c.path === "/v1/release" && c.body.containerID === "agent-pod"));
+  // CHECK after DEL: the agent holds nothing, and CHECK says so (the interface is gone too).
+  const chk2 = await node.call({
+    command: "CHECK",
+    containerId: "agent-pod",
+    netns: pod.path,
+    ifname: "eth0",
+    config: { ...conf, prevResult: r.json },
+  });
+  assertEquals(chk2.json?.code, 103);
+});
+
+for (
+  const [kind, code] of [["exhausted", 100], ["exists", 101], ["unavailable", 102], [
+    "not-ready",
+    11,
+  ], ["invalid", 7]] as const
+) {
+  Deno.test(`an agent answering "${kind}" is CNI error ${code}, with nothing left`, async () => {
+    await using agent = await fakeAgent();
+    await using node = await cniNode({ network: "agentfail" });
+    const pod = await node.pod();
+    const before = await node.state();
+    agent.failWith = kind;
+    const r = await node.call({
+      command: "ADD",
+      containerId: "agent-fail",
+      netns: pod.path,
+      ifname: "eth0",
+      config: node.conf("1.0.0", { ipam: { type: "ohno", daemonSocket: agent.socket } }),
+    });
+    assertEquals([r.code, r.json?.code], [1, code], r.stdout);
+    assertEquals(await node.state(), before);
+  });
+}
+
+Deno.test("an agent that does not answer is error 11 within the 2 s bound; STATUS says 50", async () => {
+  await using agent = await fakeAgent();
+  await using node = await cniNode({ network: "agenthang" });
+  const pod = await node.pod();
+  agent.hang = true;
+  const conf = node.conf("1.1.0", { ipam: { type: "ohno", daemonSocket: agent.socket } });
+  const t0 = performance.now();
+  const r = await node.call({
+    command: "ADD",
+    containerId: "hang",
+    netns: pod.path,
+    ifname: "eth0",
+    config: conf,
+  });
+  const took = performance.now() - t0;
+  assertEquals(r.json?.code, 11, r.stdout);
+  assert(String(r.json?.msg).includes(agent.socket), String(r.json?.msg));
+  // Bounded, not timed: the plugin gives up after 2 s, far before the agent's 3 s.
+  assert(took < 2900, `took ${took} ms`);
+  const st = await node.call({ command: "STATUS", config: conf });
+  assertEquals(st.json?.code, 50);
+});
+
+Deno.test("STATUS with no agent at all is error 50 naming the socket", async () => {
+  await using node = await cniNode({ network: "noagent" });
+  const st = await node.call({
+    command: "STATUS",
+    config: node.conf("1.1.0", {
+      ipam: { type: "ohno", daemonSocket: "/run/ohnot-none/ipam.sock" },
+    }),
+  });
+  assertEquals(st.json?.code, 50);
+  assert(String(st.json?.msg).includes("/run/ohnot-none/ipam.sock"));
+});

@@ -1,0 +1,298 @@
+/**
+ * The bad-input corpus: every case must give its documented error code as exactly one
+ * JSON document on stdout with a non-zero exit, and leave nothing behind: no extra
+ * link or address in the node's namespace, nothing in the pod's, no allocation.
+ */
+import { assert, assertEquals } from "./support/assert.ts";
+import { cniNode } from "./support/cni.ts";
+import { ipJson, type IpLink } from "../netns/mod.ts";
+
+interface Case {
+  name: string;
+  code: number;
+  /** Config to send (default: the node's valid config). A string is sent as is. */
+  config?: (base: Record<string, unknown>) => unknown;
+  /** Environment changes; `null` removes a variable. */
+  env?: Record<string, string | null>;
+  command?: string;
+}
+
+const ipamOf = (b: Record<string, unknown>) => b.ipam as Record<string, unknown>;
+const withIpam = (b: Record<string, unknown>, ipam: Record<string, unknown>) => ({
+  ...b,
+  ipam: { ...ipamOf(b), ...ipam },
+});
+const without = (o: Record<string, unknown>, key: string) => {
+  const c = { ...o };
+  delete c[key];
+  return c;
+};
+
+const CASES: Case[] = [
+  { name: "stdin is not JSON", code: 6, config: () => "{not json" },
+  { name: "stdin is empty", code: 6, config: () => "" },
+  { name: "stdin is a JSON list", code: 6, config: () => "[1,2]" },
+  { name: "cniVersion missing", code: 7, config: (b) => without(b, "cniVersion") },
+  {
+    name: "cniVersion 0.2.0 is not supported",
+    code: 1,
+    config: (b) => ({ ...b, cniVersion: "0.2.0" }),
+  },
+  { name: "cniVersion from the future", code: 1, config: (b) => ({ ...b, cniVersion: "9.9.9" }) },
+  { name: "name missing", code: 7, config: (b) => without(b, "name") },
+  { name: "name with blanks", code: 7, config: (b) => ({ ...b, name: "bad name!" }) },
+  { name: "type missing", code: 7, config: (b) => without(b, "type") },
+  { name: "ipam missing", code: 7, config: (b) => without(b, "ipam") },
+  {
+    name: "ipam.type missing",
+    code: 7,
+    config: (b) => ({ ...b, ipam: without(ipamOf(b), "type") }),
+  },
+  {
+    name: "ipam without ranges or daemonSocket",
+    code: 7,
+    config: (b) => ({ ...b, ipam: { type: "ohno" } }),
+  },
+  {
+    name: "ipam with both ranges and daemonSocket",
+    code: 7,
+    config: (b) => withIpam(b, { daemonSocket: "/run/ohno/ipam.sock" }),
+  },
+  {
+    name: "a subnet that is not a CIDR",
+    code: 7,
+    config: (b) => withIpam(b, { ranges: [[{ subnet: "10.0.0.0/33" }]] }),
+  },
+  {
+    name: "a subnet that is a number",
+    code: 7,
+    config: (b) => withIpam(b, { ranges: [[{ subnet: 10 }]] }),
+  },
+  {
+    name: "rangeStart outside the subnet",
+    code: 7,
+    config: (b) => withIpam(b, { ranges: [[{ subnet: "10.0.0.0/24", rangeStart: "10.0.1.5" }]] }),
+  },
+  {
+    name: "rangeStart after rangeEnd",
+    code: 7,
+    config: (b) =>
+      withIpam(b, {
+        ranges: [[{ subnet: "10.0.0.0/24", rangeStart: "10.0.0.9", rangeEnd: "10.0.0.5" }]],
+      }),
+  },
+  {
+    name: "a gateway that is not an address",
+    code: 7,
+    config: (b) => withIpam(b, { ranges: [[{ subnet: "10.0.0.0/24", gateway: "gw" }]] }),
+  },
+  {
+    name: "a /31 is too small",
+    code: 7,
+    config: (b) => withIpam(b, { ranges: [[{ subnet: "10.0.0.0/31" }]] }),
+  },
+  {
+    name: "overlapping range sets",
+    code: 7,
+    config: (b) =>
+      withIpam(b, { ranges: [[{ subnet: "10.0.0.0/16" }], [{ subnet: "10.0.5.0/24" }]] }),
+  },
+  {
+    name: "two IPv4 range sets",
+    code: 7,
+    config: (b) =>
+      withIpam(b, { ranges: [[{ subnet: "10.0.0.0/24" }], [{ subnet: "10.1.0.0/24" }]] }),
+  },
+  { name: "mtu too small", code: 7, config: (b) => ({ ...b, mtu: 10 }) },
+  { name: "mtu not a number", code: 7, config: (b) => ({ ...b, mtu: "big" }) },
+  {
+    name: "bridge name too long",
+    code: 7,
+    config: (b) => ({ ...b, bridge: "a-very-long-bridge" }),
+  },
+  {
+    name: "isDefaultGateway without isGateway",
+    code: 7,
+    config: (b) => ({ ...b, isGateway: false, isDefaultGateway: true }),
+  },
+  { name: "hairpinMode not a boolean", code: 7, config: (b) => ({ ...b, hairpinMode: "yes" }) },
+  { name: "vlan is not supported", code: 2, config: (b) => ({ ...b, vlan: 100 }) },
+  { name: "macspoofchk is not supported", code: 2, config: (b) => ({ ...b, macspoofchk: true }) },
+  {
+    name: "runtimeConfig.mac is not a MAC",
+    code: 7,
+    config: (b) => ({ ...b, runtimeConfig: { mac: "zz:zz" } }),
+  },
+  {
+    name: "runtimeConfig.mac is multicast",
+    code: 7,
+    config: (b) => ({ ...b, runtimeConfig: { mac: "01:00:5e:00:00:01" } }),
+  },
+  {
+    name: "runtimeConfig.ips holds a non-address",
+    code: 7,
+    config: (b) => ({ ...b, runtimeConfig: { ips: ["ten"] } }),
+  },
+  {
+    name: "dns.nameservers not addresses",
+    code: 7,
+    config: (b) => ({ ...b, dns: { nameservers: ["dns"] } }),
+  },
+  {
+    name: "ipam.routes with a bad dst",
+    code: 7,
+    config: (b) => withIpam(b, { routes: [{ dst: "everywhere" }] }),
+  },
+  { name: "ipam.dataDir is relative", code: 7, config: (b) => withIpam(b, { dataDir: "ipam" }) },
+  {
+    name: "ipam.daemonSocket is relative",
+    code: 7,
+    config: (b) => ({ ...b, ipam: { type: "ohno", daemonSocket: "ipam.sock" } }),
+  },
+  {
+    name: "a whole conflist instead of one plugin's config",
+    code: 7,
+    config: (b) => ({ cniVersion: "1.0.0", name: "x", plugins: [b] }),
+  },
+  {
+    name: "delegating to an IPAM plugin that is not in CNI_PATH",
+    code: 7,
+    config: (b) => ({ ...b, ipam: { type: "no-such-ipam" } }),
+  },
+  {
+    name: "a prevResult that is not a result",
+    code: 6,
+    config: (b) => ({ ...b, prevResult: { ips: [{ address: "nope" }] } }),
+  },
+  { name: "CNI_COMMAND unknown", code: 4, env: { CNI_COMMAND: "FROB" } },
+  { name: "CNI_CONTAINERID missing", code: 4, env: { CNI_CONTAINERID: null } },
+  { name: "CNI_CONTAINERID with a slash", code: 4, env: { CNI_CONTAINERID: "../etc" } },
+  { name: "CNI_IFNAME missing", code: 4, env: { CNI_IFNAME: null } },
+  { name: "CNI_IFNAME too long", code: 4, env: { CNI_IFNAME: "averyveryverylongname" } },
+  { name: "CNI_IFNAME with a slash", code: 4, env: { CNI_IFNAME: "eth/0" } },
+  { name: "CNI_NETNS missing on ADD", code: 4, env: { CNI_NETNS: null } },
+  { name: "CNI_NETNS relative", code: 4, env: { CNI_NETNS: "netns/x" } },
+  {
+    name: "CNI_NETNS that does not exist",
+    code: 4,
+    env: { CNI_NETNS: "/var/run/netns/ohnot-no-such" },
+  },
+  { name: "CNI_NETNS that is not a namespace", code: 4, env: { CNI_NETNS: "/etc/hostname" } },
+  { name: "CNI_ARGS malformed", code: 4, env: { CNI_ARGS: "K8S_POD_NAME" } },
+  { name: "CNI_ARGS with an unknown key", code: 4, env: { CNI_ARGS: "FOO=bar" } },
+  { name: "CNI_ARGS IP= not an address", code: 4, env: { CNI_ARGS: "IP=ten" } },
+  { name: "CNI_ARGS MAC= not a MAC", code: 4, env: { CNI_ARGS: "MAC=aa:bb" } },
+  { name: "CNI_ARGS IP= outside every range", code: 102, env: { CNI_ARGS: "IP=10.99.0.5" } },
+  { name: "CNI_ARGS IP= is the gateway", code: 102, env: { CNI_ARGS: "IP=10.88.0.1" } },
+  { name: "CNI_ARGS IP= already in use", code: 102, env: { CNI_ARGS: "IP=10.88.0.2" } },
+  {
+    name: "ADD twice for the same container and ifname",
+    code: 101,
+    env: { CNI_CONTAINERID: "existing", CNI_NETNS: "@other" },
+  },
+  {
+    name: "the pod already has an interface of that name",
+    code: 101,
+    env: { CNI_CONTAINERID: "newcomer", CNI_NETNS: "@other" },
+  },
+  {
+    name: "CHECK on 0.3.1",
+    code: 1,
+    command: "CHECK",
+    config: (b) => ({ ...b, cniVersion: "0.3.1" }),
+  },
+  { name: "CHECK without prevResult", code: 7, command: "CHECK" },
+  { name: "GC on 1.0.0", code: 1, command: "GC" },
+  {
+    name: "STATUS on 0.4.0",
+    code: 1,
+    command: "STATUS",
+    config: (b) => ({ ...b, cniVersion: "0.4.0" }),
+  },
+  {
+    name: "the node agent is unreachable",
+    code: 11,
+    config: (b) => ({ ...b, ipam: { type: "ohno", daemonSocket: "/run/ohnot-no-agent.sock" } }),
+  },
+];
+
+Deno.test(`bad input: ${CASES.length} cases, each its error code and nothing left behind`, async (t) => {
+  assert(CASES.length >= 40);
+  await using node = await cniNode({ network: "badinput" });
+  const pod = await node.pod("bad");
+  const other = await node.pod("other");
+  await node.add(other, "existing"); // 10.88.0.2, and eth0 in `other`
+  const before = await node.state();
+  const podLinks = async () =>
+    (await ipJson<IpLink[]>(["link", "show"], { netns: pod.ns })).map((l) => l.ifname).sort();
+  const podBefore = await podLinks();
+
+  for (const c of CASES) {
+    await t.step(c.name, async () => {
+      const env: Record<string, string> = {
+        CNI_COMMAND: c.command ?? "ADD",
+        CNI_CONTAINERID: "badinput",
+        CNI_NETNS: pod.path,
+        CNI_IFNAME: "eth0",
+      };
+      for (const [k, v] of Object.entries(c.env ?? {})) {
+        if (v === null) delete env[k];
+        else env[k] = v === "@other" ? other.path : v;
+      }
+      const base = node.conf("1.0.0");
+      const config = c.config ? c.config(base) : base;
+      const r = await node.call({
+        command: env.CNI_COMMAND!,
+        config: typeof config === "string" ? config : JSON.stringify(config),
+        ...(env.CNI_CONTAINERID !== undefined ? { containerId: env.CNI_CONTAINERID } : {}),
+        ...(env.CNI_NETNS !== undefined ? { netns: env.CNI_NETNS } : {}),
+        ...(env.CNI_IFNAME !== undefined ? { ifname: env.CNI_IFNAME } : {}),
+        ...(env.CNI_ARGS !== undefined ? { args: env.CNI_ARGS } : {}),
+      });
+      assert(r.code !== 0, `exit code ${r.code}`);
+      assertEquals(r.json?.code, c.code, r.stdout);
+      assert(typeof r.json?.msg === "string" && r.json.msg.length > 0, "a message");
+      assertEquals(r.stdout.trim().split("\n").length, 1, "one JSON document");
+      assertEquals(await node.state(), before, "nothing left in the node");
+      assertEquals(await podLinks(), podBefore, "nothing left in the pod");
+    });
+  }
+});
+
+Deno.test("an exhausted range is error 100 naming the range, and writes nothing", async () => {
+  await using node = await cniNode({ network: "tiny", ranges: [[{ subnet: "10.87.0.0/30" }]] });
+  const a = await node.pod();
+  const b = await node.pod();
+  await node.add(a, "only-one");
+  const before = await node.state();
+  const r = await node.call({
+    command: "ADD",
+    containerId: "one-too-many",
+    netns: b.path,
+    ifname: "eth0",
+    config: node.conf(),
+  });
+  assertEquals([r.code, r.json?.code], [1, 100]);
+  assert(String(r.json?.msg).includes("10.87.0.0/30"), String(r.json?.msg));
+  assertEquals(await node.state(), before);
+  // STATUS reports it: ADD cannot be served.
+  const s = await node.call({ command: "STATUS", config: node.conf("1.1.0") });
+  assertEquals(s.json?.code, 50);
+});
+
+Deno.test("the log file gets the error; stdout stays one document even if the log is unwritable", async () => {
+  await using node = await cniNode({ network: "logs" });
+  const r = await node.call({ command: "ADD", containerId: "x", netns: "/nope", ifname: "eth0" });
+  assertEquals(r.json?.code, 4);
+  const log = await Deno.readTextFile(node.logFile);
+  assert(/ERROR \[ADD x eth0\] CNI_NETNS/.test(log), log);
+  const r2 = await node.call({
+    command: "ADD",
+    containerId: "x",
+    netns: "/nope",
+    ifname: "eth0",
+    env: { OHNO_LOG_FILE: "/proc/ohno-cannot/log" },
+  });
+  assertEquals(r2.json?.code, 4);
+  assertEquals(r2.stdout.trim().split("\n").length, 1);
+});
