@@ -34,6 +34,9 @@ export function hostMtu(configured: number | undefined): number {
 
 export async function cmdAdd(ctx: VerbContext): Promise<Result> {
   const { env, conf, log } = ctx;
+  const t0 = performance.now();
+  const marks: Record<string, string> = {};
+  const mark = (name: string) => (marks[name] = (performance.now() - t0).toFixed(1));
   const hostVeth = hostVethName(env.containerID, env.ifname);
   using pod = Netns.open(env.netns);
 
@@ -58,6 +61,7 @@ export async function cmdAdd(ctx: VerbContext): Promise<Result> {
   undo.defer(async () => {
     await ipam.del().catch((e) => log.warn("rollback: IPAM release failed", { error: e }));
   });
+  mark("ipam");
   log.debug("addresses allocated", { ips: got.ips.map((i) => i.address).join(",") });
   faultPoint(ctx, "after-ipam");
 
@@ -93,6 +97,7 @@ export async function cmdAdd(ctx: VerbContext): Promise<Result> {
     await deleteLink(hostVeth).catch((e) => log.warn("rollback: veth delete failed", { error: e }));
   });
   const links = await setupHost(hostPlan);
+  mark("host");
   faultPoint(ctx, "after-host");
 
   const routes = podRoutes(
@@ -101,6 +106,7 @@ export async function cmdAdd(ctx: VerbContext): Promise<Result> {
     got.routes,
   );
   const podLink = await setupPod({ ifname: env.ifname, addresses: addrs, routes }, pod);
+  mark("pod");
   faultPoint(ctx, "after-pod");
 
   if (conf.ipMasq) {
@@ -120,6 +126,12 @@ export async function cmdAdd(ctx: VerbContext): Promise<Result> {
   const dns = conf.dns ?? got.dns;
   if (dns) result.dns = dns;
   undo.move(); // success: keep everything
+  // Milliseconds since the verb started, and since the process started (module loading).
+  log.debug("timing", {
+    ...marks,
+    verbStart: t0.toFixed(1),
+    total: (performance.now() - t0).toFixed(1),
+  });
   log.info("attached", {
     ips: got.ips.map((i) => i.address).join(","),
     hostVeth,

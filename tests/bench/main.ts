@@ -7,12 +7,14 @@
  * @module
  */
 
+import { benchCni } from "./cni.ts";
 import { benchStartup } from "./startup.ts";
 import { note } from "./stats.ts";
 
 /** Suites by name; later issues add theirs here. */
 const SUITES: Record<string, () => Promise<void>> = {
   startup: () => benchStartup(),
+  cni: () => benchCni(),
 };
 
 const wanted = Deno.args.length ? Deno.args : Object.keys(SUITES);

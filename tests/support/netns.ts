@@ -2,7 +2,7 @@
  * Throwaway network namespaces for tests: `await using ns = await tempNetns()` removes
  * the namespace (and kills what runs in it) even when the test fails.
  *
- * Names are `ohnot-<pid>-<tag><n>`, so leftovers are recognisable and the runner can
+ * Names are `ohnot-<pid>-<token><tag><n>`, so leftovers are recognisable and the runner can
  * sweep them.
  * @module
  */
@@ -12,10 +12,12 @@ import { createNamedNetns, deleteNamedNetns, namedNetnsPath, type Netns } from "
 /** Prefix of every namespace a test creates. */
 export const TEST_NETNS_PREFIX = "ohnot-";
 let counter = 0;
+/** Test files run as workers of one process (same pid): each module load gets its own token. */
+const token = crypto.randomUUID().slice(0, 4);
 
 /** A unique namespace name for this test process. */
 export function testNetnsName(tag = "n"): string {
-  return `${TEST_NETNS_PREFIX}${Deno.pid}-${tag}${counter++}`;
+  return `${TEST_NETNS_PREFIX}${Deno.pid}-${token}${tag}${counter++}`;
 }
 
 export interface TempNetns extends AsyncDisposable {
