@@ -1,0 +1,111 @@
+/**
+ * The etcd store against a real etcd: the shared Store contract, bounded failure when
+ * etcd is down, recovery when it is back, and TLS (good and wrong CA).
+ */
+import { assert, assertEquals, assertRejects } from "./support/assert.ts";
+import { storeContract } from "../ipam/store_contract.ts";
+import { EtcdStore } from "../ipam/etcd.ts";
+import { StoreUnavailableError } from "../ipam/store.ts";
+import { type EtcdFixture, etcdMissing, startEtcd } from "./support/etcd.ts";
+
+const missing = etcdMissing();
+const skip = missing ? ` [SKIP: ${missing}]` : "";
+const opts = { sanitizeOps: false, sanitizeResources: false, ignore: !!missing };
+
+let shared: EtcdFixture | undefined;
+storeContract("etcd", async () => {
+  shared ??= await startEtcd();
+  const s = new EtcdStore({ endpoints: shared.endpoints });
+  await s.commit({ mutations: [{ deletePrefix: "/" }] }); // a fresh store for every case
+  return s;
+}, missing ? { skip: missing } : {});
+
+Deno.test({
+  ...opts,
+  name: `etcd store: the shared test etcd is stopped${skip}`,
+  async fn() {
+    await shared?.[Symbol.asyncDispose]();
+  },
+});
+
+Deno.test({
+  ...opts,
+  name: `etcd store: killed etcd fails calls fast and clearly; restarted etcd works again${skip}`,
+  async fn() {
+    await using etcd = await startEtcd();
+    await using s = new EtcdStore({
+      endpoints: etcd.endpoints,
+      requestTimeoutMs: 2000,
+      dialTimeoutMs: 1000,
+    });
+    assert((await s.commit({ mutations: [{ put: "/k", value: "1" }] })).ok);
+    await etcd.kill();
+    for (let i = 0; i < 3; i++) {
+      const t0 = performance.now();
+      const e = await assertRejects(() => s.get("/k"), StoreUnavailableError);
+      assert(e.message.includes(etcd.endpoints[0]!), e.message);
+      assert(performance.now() - t0 < 4000, "bounded by the request timeout");
+    }
+    await etcd.restart();
+    // The client recovers by itself (its breaker half-opens within 5 s).
+    let value: string | undefined;
+    for (let i = 0; i < 100 && value === undefined; i++) {
+      value = await s.get("/k").then((kv) => kv?.value).catch(() => undefined);
+      if (value === undefined) await new Promise((r) => setTimeout(r, 100));
+    }
+    assertEquals(value, "1", "nothing lost across the restart");
+  },
+});
+
+Deno.test({
+  ...opts,
+  name:
+    `etcd store: an endpoint nobody listens on is StoreUnavailableError within the dial timeout${skip}`,
+  async fn() {
+    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (l.addr as Deno.NetAddr).port;
+    l.close();
+    await using s = new EtcdStore({
+      endpoints: [`http://127.0.0.1:${port}`],
+      dialTimeoutMs: 1000,
+      requestTimeoutMs: 1500,
+    });
+    const t0 = performance.now();
+    await assertRejects(() => s.list("/"), StoreUnavailableError, "unavailable");
+    assert(performance.now() - t0 < 4000);
+  },
+});
+
+Deno.test({
+  ...opts,
+  name: `etcd store: TLS with client certificates works; a wrong CA is refused clearly${skip}`,
+  async fn() {
+    await using etcd = await startEtcd({ tls: true });
+    const t = etcd.tls!;
+    await using good = new EtcdStore({
+      endpoints: etcd.endpoints,
+      ca: t.ca,
+      cert: t.clientCert,
+      key: t.clientKey,
+    });
+    assert((await good.commit({ mutations: [{ put: "/tls", value: "yes" }] })).ok);
+    assertEquals((await good.get("/tls"))?.value, "yes");
+    await using bad = new EtcdStore({
+      endpoints: etcd.endpoints,
+      ca: t.otherCa,
+      cert: t.clientCert,
+      key: t.clientKey,
+      requestTimeoutMs: 2000,
+    });
+    const e = await assertRejects(() => bad.get("/tls"), StoreUnavailableError);
+    assert(/unavailable/.test(e.message), e.message);
+    await assertRejects(
+      () =>
+        Promise.resolve().then(() =>
+          new EtcdStore({ endpoints: etcd.endpoints, ca: "/nonexistent/ca.pem" })
+        ),
+      StoreUnavailableError,
+      "/nonexistent/ca.pem",
+    );
+  },
+});
