@@ -11,6 +11,7 @@
 
 import { Command, CommanderError } from "commander";
 import { registerVersion } from "./version.ts";
+import { registerIpam } from "./ipam.ts";
 import { CliError } from "./errors.ts";
 
 export { CliError } from "./errors.ts";
@@ -23,7 +24,6 @@ export interface CliContext {
 /** Subcommands later issues fill in; until then they say so plainly. */
 const NOT_BUILT: Array<[string, string]> = [
   ["daemon", "run the node agent (IPAM server, routes, host install)"],
-  ["ipam", "show and repair cluster address state"],
   ["install", "install the plugin binary and its conflist on this host"],
   ["lab", "run a simulated multi-node cluster in network namespaces"],
 ];
@@ -38,6 +38,7 @@ export function buildProgram(_ctx: CliContext): Command {
       outputError: () => {},
     });
   registerVersion(program);
+  registerIpam(program);
   for (const [name, summary] of NOT_BUILT) {
     if (program.commands.some((c) => c.name() === name)) continue;
     program.command(name)

@@ -6,6 +6,12 @@
  *   with `memory.ts` and `local.ts` (the local file store) below it, and `atomically`;
  * - `pick.ts`: the round-robin choice of the next free address;
  * - `ranges.ts`: the embedded, host-local shaped allocator (the plugin without an agent);
+ * - `cluster.ts`: cluster IPAM — pools → node blocks → addresses, node release, GC,
+ *   reservations, the consistency check, and `peers()`/`watchPeers()` for the routing
+ *   backends. The node agent calls: `addPool`, `registerNode(node, {ips})`,
+ *   `claimBlocks(node)`, `allocate({node, containerID, ifname, …})`, `release`,
+ *   `gc(node, valid)`, `releaseNode(node)`, `watchPeers(signal)`. Schema: SCHEMA.md;
+ * - `etcd.ts`: the etcd store (import it lazily: it loads gRPC);
  * - `protocol.ts`, `client.ts`: the node agent's socket protocol and the plugin's client.
  *
  * Imports: lib/ and npm packages only. Never cni/ or daemon/.
@@ -20,5 +26,6 @@ export * from "./memory.ts";
 export * from "./local.ts";
 export * from "./pick.ts";
 export * from "./ranges.ts";
+export * from "./cluster.ts";
 export * from "./client.ts";
 export type * from "./protocol.ts";

@@ -83,6 +83,13 @@ async function compile(): Promise<void> {
  * Running one bundle skips Deno's module graph and npm resolution at start-up, which
  * roughly halves the cost of every CNI call (see `deno task bench startup cni`).
  */
+/**
+ * npm packages that cannot be bundled (they read files next to their own sources, e.g.
+ * gRPC's `__dirname`): left as imports and pointed at their exact npm versions, which
+ * Deno loads from its cache. Only the daemon and the admin CLI import them.
+ */
+const EXTERNAL = ["etcd3"];
+
 async function bundle(): Promise<void> {
   const tmp = `${dist}/.bundle.tmp`;
   await Deno.remove(tmp, { recursive: true }).catch(() => {});
@@ -96,6 +103,7 @@ async function bundle(): Promise<void> {
       "--frozen",
       "--config",
       `${root}/deno.json`,
+      ...EXTERNAL.flatMap((e) => ["--external", e]),
       "--outdir",
       tmp,
       `${root}/main.ts`,
@@ -104,6 +112,21 @@ async function bundle(): Promise<void> {
     stderr: "inherit",
   }).output();
   if (!out.success) throw new Error("deno bundle failed");
+  const imports = (JSON.parse(Deno.readTextFileSync(`${root}/deno.json`)) as {
+    imports: Record<string, string>;
+  }).imports;
+  for (const e of Deno.readDirSync(tmp)) {
+    if (!e.name.endsWith(".js")) continue;
+    const file = `${tmp}/${e.name}`;
+    let text = Deno.readTextFileSync(file);
+    for (const name of EXTERNAL) {
+      const target = imports[name];
+      if (!target) throw new Error(`deno.json has no import for external package ${name}`);
+      text = text.replaceAll(`from "${name}"`, `from "${target}"`)
+        .replaceAll(`import("${name}")`, `import("${target}")`);
+    }
+    Deno.writeTextFileSync(file, text);
+  }
   await Deno.remove(`${dist}/bundle`, { recursive: true }).catch(() => {});
   Deno.renameSync(tmp, `${dist}/bundle`);
 }

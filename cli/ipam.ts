@@ -1,0 +1,371 @@
+/**
+ * `ohno ipam …`: show and repair cluster address state (docs/cli.md). Tables for people,
+ * `-o json` for scripts; errors go to main.ts (stderr, non-zero exit).
+ * @module
+ */
+
+import type { Command } from "commander";
+import { type AllocationRow, ClusterIpam } from "../ipam/cluster.ts";
+import { isIp, normalizeIp } from "../ipam/addr.ts";
+import type { AddressRecord } from "../ipam/records.ts";
+import type { Store } from "../ipam/store.ts";
+import { type DatastoreFlags, openDatastore, resolveDatastore } from "./datastore.ts";
+import { CliError } from "./errors.ts";
+import { outputFormat, print, printJson, table } from "./output.ts";
+
+type Out = { output: string };
+
+/** Runs `fn` with the store the global options name, closing it afterwards. */
+async function withIpam<T>(
+  cmd: Command,
+  fn: (ipam: ClusterIpam, store: Store) => Promise<T>,
+): Promise<T> {
+  const flags = cmd.optsWithGlobals() as DatastoreFlags;
+  const store = await openDatastore(resolveDatastore(flags));
+  try {
+    return await fn(new ClusterIpam(store), store);
+  } finally {
+    await store.close();
+  }
+}
+
+/** "3d", "5h", "12m", "40s". */
+export function age(iso: string, now = Date.now()): string {
+  const s = Math.max(0, Math.floor((now - Date.parse(iso)) / 1000));
+  if (Number.isNaN(s)) return "-";
+  if (s >= 86400) return `${Math.floor(s / 86400)}d`;
+  if (s >= 3600) return `${Math.floor(s / 3600)}h`;
+  if (s >= 60) return `${Math.floor(s / 60)}m`;
+  return `${s}s`;
+}
+
+const pod = (r: { podNamespace?: string | undefined; podName?: string | undefined }) =>
+  r.podName ? `${r.podNamespace ?? "-"}/${r.podName}` : "-";
+
+/** Embedded (plugin-only) allocations kept by `"ipam": {"type": "ohno", "ranges": …}`. */
+async function embeddedRows(store: Store): Promise<AllocationRow[]> {
+  const rows: AllocationRow[] = [];
+  for (const kv of await store.list("/ohno/v1/networks/")) {
+    const m = /^\/ohno\/v1\/networks\/([^/]+)\/ips\//.exec(kv.key);
+    if (!m) continue;
+    const rec = JSON.parse(kv.value) as AddressRecord;
+    rows.push({
+      ip: rec.ip,
+      node: "(this host)",
+      pool: `network ${m[1]}`,
+      block: "-",
+      containerID: rec.containerID,
+      ifname: rec.ifname,
+      createdAt: rec.createdAt,
+      ...(rec.podNamespace ? { podNamespace: rec.podNamespace } : {}),
+      ...(rec.podName ? { podName: rec.podName } : {}),
+    });
+  }
+  return rows;
+}
+
+function printRows(rows: AllocationRow[], fmt: "table" | "wide" | "json"): void {
+  if (fmt === "json") return printJson(rows);
+  if (rows.length === 0) return print("no allocations");
+  const wide = fmt === "wide";
+  print(table(
+    ["IP", "NODE", "POD", "CONTAINER", "IFNAME", "AGE", ...(wide ? ["POOL", "BLOCK"] : [])],
+    rows.map((r) => [
+      r.ip,
+      r.node,
+      pod(r),
+      wide ? r.containerID : r.containerID.slice(0, 12),
+      r.ifname,
+      age(r.createdAt),
+      ...(wide ? [r.pool, r.block] : []),
+    ]),
+  ));
+}
+
+export function registerIpam(program: Command): void {
+  const ipam = program.command("ipam")
+    .description("show and repair cluster address state")
+    .option("--datastore <type>", "etcd or local (env OHNO_DATASTORE)")
+    .option("--etcd-endpoints <urls>", "comma-separated etcd URLs (env OHNO_ETCD_ENDPOINTS)")
+    .option("--etcd-ca <file>", "CA certificate for etcd (env OHNO_ETCD_CA)")
+    .option("--etcd-cert <file>", "client certificate for etcd (env OHNO_ETCD_CERT)")
+    .option("--etcd-key <file>", "client key for etcd (env OHNO_ETCD_KEY)")
+    .option("--data-dir <dir>", "local store directory (env OHNO_DATA_DIR)")
+    .option(
+      "--config <file>",
+      "the agent's config file (env OHNO_CONFIG; default /etc/ohno/ohno.json)",
+    );
+
+  ipam.command("ls")
+    .description("list allocations: IP, node, pod, container, ifname, age")
+    .option("-o, --output <format>", "table, wide or json", "table")
+    .option("--node <node>", "only this node's")
+    .option("--pool <cidr>", "only this pool's")
+    .action(async (opts: Out & { node?: string; pool?: string }, cmd: Command) => {
+      const fmt = outputFormat(opts.output, ["table", "wide", "json"] as const);
+      await withIpam(cmd, async (c, store) => {
+        const rows = await c.list({ node: opts.node, pool: opts.pool });
+        if (!opts.node && !opts.pool && store.kind === "local") {
+          rows.push(...await embeddedRows(store));
+        }
+        printRows(rows, fmt);
+      });
+    });
+
+  ipam.command("pools")
+    .description("list pools")
+    .option("-o, --output <format>", "table or json", "table")
+    .action(async (opts: Out, cmd: Command) => {
+      const fmt = outputFormat(opts.output, ["table", "json"] as const);
+      await withIpam(cmd, async (c) => {
+        const pools = await c.pools();
+        if (fmt === "json") return printJson(pools);
+        if (!pools.length) return print("no pools");
+        print(
+          table(
+            ["POOL", "BLOCK SIZE", "CREATED"],
+            pools.map((p) => [p.cidr, `/${p.blockPrefix}`, p.createdAt]),
+          ),
+        );
+      });
+    });
+
+  const pool = ipam.command("pool").description("add or remove a pool");
+  pool.command("add <cidr>")
+    .description("add a pool (IPv4 blocks default to /24, IPv6 to /64)")
+    .option("--block-prefix <n>", "prefix length of node blocks")
+    .action(async (cidr: string, opts: { blockPrefix?: string }, cmd: Command) => {
+      const bp = opts.blockPrefix === undefined ? undefined : Number(opts.blockPrefix);
+      if (bp !== undefined && !Number.isInteger(bp)) {
+        throw new CliError(`--block-prefix ${JSON.stringify(opts.blockPrefix)} is not a number`, 2);
+      }
+      await withIpam(cmd, async (c) => {
+        const p = await c.addPool(cidr, bp);
+        print(`pool ${p.cidr} with /${p.blockPrefix} blocks`);
+      });
+    });
+  pool.command("rm <cidr>")
+    .description("remove a pool (refused while addresses are allocated in it)")
+    .action(async (cidr: string, _opts: unknown, cmd: Command) => {
+      await withIpam(cmd, async (c) => {
+        await c.removePool(cidr);
+        print(`pool ${cidr} removed`);
+      });
+    });
+
+  ipam.command("blocks")
+    .description("each node's blocks with utilisation")
+    .option("-o, --output <format>", "table or json", "table")
+    .option("--node <node>", "only this node's")
+    .action(async (opts: Out & { node?: string }, cmd: Command) => {
+      const fmt = outputFormat(opts.output, ["table", "json"] as const);
+      await withIpam(cmd, async (c) => {
+        const blocks = (await c.blocks()).filter((b) => !opts.node || b.node === opts.node);
+        if (fmt === "json") return printJson(blocks);
+        if (!blocks.length) return print("no blocks");
+        print(table(
+          ["BLOCK", "NODE", "POOL", "USED", "FREE", "USE%"],
+          blocks.map((b) => {
+            const cap = BigInt(b.capacity);
+            const pct = cap > 0n ? Number((BigInt(b.used) * 10000n) / cap) / 100 : 100;
+            return [
+              b.cidr,
+              b.node,
+              b.pool,
+              String(b.used),
+              String(cap - BigInt(b.used)),
+              `${pct}%`,
+            ];
+          }),
+        ));
+      });
+    });
+
+  ipam.command("show <ip-or-container>")
+    .description("who holds an address, or what a container holds")
+    .option("-o, --output <format>", "table or json", "table")
+    .action(async (what: string, opts: Out, cmd: Command) => {
+      const fmt = outputFormat(opts.output, ["table", "json"] as const);
+      await withIpam(cmd, async (c, store) => {
+        const all = [
+          ...await c.list(),
+          ...(store.kind === "local" ? await embeddedRows(store) : []),
+        ];
+        const rows = isIp(what)
+          ? all.filter((r) => r.ip === normalizeIp(what))
+          : all.filter((r) => r.containerID === what || r.containerID.startsWith(what));
+        if (rows.length === 0) throw new CliError(`nothing allocated for ${what}`);
+        if (fmt === "json") return printJson(rows);
+        for (const r of rows) {
+          print(
+            table(["FIELD", "VALUE"], [
+              ["ip", r.ip],
+              ["node", r.node],
+              ["pool", r.pool],
+              ["block", r.block],
+              ["pod", pod(r)],
+              ["container", r.containerID],
+              ["ifname", r.ifname],
+              ["allocated", `${r.createdAt} (${age(r.createdAt)} ago)`],
+            ]),
+          );
+        }
+      });
+    });
+
+  ipam.command("allocate")
+    .description("allocate addresses for a workload that is not a pod (one per family)")
+    .requiredOption("--node <node>", "the node whose blocks to use")
+    .requiredOption("--handle <id>", "the owner, e.g. vm-42 (released with --handle)")
+    .option("--ifname <name>", "interface name of the attachment", "eth0")
+    .option("--ip <ip...>", "static addresses wanted")
+    .option("-o, --output <format>", "table or json", "table")
+    .action(
+      async (
+        opts: Out & { node: string; handle: string; ifname: string; ip?: string[] },
+        cmd: Command,
+      ) => {
+        const fmt = outputFormat(opts.output, ["table", "json"] as const);
+        await withIpam(cmd, async (c) => {
+          const got = await c.allocate({
+            node: opts.node,
+            containerID: opts.handle,
+            ifname: opts.ifname,
+            ...(opts.ip ? { requestedIPs: opts.ip } : {}),
+          });
+          if (fmt === "json") return printJson(got);
+          print(
+            table(["ADDRESS", "GATEWAY", "BLOCK"], got.map((g) => [g.address, g.gateway, g.block])),
+          );
+        });
+      },
+    );
+
+  ipam.command("release [ip]")
+    .description("release by address, --handle, --container [--ifname], or a whole --node")
+    .option("--handle <id>", "release what this handle holds")
+    .option("--container <id>", "release what this container holds")
+    .option("--ifname <name>", "only this interface of the container")
+    .option("--node <node>", "release a node: its blocks, addresses and record")
+    .action(
+      async (
+        ip: string | undefined,
+        opts: { handle?: string; container?: string; ifname?: string; node?: string },
+        cmd: Command,
+      ) => {
+        const given = [ip, opts.handle, opts.container, opts.node].filter((x) => x !== undefined);
+        if (given.length !== 1) {
+          throw new CliError(
+            "release needs exactly one of: an IP, --handle, --container, --node",
+            2,
+          );
+        }
+        await withIpam(cmd, async (c) => {
+          if (opts.node) {
+            const r = await c.releaseNode(opts.node);
+            return print(
+              `node ${opts.node}: released ${r.addresses} attachments and blocks ${
+                r.blocks.join(", ") || "(none)"
+              }`,
+            );
+          }
+          let targets: { containerID: string; ifname: string }[];
+          if (ip !== undefined) {
+            if (!isIp(ip)) throw new CliError(`${JSON.stringify(ip)} is not an IP address`, 2);
+            const row = (await c.list()).find((r) => r.ip === normalizeIp(ip));
+            if (!row) throw new CliError(`${ip} is not allocated`);
+            targets = [row];
+          } else {
+            const id = (opts.handle ?? opts.container)!;
+            targets = (await c.handles()).filter((h) =>
+              h.containerID === id && (!opts.ifname || h.ifname === opts.ifname)
+            );
+            if (!targets.length) throw new CliError(`nothing allocated for ${id}`);
+          }
+          for (const t of targets) {
+            const ips = await c.release(t);
+            print(`released ${ips.join(", ")} (${t.containerID} ${t.ifname})`);
+          }
+        });
+      },
+    );
+
+  ipam.command("reserve <ip>")
+    .description("keep an address out of allocation")
+    .option("--note <text>", "why", "")
+    .action(async (ip: string, opts: { note: string }, cmd: Command) => {
+      await withIpam(cmd, async (c) => {
+        await c.reserve(ip, opts.note);
+        print(`reserved ${normalizeIp(ip)}`);
+      });
+    });
+
+  ipam.command("unreserve <ip>")
+    .description("return a reserved address to allocation")
+    .action(async (ip: string, _o: unknown, cmd: Command) => {
+      await withIpam(cmd, async (c) => {
+        if (!await c.unreserve(ip)) throw new CliError(`${ip} is not reserved`);
+        print(`unreserved ${normalizeIp(ip)}`);
+      });
+    });
+
+  ipam.command("gc")
+    .description("release allocations whose attachment is not in the valid list")
+    .requiredOption("--valid <file>", "JSON list of {containerID, ifname} to keep ('-' for stdin)")
+    .option("--node <node>", "only this node's allocations")
+    .option("--dry-run", "show what would be released")
+    .action(async (opts: { valid: string; node?: string; dryRun?: boolean }, cmd: Command) => {
+      let valid: { containerID: string; ifname: string }[];
+      try {
+        const text = opts.valid === "-"
+          ? await new Response(Deno.stdin.readable).text()
+          : Deno.readTextFileSync(opts.valid);
+        valid = JSON.parse(text);
+        if (!Array.isArray(valid)) throw new Error("not a list");
+      } catch (e) {
+        throw new CliError(`--valid ${opts.valid}: ${(e as Error).message}`);
+      }
+      const keep = new Set(valid.map((a) => `${a.containerID}/${a.ifname}`));
+      await withIpam(cmd, async (c) => {
+        const stale = (await c.handles()).filter((h) =>
+          (!opts.node || h.node === opts.node) && !keep.has(`${h.containerID}/${h.ifname}`)
+        );
+        for (const h of stale) {
+          if (!opts.dryRun) await c.release(h);
+          print(
+            `${opts.dryRun ? "would release" : "released"} ${
+              h.ips.join(", ")
+            } (${h.containerID} ${h.ifname} on ${h.node})`,
+          );
+        }
+        print(
+          `${stale.length} stale attachment${stale.length === 1 ? "" : "s"}${
+            opts.dryRun ? " (dry run)" : ""
+          }`,
+        );
+      });
+    });
+
+  ipam.command("check")
+    .description("consistency check; exits non-zero on any problem")
+    .option("-o, --output <format>", "table or json", "table")
+    .action(async (opts: Out, cmd: Command) => {
+      const fmt = outputFormat(opts.output, ["table", "json"] as const);
+      const report = await withIpam(cmd, (c) => c.check());
+      if (fmt === "json") printJson(report);
+      else {
+        const n = report.counts;
+        print(
+          `${n.pools} pools, ${n.blocks} blocks, ${n.nodes} nodes, ${n.handles} attachments, ${n.addresses} addresses`,
+        );
+        if (report.ok) print("consistent");
+        else {print(
+            table(
+              ["PROBLEM", "KEY", "DETAIL"],
+              report.problems.map((p) => [p.kind, p.key, p.message]),
+            ),
+          );}
+      }
+      if (!report.ok) throw new CliError("", 1);
+    });
+}

@@ -1,0 +1,154 @@
+/**
+ * `ohno ipam` as people and scripts use it: dist/ohno against a real etcd (plain and
+ * TLS) and against a local store directory; tables, JSON, errors on stderr with a
+ * non-zero exit.
+ */
+import { assert, assertEquals, assertMatch } from "./support/assert.ts";
+import { etcdMissing, startEtcd } from "./support/etcd.ts";
+import { OHNO } from "./support/ohno.ts";
+import { runCommand } from "../netns/mod.ts";
+
+const missing = etcdMissing();
+const skip = missing ? ` [SKIP: ${missing}]` : "";
+
+function cli(base: string[], env: Record<string, string> = {}) {
+  return async (...args: string[]) => {
+    const r = await runCommand(undefined, OHNO, {
+      args: ["ipam", ...base, ...args],
+      env,
+    });
+    return r;
+  };
+}
+
+async function exercise(ipam: ReturnType<typeof cli>) {
+  const ok = async (...args: string[]) => {
+    const r = await ipam(...args);
+    assertEquals(r.code, 0, `ohno ipam ${args.join(" ")}: ${r.stderr}`);
+    assertEquals(r.stderr, "");
+    return r.stdout;
+  };
+  const fails = async (pattern: RegExp, ...args: string[]) => {
+    const r = await ipam(...args);
+    assert(r.code !== 0, `ohno ipam ${args.join(" ")} should fail`);
+    assertMatch(r.stderr, pattern);
+    assertEquals(r.stdout, "");
+  };
+
+  assertMatch(await ok("pool", "add", "10.244.0.0/16"), /pool 10\.244\.0\.0\/16 with \/24 blocks/);
+  await ok("pool", "add", "fd00:244::/48");
+  await fails(/overlaps/, "pool", "add", "10.244.8.0/24");
+  await fails(/not a CIDR/, "pool", "add", "10.300.0.0/16");
+  const pools = JSON.parse(await ok("pools", "-o", "json"));
+  assertEquals(pools.map((p: { cidr: string }) => p.cidr).sort(), [
+    "10.244.0.0/16",
+    "fd00:244::/48",
+  ]);
+
+  const vm = JSON.parse(
+    await ok("allocate", "--node", "node-a", "--handle", "vm-42", "-o", "json"),
+  );
+  assertEquals(vm.length, 2);
+  const v4 = vm[0].ip as string;
+  await ok("allocate", "--node", "node-b", "--handle", "vm-43");
+  await fails(/already has addresses/, "allocate", "--node", "node-a", "--handle", "vm-42");
+
+  const table = await ok("ls");
+  assertMatch(table.split("\n")[0]!, /^IP\s+NODE\s+POD\s+CONTAINER\s+IFNAME\s+AGE$/);
+  assertEquals(table.trim().split("\n").length, 5);
+  assertMatch(await ok("ls", "-o", "wide"), /POOL\s+BLOCK/);
+  const mine = JSON.parse(await ok("ls", "--node", "node-a", "-o", "json"));
+  assertEquals(mine.map((r: { containerID: string }) => r.containerID), ["vm-42", "vm-42"]);
+  assertEquals(JSON.parse(await ok("ls", "--pool", "fd00:244::/48", "-o", "json")).length, 2);
+  assertMatch(await ok("blocks"), /BLOCK\s+NODE\s+POOL\s+USED\s+FREE\s+USE%/);
+  assertMatch(await ok("show", v4), new RegExp(`container\\s+vm-42`));
+  assertEquals(JSON.parse(await ok("show", "vm-43", "-o", "json")).length, 2);
+  await fails(/nothing allocated/, "show", "10.244.99.99");
+
+  const reserved = v4.replace(/\.\d+$/, ".200");
+  await ok("reserve", reserved, "--note", "printer");
+  await fails(/not reserved/, "unreserve", "10.244.77.77");
+  await ok("unreserve", reserved);
+
+  const valid = await Deno.makeTempFile({ prefix: "ohnot-valid-" });
+  await Deno.writeTextFile(valid, JSON.stringify([{ containerID: "vm-42", ifname: "eth0" }]));
+  assertMatch(await ok("gc", "--valid", valid, "--dry-run"), /would release .*vm-43/);
+  assertEquals(JSON.parse(await ok("ls", "-o", "json")).length, 4, "a dry run releases nothing");
+  assertMatch(await ok("gc", "--valid", valid), /released .*vm-43/);
+  await Deno.remove(valid);
+
+  assertMatch(await ok("check"), /consistent/);
+  assertEquals(JSON.parse(await ok("check", "-o", "json")).ok, true);
+  await fails(/still has 1 allocated address/, "pool", "rm", "10.244.0.0/16");
+  assertMatch(await ok("release", v4), /released/);
+  await fails(/exactly one of/, "release");
+  await fails(/is not allocated/, "release", v4);
+  await ok("allocate", "--node", "node-c", "--handle", "vm-44");
+  assertMatch(await ok("release", "--node", "node-c"), /node node-c: released 1 attachments/);
+  await ok("pool", "rm", "10.244.0.0/16");
+  assertEquals(JSON.parse(await ok("ls", "-o", "json")).length, 0);
+}
+
+Deno.test({
+  name: `ohno ipam against a local store directory`,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "ohnot-ipamcli-" });
+    try {
+      await exercise(cli(["--data-dir", dir]));
+      // The same through the environment.
+      const viaEnv = cli([], { OHNO_DATASTORE: "local", OHNO_DATA_DIR: dir });
+      assertEquals((await viaEnv("pools", "-o", "json")).code, 0);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: `ohno ipam against etcd${skip}`,
+  ignore: !!missing,
+  sanitizeResources: false,
+  async fn() {
+    await using etcd = await startEtcd();
+    await exercise(cli(["--etcd-endpoints", etcd.endpoints.join(",")]));
+  },
+});
+
+Deno.test({
+  name: `ohno ipam over TLS: reads the agent's config file; a wrong CA is refused clearly${skip}`,
+  ignore: !!missing,
+  sanitizeResources: false,
+  async fn() {
+    await using etcd = await startEtcd({ tls: true });
+    const t = etcd.tls!;
+    const config = `${t.dir}/ohno.json`;
+    await Deno.writeTextFile(
+      config,
+      JSON.stringify({
+        datastore: {
+          type: "etcd",
+          etcd: { endpoints: etcd.endpoints, ca: t.ca, cert: t.clientCert, key: t.clientKey },
+        },
+      }),
+    );
+    const good = await runCommand(undefined, OHNO, {
+      args: ["ipam", "--config", config, "pool", "add", "10.60.0.0/16"],
+    });
+    assertEquals(good.code, 0, good.stderr);
+    const bad = await runCommand(undefined, OHNO, {
+      args: ["ipam", "--config", config, "--etcd-ca", t.otherCa, "pools"],
+    });
+    assert(bad.code !== 0);
+    assertMatch(bad.stderr, /etcd at https:\/\/127\.0\.0\.1:\d+ is unavailable/);
+    const noEndpoints = await runCommand(undefined, OHNO, {
+      args: ["ipam", "--datastore", "etcd", "ls"],
+    });
+    assert(noEndpoints.code !== 0);
+    assertMatch(noEndpoints.stderr, /needs endpoints/);
+    const missingConfig = await runCommand(undefined, OHNO, {
+      args: ["ipam", "--config", "/nonexistent/ohno.json", "ls"],
+    });
+    assert(missingConfig.code !== 0);
+    assertMatch(missingConfig.stderr, /cannot read config file \/nonexistent\/ohno\.json/);
+  },
+});
