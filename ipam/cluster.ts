@@ -209,7 +209,27 @@ function hashStart(node: string, count: bigint): bigint {
 }
 
 export class ClusterIpam {
+  /** Allocations of one node made through this instance, one after another. */
+  readonly #nodeQueues = new Map<string, Promise<unknown>>();
+
   constructor(readonly store: Store) {}
+
+  /**
+   * Runs `fn` after this instance's earlier allocations for `node`. All of a node's
+   * allocations would otherwise race for the same cursor and the same next address and
+   * mostly lose their compares; in one queue each is one read round and one commit.
+   * (Other processes, e.g. the CLI, still race safely through the compares.)
+   */
+  #serial<T>(node: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.#nodeQueues.get(node) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => {});
+    this.#nodeQueues.set(node, tail);
+    tail.then(() => {
+      if (this.#nodeQueues.get(node) === tail) this.#nodeQueues.delete(node);
+    });
+    return run;
+  }
 
   // ---------------------------------------------------------------- pools
 
@@ -385,12 +405,21 @@ export class ClusterIpam {
         );
       }
     });
+    return this.#serial(req.node, () => this.#allocate(req, requested));
+  }
+
+  #allocate(req: ClusterRequest, requested: Ip[]): Promise<ClusterAllocation[]> {
     return atomically(this.store, async (r) => {
-      const handleKv = await r.get(K.handle(req));
+      // Independent reads in parallel: one round trip's worth of latency, not four.
+      const [handleKv, pools, allBlocks, reservedKvs] = await Promise.all([
+        r.get(K.handle(req)),
+        this.pools(r),
+        this.#blocks(r),
+        r.list(`${ROOT}reservations/`),
+      ]);
       if (handleKv) {
         throw new HandleExistsError(req.containerID, req.ifname, parse<HandleRecord>(handleKv).ips);
       }
-      const pools = await this.pools(r);
       if (pools.length === 0) throw new IpamExhaustedError("no address pool is configured");
       const families = [...new Set(pools.map((p) => p.family))].sort() as Family[];
       for (const ip of requested) {
@@ -400,13 +429,8 @@ export class ClusterIpam {
           );
         }
       }
-      const allBlocks = await this.#blocks(r);
       const taken = new Set(allBlocks.map((b) => b.value.cidr));
-      const reserved = new Set(
-        (await r.list(`${ROOT}reservations/`)).map((kv) =>
-          kv.key.slice(kv.key.lastIndexOf("/") + 1)
-        ),
-      );
+      const reserved = new Set(reservedKvs.map((kv) => kv.key.slice(kv.key.lastIndexOf("/") + 1)));
       const createdAt = new Date().toISOString();
       const compare: Compare[] = [{ key: K.handle(req), absent: true }];
       const mutations: Mutation[] = [];
@@ -466,7 +490,11 @@ export class ClusterIpam {
           );
           const ranges: (AddressRange & { kv: KV })[] = [];
           const used = new Set<bigint>();
-          for (const b of mine) {
+          const [usedLists, cursorKv] = await Promise.all([
+            Promise.all(mine.map((b) => r.list(K.ipsOf(parseCidr(b.value.cidr))))),
+            r.get(K.cursor(req.node, fam)),
+          ]);
+          mine.forEach((b, i) => {
             const c = parseCidr(b.value.cidr);
             const ex = new Set<bigint>();
             for (const res of reserved) {
@@ -474,11 +502,10 @@ export class ClusterIpam {
               if (containsIp(c, rip)) ex.add(rip.value);
             }
             ranges.push({ ...blockRange(c, ex), kv: b.kv });
-            for (const kv of await r.list(K.ipsOf(c))) {
+            for (const kv of usedLists[i]!) {
               used.add(parseIp(kv.key.slice(kv.key.lastIndexOf("/") + 1)).value);
             }
-          }
-          const cursorKv = await r.get(K.cursor(req.node, fam));
+          });
           const cursor = cursorKv ? parseIp(cursorKv.value).value : undefined;
           const pick = pickNext(ranges, used, cursor);
           if (pick) {

@@ -8,6 +8,7 @@
  */
 
 import { benchCni } from "./cni.ts";
+import { benchIpam } from "./ipam.ts";
 import { benchStartup } from "./startup.ts";
 import { note } from "./stats.ts";
 
@@ -15,6 +16,7 @@ import { note } from "./stats.ts";
 const SUITES: Record<string, () => Promise<void>> = {
   startup: () => benchStartup(),
   cni: () => benchCni(),
+  ipam: () => benchIpam(),
 };
 
 const wanted = Deno.args.length ? Deno.args : Object.keys(SUITES);
