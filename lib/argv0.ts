@@ -5,20 +5,36 @@
  * @module
  */
 
+let cached: string | undefined;
+
 /** argv[0] as the caller wrote it (a path or a bare name). */
 export function invokedAs(): string {
+  if (cached !== undefined) return cached;
   const fromLauncher = Deno.env.get("OHNO_ARGV0");
   if (fromLauncher) {
     // Children (ip, delegated plugins, a spawned ohno) must not inherit it.
     Deno.env.delete("OHNO_ARGV0");
-    return fromLauncher;
+    return (cached = fromLauncher);
   }
   try {
     const cmdline = Deno.readTextFileSync("/proc/self/cmdline");
-    return cmdline.split("\0")[0] ?? "ohno";
+    cached = cmdline.split("\0")[0] ?? "ohno";
   } catch {
-    return "ohno";
+    cached = "ohno";
   }
+  return cached;
+}
+
+/**
+ * The file that is this ohno program: the compiled binary, or the development launcher
+ * (dist/ohno) that started this Deno. What `ohno daemon` copies into the CNI bin dir.
+ */
+export function selfExecutable(): string {
+  const exe = Deno.execPath();
+  if (!/\/deno$/.test(exe)) return exe; // compiled: the binary itself
+  const a = invokedAs();
+  if (a.includes("/")) return a.startsWith("/") ? a : `${Deno.cwd()}/${a}`;
+  return exe;
 }
 
 /** The last path element of argv[0]. */

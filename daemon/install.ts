@@ -1,0 +1,122 @@
+/**
+ * Installing the plugin on the host: the binary into the CNI bin dir and the conflist
+ * into the CNI conf dir, each written to a temporary file and renamed into place — a
+ * runtime executing the old binary never sees "text file busy", and never reads half a
+ * conflist. Unchanged files are left alone. The conflist is named to sort first
+ * (`10-ohno.conflist`), since runtimes use the lexicographically first file.
+ * @module
+ */
+
+export interface ConflistOptions {
+  /** The CNI network name. */
+  network: string;
+  bridge: string;
+  mtu: number;
+  socket: string;
+  /** The plugin's log file on the host. */
+  logFile: string;
+  /** Chain the reference portmap plugin (hostPort support) when it is installed. */
+  portmap: boolean;
+}
+
+/** The network configuration list the agent installs. */
+export function conflist(o: ConflistOptions): Record<string, unknown> {
+  const plugins: Record<string, unknown>[] = [{
+    type: "ohno",
+    bridge: o.bridge,
+    mtu: o.mtu,
+    isGateway: true,
+    isDefaultGateway: true,
+    ipMasq: false, // the agent masquerades, per node, in its own nftables table
+    logFile: o.logFile,
+    ipam: { type: "ohno", daemonSocket: o.socket },
+  }];
+  if (o.portmap) {
+    plugins.push({ type: "portmap", capabilities: { portMappings: true }, snat: true });
+  }
+  // 1.0.0 for libcni 1.1 (containerd 1.6/1.7, CRI-O, podman 4); 1.1.0 where supported.
+  return { cniVersion: "1.0.0", cniVersions: ["1.0.0", "1.1.0"], name: o.network, plugins };
+}
+
+function sameContent(path: string, data: Uint8Array): boolean {
+  try {
+    const old = Deno.readFileSync(path);
+    return old.length === data.length && old.every((b, i) => b === data[i]);
+  } catch {
+    return false;
+  }
+}
+
+/** Writes `data` to `path` via a temp file + rename; false when it was already there. */
+export function writeAtomically(path: string, data: Uint8Array, mode: number): boolean {
+  if (sameContent(path, data)) return false;
+  const dir = path.slice(0, path.lastIndexOf("/")) || "/";
+  Deno.mkdirSync(dir, { recursive: true });
+  const tmp = `${dir}/.${path.slice(dir.length + 1)}.tmp-${Deno.pid}`;
+  try {
+    Deno.writeFileSync(tmp, data, { mode });
+    Deno.chmodSync(tmp, mode);
+    Deno.renameSync(tmp, path);
+  } catch (e) {
+    try {
+      Deno.removeSync(tmp);
+    } catch {
+      // not created
+    }
+    throw e;
+  }
+  return true;
+}
+
+export interface InstallResult {
+  binary: boolean;
+  conflist: boolean;
+}
+
+/**
+ * Installs `source` as `<binDir>/ohno` (with `ohno-ipam` linked to it) and writes the
+ * conflist `<confDir>/<conflistName>`. Returns what changed.
+ */
+export function installPlugin(o: {
+  source: string;
+  binDir: string;
+  confDir: string;
+  conflistName: string;
+  conflist: Record<string, unknown>;
+}): InstallResult {
+  const binary = writeAtomically(`${o.binDir}/ohno`, Deno.readFileSync(o.source), 0o755);
+  const link = `${o.binDir}/ohno-ipam`;
+  let linkOk = false;
+  try {
+    linkOk = Deno.readLinkSync(link) === "ohno";
+  } catch {
+    // missing or not a link
+  }
+  if (!linkOk) {
+    const tmp = `${o.binDir}/.ohno-ipam.tmp-${Deno.pid}`;
+    try {
+      Deno.removeSync(tmp);
+    } catch {
+      // none
+    }
+    Deno.symlinkSync("ohno", tmp);
+    Deno.renameSync(tmp, link);
+  }
+  const text = JSON.stringify(o.conflist, null, 2) + "\n";
+  const conflistChanged = writeAtomically(
+    `${o.confDir}/${o.conflistName}`,
+    new TextEncoder().encode(text),
+    0o644,
+  );
+  return { binary, conflist: conflistChanged };
+}
+
+/** Removes the conflist (so runtimes stop using ohno); the binary stays for DELs. */
+export function uninstallConflist(confDir: string, conflistName: string): boolean {
+  try {
+    Deno.removeSync(`${confDir}/${conflistName}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
