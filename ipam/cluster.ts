@@ -713,8 +713,11 @@ export class ClusterIpam {
     const key = K.reservation(formatIp(ip.family, ip.value));
     const kv = await this.store.get(key);
     if (!kv) return false;
-    await this.store.commit({ mutations: [{ delete: key }] });
-    return true;
+    // Delete-if-unchanged, like every other change (a concurrent unreserve wins alone).
+    return (await this.store.commit({
+      compare: [{ key, modRevision: kv.modRevision }],
+      mutations: [{ delete: key }],
+    })).ok;
   }
 
   async reservations(): Promise<{ ip: string; note: string; createdAt: string }[]> {
