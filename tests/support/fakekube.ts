@@ -78,6 +78,8 @@ export interface FakeKubeOptions {
   expiredWatch?: "event" | "http";
   /** Send bookmarks to watchers that allow them every N ms (default: only on `bookmark()`). */
   bookmarkIntervalMs?: number;
+  /** Serve HTTPS with this certificate and key (PEM) instead of HTTP. */
+  tls?: { cert: string; key: string };
 }
 
 /** What a node helper accepts. */
@@ -128,6 +130,7 @@ export class FakeKube implements AsyncDisposable {
         hostname: "127.0.0.1",
         port: 0,
         onListen: () => resolve(fake),
+        ...(opts.tls ?? {}),
       }, (req) => fake.#handle(req));
       if (opts.bookmarkIntervalMs) {
         fake.#bookmarkTimer = setInterval(() => fake.bookmark(), opts.bookmarkIntervalMs);
@@ -135,10 +138,10 @@ export class FakeKube implements AsyncDisposable {
     });
   }
 
-  /** `http://127.0.0.1:PORT`. */
+  /** `http://127.0.0.1:PORT` (`https://` with `tls`). */
   get url(): string {
     const a = this.#server!.addr;
-    return `http://${a.hostname}:${a.port}`;
+    return `${this.#opts.tls ? "https" : "http"}://${a.hostname}:${a.port}`;
   }
 
   /** The current resourceVersion of the whole store. */
