@@ -129,18 +129,18 @@ export async function resolveNodeIPs(
 
   switch (cfg.source) {
     case "addresses":
-      return withInterface(fromAddresses());
+      return await withInterface(fromAddresses());
     case "interface":
-      return fromInterface(cfg.interface!, `interface ${cfg.interface}`);
+      return await fromInterface(cfg.interface!, `interface ${cfg.interface}`);
     case "default-route":
-      return fromDefaultRoute();
+      return await fromDefaultRoute();
     case "kubernetes":
-      return fromKubernetes();
+      return await fromKubernetes();
     case "auto":
-      if (cfg.addresses.length) return withInterface(fromAddresses());
-      if (cfg.interface) return fromInterface(cfg.interface, `interface ${cfg.interface}`);
-      if (opts.kubernetes) return fromKubernetes();
-      return fromDefaultRoute();
+      if (cfg.addresses.length) return await withInterface(fromAddresses());
+      if (cfg.interface) return await fromInterface(cfg.interface, `interface ${cfg.interface}`);
+      if (opts.kubernetes) return await fromKubernetes();
+      return await fromDefaultRoute();
   }
 }
 
