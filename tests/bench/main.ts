@@ -8,11 +8,13 @@
  */
 
 import { benchStartup } from "./startup.ts";
+import { benchRoutes } from "./routes.ts";
 import { note } from "./stats.ts";
 
 /** Suites by name; later issues add theirs here. */
 const SUITES: Record<string, () => Promise<void>> = {
   startup: () => benchStartup(),
+  routes: () => benchRoutes(),
 };
 
 const wanted = Deno.args.length ? Deno.args : Object.keys(SUITES);
