@@ -17,7 +17,7 @@ import {
   RouteSync,
 } from "../daemon/routing/mod.ts";
 
-const PREFIX = `${TEST_NETNS_PREFIX}${Deno.pid}-lab-`;
+const PREFIX = `${TEST_NETNS_PREFIX}${Deno.pid}-hg-`;
 let labs = 0;
 
 /** Node i (1-based) owns 10.244.i.0/24 and fd10:244:0:i::/64. */

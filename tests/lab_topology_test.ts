@@ -7,7 +7,7 @@ import { TEST_NETNS_PREFIX } from "./support/netns.ts";
 import { ipJson, type IpRoute, listNamedNetns, runCommand, sysctlGet } from "../netns/mod.ts";
 import { labDown, labNamespaces, labOpen, labUp, listLabs } from "../deploy/lab/topology.ts";
 
-const PREFIX = `${TEST_NETNS_PREFIX}${Deno.pid}-lab-`;
+const PREFIX = `${TEST_NETNS_PREFIX}${Deno.pid}-lt-`;
 
 async function ping(ns: Parameters<typeof runCommand>[0], to: string): Promise<void> {
   const r = await runCommand(ns, "ping", { args: ["-c", "1", "-W", "2", to] });

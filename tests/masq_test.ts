@@ -17,7 +17,7 @@ import {
   removeMasquerade,
 } from "../daemon/masq.ts";
 
-const PREFIX = `${TEST_NETNS_PREFIX}${Deno.pid}-lab-`;
+const PREFIX = `${TEST_NETNS_PREFIX}${Deno.pid}-mq-`;
 const CLUSTER = ["10.244.0.0/16", "fd10:244::/48"];
 
 Deno.test("masquerade: the outside host sees the node's address; pods across nodes see each other's", async () => {

@@ -5,7 +5,7 @@ import { ip } from "../netns/mod.ts";
 import { labUp } from "../deploy/lab/topology.ts";
 import { NodeIPError, resolveNodeIPs } from "../daemon/nodeip.ts";
 
-const PREFIX = `${TEST_NETNS_PREFIX}${Deno.pid}-lab-`;
+const PREFIX = `${TEST_NETNS_PREFIX}${Deno.pid}-ni-`;
 
 Deno.test("node IP: from the default route, a named interface, given addresses, Kubernetes, or auto", async () => {
   await using lab = await labUp({ name: "nodeip", nodes: 1, prefix: PREFIX });
