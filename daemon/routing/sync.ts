@@ -48,6 +48,7 @@ export class RouteSync {
   #wake: (() => void) | undefined;
   #running: Promise<ReconcileReport> | undefined;
   #last: ReconcileReport | undefined;
+  #lastOkAt: number | undefined;
   #warned = new Set<string>();
   #resolveSynced!: (r: ReconcileReport) => void;
 
@@ -79,6 +80,14 @@ export class RouteSync {
     return this.#last;
   }
 
+  /**
+   * When the last reconcile completed (`Date.now()` ms), for a liveness check such as
+   * "no reconcile for 3 periods"; undefined before the first.
+   */
+  get lastSuccessAt(): number | undefined {
+    return this.#lastOkAt;
+  }
+
   /** Applies datastore events; a change wakes the loop. */
   apply(events: PeerEvent[]): void {
     const r = applyPeerEvents(this.#peers, events);
@@ -106,6 +115,7 @@ export class RouteSync {
       const report = await p;
       const seconds = (performance.now() - started) / 1000;
       this.#last = report;
+      this.#lastOkAt = Date.now();
       this.#report(report);
       this.#onReconcile?.({ report, seconds });
       this.#resolveSynced(report);
