@@ -353,6 +353,9 @@ async function makeCerts(dir: string): Promise<void> {
     "printf 'subjectAltName=IP:127.0.0.1\\n' > ext.cnf",
     "openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out srv.crt -days 2 -extfile ext.cnf",
     "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout other.key -out other.crt -days 2 -subj /CN=other-ca",
+    "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout cli.key -out cli.csr -subj /CN=system:node:node1",
+    "printf 'extendedKeyUsage=clientAuth\\n' > cext.cnf",
+    "openssl x509 -req -in cli.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out cli.crt -days 2 -extfile cext.cnf",
   ].join("\n");
   const r = await runCommand(undefined, "sh", { args: ["-c", sh] });
   assertEquals(r.code, 0, r.stderr);
@@ -470,6 +473,88 @@ contexts:
       "service account",
     );
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("k8s: client-certificate authentication from a kubeconfig reaches a server that demands it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ohnot-kube-" });
+  const free = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (free.addr as Deno.NetAddr).port;
+  free.close();
+  // openssl's test server insists on a client certificate signed by the CA (-Verify 1) and
+  // answers any request with a status page: getting an answer at all proves the handshake.
+  let server: Deno.ChildProcess | undefined;
+  try {
+    await makeCerts(dir);
+    server = new Deno.Command("openssl", {
+      args: [
+        "s_server",
+        "-accept",
+        `127.0.0.1:${port}`,
+        "-cert",
+        "srv.crt",
+        "-key",
+        "srv.key",
+        "-CAfile",
+        "ca.crt",
+        "-Verify",
+        "1",
+        "-www",
+      ],
+      cwd: dir,
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const end = Date.now() + 5000;
+    while (true) {
+      try {
+        (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+        break;
+      } catch {
+        if (Date.now() > end) throw new Error("openssl s_server did not start");
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+    await Deno.writeTextFile(
+      `${dir}/kubeconfig`,
+      `apiVersion: v1
+kind: Config
+current-context: c
+clusters:
+- name: k
+  cluster:
+    server: https://127.0.0.1:${port}
+    certificate-authority: ca.crt
+users:
+- name: node1
+  user:
+    client-certificate: cli.crt
+    client-key: cli.key
+contexts:
+- name: c
+  context: {cluster: k, user: node1}
+`,
+    );
+    const conn = kubeconfigConnection(`${dir}/kubeconfig`);
+    using withCert = new KubeClient(conn, { timeoutMs: 3000 });
+    const answered = await assertRejects(
+      () => withCert.get("/api/v1/nodes/node1"),
+      KubeApiError,
+      "not JSON",
+    );
+    assertEquals(answered.status, 200);
+    const { clientCertPem: _c, clientKeyPem: _k, ...noCert } = conn;
+    using without = new KubeClient(noCert, { timeoutMs: 3000 });
+    await assertRejects(() => without.get("/api/v1/nodes/node1"), KubeUnavailableError);
+  } finally {
+    try {
+      server?.kill("SIGKILL");
+    } catch {
+      // gone
+    }
+    await server?.status;
     await Deno.remove(dir, { recursive: true });
   }
 });
