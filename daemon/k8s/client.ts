@@ -278,7 +278,7 @@ export class KubeClient implements Disposable {
     const file = this.#conn.tokenFile;
     if (!file) return undefined;
     const now = Date.now();
-    if (!this.#token || now - this.#token.readAt > this.#tokenRefreshMs) {
+    if (!this.#token || now - this.#token.readAt >= this.#tokenRefreshMs) {
       try {
         this.#token = { value: Deno.readTextFileSync(file).trim(), readAt: now };
       } catch {

@@ -12,10 +12,15 @@ import { createNamedNetns, deleteNamedNetns, namedNetnsPath, type Netns } from "
 /** Prefix of every namespace a test creates. */
 export const TEST_NETNS_PREFIX = "ohnot-";
 let counter = 0;
+/**
+ * `deno test --parallel` runs test files in workers of one process: same pid, a module
+ * (and counter) each. A per-worker suffix keeps their names apart.
+ */
+const worker = crypto.randomUUID().slice(0, 4);
 
 /** A unique namespace name for this test process. */
 export function testNetnsName(tag = "n"): string {
-  return `${TEST_NETNS_PREFIX}${Deno.pid}-${tag}${counter++}`;
+  return `${TEST_NETNS_PREFIX}${Deno.pid}-${tag}${counter++}-${worker}`;
 }
 
 export interface TempNetns extends AsyncDisposable {
