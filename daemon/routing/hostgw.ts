@@ -21,9 +21,11 @@
  *   Deletes name the protocol (`ip route del … proto 111`), so the kernel itself refuses
  *   to delete a foreign route with the same destination.
  * - **Reconcile the whole table, not only events.** Peers that vanish while the agent is
- *   down send no event, and a person may delete a route by hand; flannel's host-gw only
- *   reacted to lease events and kept stale routes forever. So every reconcile reads the
- *   table, computes the wanted set from the peers and applies the difference (the pure
+ *   down send no event, and a person may delete a route by hand. flannel's host-gw keeps
+ *   the routes it knows of in memory: it re-adds them periodically, but removes a route
+ *   only on a lease-removal event, so the route of a node deleted while flannel was down
+ *   stays forever (a problem its users report). So every reconcile reads the table,
+ *   computes the wanted set from the peers and applies the difference (the pure
  *   `planRoutes`). {@link RouteSync} runs it at start, on every peer change and every
  *   resync period (30 s by default).
  * - **`ip route replace`, never `add`.** Replace is idempotent: no "File exists" after a
