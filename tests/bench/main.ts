@@ -10,6 +10,7 @@
 import { benchCni } from "./cni.ts";
 import { benchIpam } from "./ipam.ts";
 import { benchStartup } from "./startup.ts";
+import { benchRoutes } from "./routes.ts";
 import { note } from "./stats.ts";
 
 /** Suites by name; later issues add theirs here. */
@@ -17,6 +18,7 @@ const SUITES: Record<string, () => Promise<void>> = {
   startup: () => benchStartup(),
   cni: () => benchCni(),
   ipam: () => benchIpam(),
+  routes: () => benchRoutes(),
 };
 
 const wanted = Deno.args.length ? Deno.args : Object.keys(SUITES);

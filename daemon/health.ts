@@ -1,0 +1,177 @@
+/**
+ * The agent's HTTP endpoints for probes and scraping:
+ *
+ * - `GET /healthz`: 200 `ok` while the process is alive and every liveness check passes,
+ *   else 503 naming the failing checks (a kubelet liveness probe restarts the agent);
+ * - `GET /readyz`: 200 `ok` only once the agent said it is ready ({@link Health.setReady}:
+ *   IPAM served, routes programmed), else 503 with the reason;
+ * - `GET /metrics`: the Prometheus registry in text format 0.0.4.
+ *
+ * `?verbose` on /healthz and /readyz lists every check, as the Kubernetes components do.
+ *
+ * @example
+ * ```ts ignore
+ * const health = new Health();
+ * await using server = await serveHealth({ address: "127.0.0.1:9753", health, registry: metrics.registry });
+ * health.setReady(true);
+ * ```
+ * @module
+ */
+
+import { METRICS_CONTENT_TYPE, type Registry } from "./metrics.ts";
+
+/** A liveness check: returns undefined when healthy, or what is wrong. */
+export type Check = () => string | undefined;
+
+/** The agent's health state, set by the agent, read by the endpoints. */
+export class Health {
+  #ready = false;
+  #why = "starting";
+  readonly #checks = new Map<string, Check>();
+
+  /** Marks the agent ready, or not ready with a reason (`etcd unreachable`). */
+  setReady(ready: boolean, reason = ready ? "" : "not ready"): void {
+    this.#ready = ready;
+    this.#why = reason;
+  }
+
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  /** Why the agent is not ready ("" when it is). */
+  get notReadyReason(): string {
+    return this.#ready ? "" : this.#why;
+  }
+
+  /** Adds (or replaces) a named liveness check. */
+  addCheck(name: string, check: Check): void {
+    this.#checks.set(name, check);
+  }
+
+  removeCheck(name: string): void {
+    this.#checks.delete(name);
+  }
+
+  /** Runs the liveness checks: name → problem (undefined = ok). A throwing check fails. */
+  liveness(): [string, string | undefined][] {
+    return [...this.#checks].map(([name, check]) => {
+      try {
+        return [name, check()];
+      } catch (e) {
+        return [name, `check failed: ${(e as Error)?.message ?? e}`];
+      }
+    });
+  }
+}
+
+/** Parses `HOST:PORT`, `[V6]:PORT` or `:PORT` (all addresses). */
+export function parseListenAddress(text: string): { hostname: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) {
+    throw new RangeError(
+      `${JSON.stringify(text)} is not HOST:PORT (e.g. 127.0.0.1:9753, [::1]:9753, :9753)`,
+    );
+  }
+  return { hostname: m[1] ?? (m[2] || "0.0.0.0"), port };
+}
+
+export interface HealthServerOptions {
+  /** `HOST:PORT` to listen on (port 0 picks a free one). */
+  address: string;
+  health: Health;
+  registry: Registry;
+}
+
+/** A running endpoint server; dispose (or `close()`) to stop it. */
+export interface HealthServer extends AsyncDisposable {
+  /** Where it listens (the real port when 0 was asked for). */
+  readonly hostname: string;
+  readonly port: number;
+  /** `http://HOST:PORT`. */
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/** Answers one request (exported so the endpoints can be tested without a socket). */
+export function handleHealth(req: Request, health: Health, registry: Registry): Response {
+  const url = new URL(req.url);
+  if (req.method !== "GET" && req.method !== "HEAD") {
+    return new Response("method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
+  }
+  const verbose = url.searchParams.has("verbose");
+  const text = (status: number, body: string) =>
+    new Response(req.method === "HEAD" ? null : body, {
+      status,
+      headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
+    });
+  switch (url.pathname) {
+    case "/healthz": {
+      const checks = health.liveness();
+      const bad = checks.filter(([, p]) => p !== undefined);
+      if (verbose) {
+        const lines = checks.map(([n, p]) =>
+          p === undefined ? `[+]${n} ok` : `[-]${n} failed: ${p}`
+        );
+        lines.push(bad.length ? "healthz check failed" : "healthz check passed");
+        return text(bad.length ? 503 : 200, lines.join("\n") + "\n");
+      }
+      return bad.length
+        ? text(503, bad.map(([n, p]) => `${n}: ${p}`).join("\n") + "\n")
+        : text(200, "ok\n");
+    }
+    case "/readyz": {
+      if (verbose) {
+        const line = health.ready ? "[+]agent ok" : `[-]agent not ready: ${health.notReadyReason}`;
+        return text(
+          health.ready ? 200 : 503,
+          `${line}\nreadyz check ${health.ready ? "passed" : "failed"}\n`,
+        );
+      }
+      return health.ready ? text(200, "ok\n") : text(503, `not ready: ${health.notReadyReason}\n`);
+    }
+    case "/metrics":
+      return new Response(req.method === "HEAD" ? null : registry.render(), {
+        status: 200,
+        headers: { "content-type": METRICS_CONTENT_TYPE, "cache-control": "no-store" },
+      });
+    default:
+      return text(404, "not found: /healthz, /readyz, /metrics\n");
+  }
+}
+
+/** Starts serving the endpoints. */
+export function serveHealth(opts: HealthServerOptions): Promise<HealthServer> {
+  const { hostname, port } = parseListenAddress(opts.address);
+  return new Promise((resolve, reject) => {
+    let server: Deno.HttpServer<Deno.NetAddr>;
+    try {
+      server = Deno.serve(
+        {
+          hostname,
+          port,
+          onListen: (a) => {
+            // Called inside Deno.serve, before `server` is assigned: use the address given.
+            const host = a.hostname.includes(":") ? `[${a.hostname}]` : a.hostname;
+            resolve({
+              hostname: a.hostname,
+              port: a.port,
+              url: `http://${host}:${a.port}`,
+              close: () => server.shutdown(),
+              [Symbol.asyncDispose]: () => server.shutdown(),
+            });
+          },
+          onError: () => new Response("internal error\n", { status: 500 }),
+        },
+        (req) => handleHealth(req, opts.health, opts.registry),
+      );
+    } catch (e) {
+      reject(
+        new Error(`cannot serve health and metrics on ${opts.address}: ${(e as Error).message}`, {
+          cause: e,
+        }),
+      );
+    }
+  });
+}

@@ -1,0 +1,376 @@
+/**
+ * A tiny Prometheus registry (counters, gauges, histograms with labels) and the node
+ * agent's metric set. Rendered in the Prometheus text format 0.0.4 by `/metrics`.
+ *
+ * @example
+ * ```ts
+ * import { Registry } from "./metrics.ts";
+ * const r = new Registry();
+ * const fails = r.counter("ohno_ipam_allocation_failures_total", "Failed allocations.", ["reason"]);
+ * fails.inc({ reason: "exhausted" });
+ * r.render(); // "# HELP ohno_ipam_allocation_failures_total Failed allocations.\n…"
+ * ```
+ * @module
+ */
+
+import { OHNO_VERSION } from "../lib/version.ts";
+import type { ReconcileReport } from "./routing/types.ts";
+
+type Labels = Record<string, string>;
+
+const METRIC_RE = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const LABEL_RE = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+function escapeLabel(v: string): string {
+  return v.replaceAll("\\", "\\\\").replaceAll("\n", "\\n").replaceAll('"', '\\"');
+}
+
+function escapeHelp(v: string): string {
+  return v.replaceAll("\\", "\\\\").replaceAll("\n", "\\n");
+}
+
+/** A sample value as Prometheus writes it. */
+export function formatValue(v: number): string {
+  if (Number.isNaN(v)) return "NaN";
+  if (v === Infinity) return "+Inf";
+  if (v === -Infinity) return "-Inf";
+  return String(v);
+}
+
+function labelText(names: readonly string[], values: readonly string[], extra?: [string, string]) {
+  const parts = names.map((n, i) => `${n}="${escapeLabel(values[i]!)}"`);
+  if (extra) parts.push(`${extra[0]}="${escapeLabel(extra[1])}"`);
+  return parts.length ? `{${parts.join(",")}}` : "";
+}
+
+abstract class Metric {
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly labelNames: readonly string[],
+  ) {
+    if (!METRIC_RE.test(name)) throw new TypeError(`bad metric name ${JSON.stringify(name)}`);
+    for (const l of labelNames) {
+      if (!LABEL_RE.test(l) || l.startsWith("__") || l === "le") {
+        throw new TypeError(`bad label name ${JSON.stringify(l)} for ${name}`);
+      }
+    }
+  }
+
+  abstract readonly type: "counter" | "gauge" | "histogram";
+
+  /** The label values in declared order; throws when the labels do not match. */
+  protected values(labels: Labels | undefined): string[] {
+    const given = Object.keys(labels ?? {});
+    if (
+      given.length !== this.labelNames.length || !given.every((k) => this.labelNames.includes(k))
+    ) {
+      throw new TypeError(
+        `${this.name} takes labels [${this.labelNames.join(", ")}], got [${given.join(", ")}]`,
+      );
+    }
+    return this.labelNames.map((n) => String(labels![n]));
+  }
+
+  abstract samples(): string[];
+
+  render(): string {
+    return [`# HELP ${this.name} ${escapeHelp(this.help)}`, `# TYPE ${this.name} ${this.type}`]
+      .concat(this.samples()).join("\n") + "\n";
+  }
+}
+
+/** A value that only goes up. */
+export class Counter extends Metric {
+  readonly type = "counter";
+  readonly #values = new Map<string, { labels: string[]; value: number }>();
+
+  inc(labels?: Labels, by = 1): void {
+    if (by < 0 || !Number.isFinite(by)) throw new RangeError(`${this.name}: cannot add ${by}`);
+    const v = this.values(labels);
+    const key = JSON.stringify(v);
+    const cur = this.#values.get(key);
+    if (cur) cur.value += by;
+    else this.#values.set(key, { labels: v, value: by });
+  }
+
+  get(labels?: Labels): number {
+    return this.#values.get(JSON.stringify(this.values(labels)))?.value ?? 0;
+  }
+
+  samples(): string[] {
+    // A counter without labels shows 0 before its first increment.
+    if (this.#values.size === 0 && this.labelNames.length === 0) return [`${this.name} 0`];
+    return [...this.#values.values()].map((s) =>
+      `${this.name}${labelText(this.labelNames, s.labels)} ${formatValue(s.value)}`
+    );
+  }
+}
+
+/** A value that goes up and down. */
+export class Gauge extends Metric {
+  readonly type = "gauge";
+  readonly #values = new Map<string, { labels: string[]; value: number }>();
+
+  set(value: number, labels?: Labels): void {
+    const v = this.values(labels);
+    this.#values.set(JSON.stringify(v), { labels: v, value });
+  }
+
+  inc(labels?: Labels, by = 1): void {
+    this.set(this.get(labels) + by, labels);
+  }
+
+  dec(labels?: Labels, by = 1): void {
+    this.set(this.get(labels) - by, labels);
+  }
+
+  get(labels?: Labels): number {
+    return this.#values.get(JSON.stringify(this.values(labels)))?.value ?? 0;
+  }
+
+  samples(): string[] {
+    if (this.#values.size === 0 && this.labelNames.length === 0) return [`${this.name} 0`];
+    return [...this.#values.values()].map((s) =>
+      `${this.name}${labelText(this.labelNames, s.labels)} ${formatValue(s.value)}`
+    );
+  }
+}
+
+/** Default buckets: 1 ms … 10 s, for latencies in seconds. */
+export const DEFAULT_BUCKETS = [
+  0.001,
+  0.0025,
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+];
+
+/** Observations counted into cumulative buckets, with their sum and count. */
+export class Histogram extends Metric {
+  readonly type = "histogram";
+  readonly buckets: readonly number[];
+  readonly #series = new Map<
+    string,
+    { labels: string[]; counts: number[]; sum: number; count: number }
+  >();
+
+  constructor(
+    name: string,
+    help: string,
+    labelNames: readonly string[],
+    buckets: readonly number[],
+  ) {
+    super(name, help, labelNames);
+    const b = [...buckets].sort((x, y) => x - y);
+    if (b.length === 0 || b.some((x, i) => !Number.isFinite(x) || (i > 0 && x === b[i - 1]))) {
+      throw new RangeError(`${name}: buckets must be distinct finite numbers`);
+    }
+    this.buckets = b;
+  }
+
+  observe(value: number, labels?: Labels): void {
+    const v = this.values(labels);
+    const key = JSON.stringify(v);
+    let s = this.#series.get(key);
+    if (!s) {
+      s = { labels: v, counts: this.buckets.map(() => 0), sum: 0, count: 0 };
+      this.#series.set(key, s);
+    }
+    for (let i = 0; i < this.buckets.length; i++) if (value <= this.buckets[i]!) s.counts[i]!++;
+    s.sum += value;
+    s.count++;
+  }
+
+  /** Count and sum of one series (for tests and status). */
+  get(labels?: Labels): { count: number; sum: number } {
+    const s = this.#series.get(JSON.stringify(this.values(labels)));
+    return { count: s?.count ?? 0, sum: s?.sum ?? 0 };
+  }
+
+  samples(): string[] {
+    const series = [...this.#series.values()];
+    if (series.length === 0 && this.labelNames.length === 0) {
+      series.push({ labels: [], counts: this.buckets.map(() => 0), sum: 0, count: 0 });
+    }
+    const out: string[] = [];
+    for (const s of series) {
+      this.buckets.forEach((b, i) => {
+        out.push(
+          `${this.name}_bucket${labelText(this.labelNames, s.labels, ["le", formatValue(b)])} ${
+            s.counts[i]
+          }`,
+        );
+      });
+      out.push(
+        `${this.name}_bucket${labelText(this.labelNames, s.labels, ["le", "+Inf"])} ${s.count}`,
+      );
+      out.push(`${this.name}_sum${labelText(this.labelNames, s.labels)} ${formatValue(s.sum)}`);
+      out.push(`${this.name}_count${labelText(this.labelNames, s.labels)} ${s.count}`);
+    }
+    return out;
+  }
+}
+
+/** A set of metrics rendered together. */
+export class Registry {
+  readonly #metrics = new Map<string, Metric>();
+
+  #add<M extends Metric>(m: M): M {
+    if (this.#metrics.has(m.name)) throw new TypeError(`metric ${m.name} is registered twice`);
+    this.#metrics.set(m.name, m);
+    return m;
+  }
+
+  counter(name: string, help: string, labelNames: readonly string[] = []): Counter {
+    return this.#add(new Counter(name, help, labelNames));
+  }
+
+  gauge(name: string, help: string, labelNames: readonly string[] = []): Gauge {
+    return this.#add(new Gauge(name, help, labelNames));
+  }
+
+  histogram(
+    name: string,
+    help: string,
+    opts: { labelNames?: readonly string[]; buckets?: readonly number[] } = {},
+  ): Histogram {
+    return this.#add(
+      new Histogram(name, help, opts.labelNames ?? [], opts.buckets ?? DEFAULT_BUCKETS),
+    );
+  }
+
+  /** The whole registry in the Prometheus text format. */
+  render(): string {
+    return [...this.#metrics.values()].map((m) => m.render()).join("");
+  }
+}
+
+/** The content type of {@link Registry.render}'s output. */
+export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
+/**
+ * The node agent's metrics. The IPAM server, the etcd store and the routing loop update
+ * them; `/metrics` renders {@link DaemonMetrics.registry}.
+ */
+export class DaemonMetrics {
+  readonly registry: Registry;
+  /** Addresses handed out (one per address, so a dual-stack pod counts 2). */
+  readonly allocations: Counter;
+  /** Addresses given back. */
+  readonly releases: Counter;
+  /** Failed allocation requests, by reason (`exhausted`, `etcd-unavailable`, `invalid`, …). */
+  readonly allocationFailures: Counter;
+  /** Addresses this node holds now. */
+  readonly allocatedAddresses: Gauge;
+  /** IPAM socket request latency, by operation (`allocate`, `release`, …). */
+  readonly ipamRequestSeconds: Histogram;
+  /** Routes the backend owns in the kernel, by family. */
+  readonly routesProgrammed: Gauge;
+  /** Route changes made, by operation (`add`, `replace`, `delete`) and failures (`failed`). */
+  readonly routeChanges: Counter;
+  /** Reconciles, by result (`ok`, `error`). */
+  readonly reconciles: Counter;
+  readonly reconcileSeconds: Histogram;
+  /** Wanted routes not programmed: skipped blocks and foreign conflicts (last reconcile). */
+  readonly routesNotProgrammed: Gauge;
+  /** etcd errors, by operation (`txn`, `get`, `watch`, …). */
+  readonly etcdErrors: Counter;
+  /** Kubernetes API errors, by operation. */
+  readonly kubeErrors: Counter;
+  /** 1 when the agent is ready. */
+  readonly ready: Gauge;
+  readonly buildInfo: Gauge;
+
+  constructor(opts: { backend?: string } = {}) {
+    const r = (this.registry = new Registry());
+    this.allocations = r.counter("ohno_ipam_allocations_total", "Addresses allocated to pods.");
+    this.releases = r.counter("ohno_ipam_releases_total", "Addresses released.");
+    this.allocationFailures = r.counter(
+      "ohno_ipam_allocation_failures_total",
+      "Allocation requests that failed, by reason.",
+      ["reason"],
+    );
+    this.allocatedAddresses = r.gauge(
+      "ohno_ipam_allocated_addresses",
+      "Addresses this node holds now.",
+    );
+    this.ipamRequestSeconds = r.histogram(
+      "ohno_ipam_request_duration_seconds",
+      "Time to answer one IPAM socket request, by operation.",
+      { labelNames: ["op"] },
+    );
+    this.routesProgrammed = r.gauge(
+      "ohno_routes_programmed",
+      "Routes to other nodes' blocks that ohno owns in the kernel, by family.",
+      ["backend", "family"],
+    );
+    this.routeChanges = r.counter(
+      "ohno_route_changes_total",
+      "Route changes made by reconciles, by operation; failed = refused by the kernel.",
+      ["op"],
+    );
+    this.reconciles = r.counter("ohno_route_reconciles_total", "Route reconciles, by result.", [
+      "result",
+    ]);
+    this.reconcileSeconds = r.histogram(
+      "ohno_route_reconcile_duration_seconds",
+      "Time of one full route reconcile.",
+    );
+    this.routesNotProgrammed = r.gauge(
+      "ohno_routes_not_programmed",
+      "Peer blocks without a route after the last reconcile (skipped or held by a foreign route).",
+    );
+    this.etcdErrors = r.counter(
+      "ohno_etcd_errors_total",
+      "etcd requests that failed, by operation.",
+      ["op"],
+    );
+    this.kubeErrors = r.counter(
+      "ohno_kubernetes_errors_total",
+      "Kubernetes API requests that failed, by operation.",
+      ["op"],
+    );
+    this.ready = r.gauge(
+      "ohno_ready",
+      "1 when the agent is ready (IPAM served, routes programmed).",
+    );
+    this.buildInfo = r.gauge("ohno_build_info", "ohno's version and backend; always 1.", [
+      "version",
+      "backend",
+    ]);
+    this.buildInfo.set(1, { version: OHNO_VERSION, backend: opts.backend ?? "host-gw" });
+    this.#backend = opts.backend ?? "host-gw";
+  }
+
+  readonly #backend: string;
+
+  /** Feeds one reconcile into the metrics: pass as `RouteSync`'s `onReconcile`. */
+  observeReconcile = (
+    result: { report?: ReconcileReport; error?: unknown; seconds: number },
+  ): void => {
+    this.reconcileSeconds.observe(result.seconds);
+    const r = result.report;
+    if (!r) {
+      this.reconciles.inc({ result: "error" });
+      return;
+    }
+    this.reconciles.inc({ result: "ok" });
+    for (const fam of [4, 6] as const) {
+      this.routesProgrammed.set(r.programmed[fam], { backend: this.#backend, family: `ipv${fam}` });
+    }
+    if (r.added.length) this.routeChanges.inc({ op: "add" }, r.added.length);
+    if (r.replaced.length) this.routeChanges.inc({ op: "replace" }, r.replaced.length);
+    if (r.deleted.length) this.routeChanges.inc({ op: "delete" }, r.deleted.length);
+    if (r.failed.length) this.routeChanges.inc({ op: "failed" }, r.failed.length);
+    this.routesNotProgrammed.set(r.skipped.length + r.conflicts.length);
+  };
+}

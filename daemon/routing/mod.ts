@@ -1,0 +1,16 @@
+/**
+ * daemon/routing/: how pod traffic reaches other nodes.
+ *
+ * - `types.ts`: the backend seam (`Backend`: told the local node and the peers, reconciles
+ *   the kernel) and its report;
+ * - `diff.ts`: pure logic: peer events → peer set → wanted routes → plan against the kernel;
+ * - `hostgw.ts`: the host-gw backend (`<peer block> via <peer node address>`, proto 111);
+ * - `sync.ts`: the loop all backends share (events, periodic resync, first-sync signal).
+ *
+ * Imports: lib/, netns/, ipam/addr.ts. Never cni/.
+ * @module
+ */
+export type * from "./types.ts";
+export * from "./diff.ts";
+export * from "./hostgw.ts";
+export * from "./sync.ts";

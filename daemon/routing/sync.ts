@@ -1,0 +1,202 @@
+/**
+ * The loop every routing backend shares (flannel's route network): it holds the peer
+ * set, applies peer events from the datastore watch, and reconciles the backend at
+ * start, after every change (coalesced) and every resync period, so routes deleted by
+ * hand come back and routes of peers that vanished are removed.
+ *
+ * @example
+ * ```ts ignore
+ * const sync = new RouteSync({ backend: new HostGwBackend({ netns }), local, log });
+ * sync.apply([{ type: "reset", peers }]);          // from the datastore
+ * const running = sync.run(signal);                 // until SIGTERM
+ * await sync.synced;                                // first reconcile done
+ * await patchNetworkAvailable(...);                 // now NetworkUnavailable=false
+ * sync.apply([{ type: "delete", node: "node3" }]);  // a watch event
+ * ```
+ * @module
+ */
+
+import type { Logger } from "../../lib/log.ts";
+import { applyPeerEvents, type PeerEvent } from "./diff.ts";
+import type { Backend, LocalNode, Peer, ReconcileReport } from "./types.ts";
+
+export interface RouteSyncOptions {
+  backend: Backend;
+  /** This node (its blocks are never routed to a peer). */
+  local: LocalNode;
+  /** The initial peers (more arrive with {@link RouteSync.apply}). */
+  peers?: Peer[];
+  /** Full reconcile period in ms (default 30 000). */
+  resyncPeriodMs?: number;
+  /** Wait after a failed reconcile before trying again, in ms (default 1000). */
+  retryMs?: number;
+  log?: Logger;
+  /** Called after every reconcile attempt (metrics): the report, or the error. */
+  onReconcile?: (result: { report?: ReconcileReport; error?: unknown; seconds: number }) => void;
+}
+
+/** Runs a backend against a changing peer set. */
+export class RouteSync {
+  readonly #backend: Backend;
+  readonly #period: number;
+  readonly #retry: number;
+  readonly #log: Logger | undefined;
+  readonly #onReconcile: RouteSyncOptions["onReconcile"];
+  #local: LocalNode;
+  #peers: Map<string, Peer>;
+  #dirty = true;
+  #wake: (() => void) | undefined;
+  #running: Promise<ReconcileReport> | undefined;
+  #last: ReconcileReport | undefined;
+  #lastOkAt: number | undefined;
+  #warned = new Set<string>();
+  #resolveSynced!: (r: ReconcileReport) => void;
+
+  /** Resolves with the report of the first reconcile that completed. */
+  readonly synced: Promise<ReconcileReport>;
+
+  constructor(opts: RouteSyncOptions) {
+    this.#backend = opts.backend;
+    this.#local = structuredClone(opts.local);
+    this.#peers = applyPeerEvents(new Map(), [{ type: "reset", peers: opts.peers ?? [] }]).peers;
+    this.#period = opts.resyncPeriodMs ?? 30_000;
+    this.#retry = opts.retryMs ?? 1000;
+    this.#log = opts.log;
+    this.#onReconcile = opts.onReconcile;
+    this.synced = new Promise((r) => (this.#resolveSynced = r));
+  }
+
+  /** The peers as the loop sees them now. */
+  get peers(): Peer[] {
+    return [...this.#peers.values()];
+  }
+
+  get local(): LocalNode {
+    return structuredClone(this.#local);
+  }
+
+  /** The last completed reconcile. */
+  get lastReport(): ReconcileReport | undefined {
+    return this.#last;
+  }
+
+  /**
+   * When the last reconcile completed (`Date.now()` ms), for a liveness check such as
+   * "no reconcile for 3 periods"; undefined before the first.
+   */
+  get lastSuccessAt(): number | undefined {
+    return this.#lastOkAt;
+  }
+
+  /** Applies datastore events; a change wakes the loop. */
+  apply(events: PeerEvent[]): void {
+    const r = applyPeerEvents(this.#peers, events);
+    this.#peers = r.peers;
+    if (r.changed) this.#kick();
+  }
+
+  /** Replaces this node's view of itself (a new block claimed, an address changed). */
+  setLocal(local: LocalNode): void {
+    this.#local = structuredClone(local);
+    this.#kick();
+  }
+
+  /**
+   * Reconciles now (also while {@link run} is running: calls are serialised, and a call
+   * made during a reconcile waits for a fresh one).
+   */
+  async reconcile(): Promise<ReconcileReport> {
+    while (this.#running) await this.#running.catch(() => {});
+    this.#dirty = false;
+    const started = performance.now();
+    const p = this.#backend.reconcile({ local: this.#local, peers: this.peers });
+    this.#running = p;
+    try {
+      const report = await p;
+      const seconds = (performance.now() - started) / 1000;
+      this.#last = report;
+      this.#lastOkAt = Date.now();
+      this.#report(report);
+      this.#onReconcile?.({ report, seconds });
+      this.#resolveSynced(report);
+      return report;
+    } catch (e) {
+      this.#onReconcile?.({ error: e, seconds: (performance.now() - started) / 1000 });
+      throw e;
+    } finally {
+      this.#running = undefined;
+    }
+  }
+
+  /**
+   * Reconciles at once, then on every change and every resync period, until `signal`
+   * aborts. A failed reconcile is logged and retried after `retryMs`; it never ends the
+   * loop. Routes stay in the kernel when the loop ends (a restarted agent resyncs).
+   */
+  async run(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      let failed = false;
+      try {
+        await this.reconcile();
+      } catch (e) {
+        this.#log?.error("route reconcile failed", { backend: this.#backend.type, error: e });
+        failed = true;
+        this.#dirty = true;
+      }
+      // A change that arrived during the reconcile is handled right away.
+      if (failed || !this.#dirty) await this.#sleep(failed ? this.#retry : this.#period, signal);
+    }
+  }
+
+  #kick(): void {
+    this.#dirty = true;
+    this.#wake?.();
+  }
+
+  /** Waits `ms`, or until a change or the signal. */
+  #sleep(ms: number, signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", done);
+        this.#wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener("abort", done, { once: true });
+      this.#wake = done;
+    });
+  }
+
+  #report(r: ReconcileReport): void {
+    const log = this.#log;
+    if (!log) return;
+    for (const a of r.added) log.info("route added", { dst: a.dst, via: a.via, node: a.node });
+    for (const a of r.replaced) {
+      log.info("route replaced", { dst: a.dst, via: a.via, node: a.node });
+    }
+    for (const d of r.deleted) log.info("route deleted", { dst: d.dst, via: d.via });
+    for (const f of r.failed) log.error("route refused by the kernel", { ...f });
+    // Skips and conflicts persist until someone fixes them: warn once per distinct cause.
+    const now = new Set<string>();
+    for (const s of r.skipped) {
+      const key = `skip ${s.node} ${s.block} ${s.reason}`;
+      now.add(key);
+      if (!this.#warned.has(key)) log.warn("peer block not routed", { ...s });
+    }
+    for (const c of r.conflicts) {
+      const key = `conflict ${c.route.dst} ${c.foreign.protocol}`;
+      now.add(key);
+      if (!this.#warned.has(key)) {
+        log.warn("a route ohno does not own holds a peer block; left alone", {
+          dst: c.route.dst,
+          node: c.route.node,
+          foreignVia: c.foreign.via,
+          foreignProto: c.foreign.protocol,
+        });
+      }
+    }
+    this.#warned = now;
+  }
+}

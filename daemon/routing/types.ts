@@ -1,0 +1,104 @@
+/**
+ * The routing seam: what every backend (host-gw now; vxlan, bgp later) is told and what
+ * it reports. A backend is told the local node and the set of peers and reconciles the
+ * kernel to them; watching (etcd), timing (periodic resync) and metrics live in
+ * {@link RouteSync}, shared by all backends.
+ * @module
+ */
+
+/** A node as routing sees it. */
+export interface NodeRouting {
+  /** The node's name (the Kubernetes Node name). */
+  node: string;
+  /** The node's own (underlay) addresses: one IPv4 and/or one IPv6; the first of each family is used. */
+  ips: string[];
+  /** The pod-address blocks the node owns (CIDRs, IPv4 and IPv6). */
+  blocks: string[];
+}
+
+/** The node this agent runs on. */
+export type LocalNode = NodeRouting;
+/** Another node of the cluster. */
+export type Peer = NodeRouting;
+
+/** What a backend reconciles the kernel to. */
+export interface RoutingState {
+  local: LocalNode;
+  peers: readonly Peer[];
+}
+
+/** A route ohno wants: the peer block `dst` through the peer's address `via`. */
+export interface WantedRoute {
+  family: 4 | 6;
+  /** Canonical CIDR (`10.244.2.0/24`, `fd10:244:0:2::/64`). */
+  dst: string;
+  /** Canonical next-hop address. */
+  via: string;
+  /** The peer it leads to (for logs and reports). */
+  node: string;
+}
+
+/** A route as read from the kernel (`ip -j route show table T`), normalised. */
+export interface KernelRoute {
+  family: 4 | 6;
+  /** Canonical CIDR (`default` becomes `0.0.0.0/0` / `::/0`, a host route gets /32 or /128). */
+  dst: string;
+  via?: string;
+  dev?: string;
+  /** The metric (0 for IPv4 routes that show none). */
+  metric: number;
+  /** `ip`'s protocol text: a number (`111`) or a name from rt_protos (`kernel`, `static`). */
+  protocol: string;
+  /** Route type when not unicast (`blackhole`, `unreachable`, …). */
+  type?: string;
+}
+
+/** Why a wanted block got no route. */
+export interface SkippedBlock {
+  node: string;
+  block: string;
+  reason: string;
+}
+
+/** A wanted route whose destination is held by a route ohno does not own: left alone. */
+export interface RouteConflict {
+  route: WantedRoute;
+  foreign: KernelRoute;
+}
+
+/** A route the kernel refused. */
+export interface FailedRoute {
+  op: "replace" | "delete";
+  dst: string;
+  node?: string;
+  error: string;
+}
+
+/** What one reconcile did. */
+export interface ReconcileReport {
+  added: WantedRoute[];
+  replaced: WantedRoute[];
+  deleted: KernelRoute[];
+  /** Wanted routes already right in the kernel. */
+  unchanged: number;
+  conflicts: RouteConflict[];
+  skipped: SkippedBlock[];
+  failed: FailedRoute[];
+  /** Routes ohno owns in the kernel after this reconcile, per family. */
+  programmed: { 4: number; 6: number };
+}
+
+/** A routing mode. */
+export interface Backend {
+  /** `host-gw`, … (for logs and metrics). */
+  readonly type: string;
+  /**
+   * Makes the kernel hold exactly the routes `state` calls for, among the routes the
+   * backend owns, touching no other route. One bad route (a next hop the kernel rejects)
+   * is reported in `failed` and does not stop the others; throws only when the kernel
+   * cannot be read or programmed at all.
+   */
+  reconcile(state: RoutingState): Promise<ReconcileReport>;
+  /** Removes every route the backend owns (`ohno daemon --cleanup`); returns how many. */
+  cleanup(): Promise<number>;
+}

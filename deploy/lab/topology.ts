@@ -1,0 +1,373 @@
+/**
+ * The lab's network: a simulated cluster's underlay built in network namespaces, never
+ * touching the machine's own (root) namespace and with no route to the real network.
+ *
+ * ```
+ *   ohno-lab-NAME            the lab namespace: bridge ul0 (172.31.0.1/24, fd00:172:31::1/64),
+ *   │                        where etcd listens; forwarding off, no uplink
+ *   ├─ ohno-lab-NAME-node1   eth0 172.31.0.11/24, fd00:172:31::11/64, default via .1, forwarding on
+ *   ├─ ohno-lab-NAME-node2   eth0 172.31.0.12/24, fd00:172:31::12/64, …
+ *   └─ ohno-lab-NAME-outside eth0 172.31.0.200/24, fd00:172:31::200/64: a host outside the
+ *                            cluster CIDRs (no route to the pods: it sees only node addresses)
+ * ```
+ *
+ * Each node (and the outside host) is one veth from the lab namespace's bridge into its
+ * own namespace. Names derive from the lab name, so several labs coexist (each has its
+ * own lab namespace, so their underlay addresses may be the same); {@link labDown} finds
+ * a lab's namespaces by name alone, so it cleans up after a crash too.
+ *
+ * @example
+ * ```ts ignore
+ * await using lab = await labUp({ name: "demo", nodes: 3 });
+ * await lab.nodes[0]!.ns.output("ping", { args: ["-c1", lab.nodes[1]!.ipv4] });
+ * ```
+ * @module
+ */
+
+import { formatIp, nthAddress, parseCidr } from "../../ipam/addr.ts";
+import {
+  createNamedNetns,
+  deleteNamedNetns,
+  IpBatch,
+  listNamedNetns,
+  Netns,
+  sysctlSet,
+} from "../../netns/mod.ts";
+
+/** The namespace prefix of labs made by `ohno lab`. */
+export const LAB_PREFIX = "ohno-lab-";
+/** The default underlay. */
+export const LAB_UNDERLAY4 = "172.31.0.0/24";
+export const LAB_UNDERLAY6 = "fd00:172:31::/64";
+/** The bridge in the lab namespace. */
+export const LAB_BRIDGE = "ul0";
+/** The underlay interface inside each node and the outside host. */
+export const LAB_IFNAME = "eth0";
+
+const NAME_RE = /^[a-z0-9]{1,16}$/;
+/** Host offsets in the underlay prefixes. */
+const GATEWAY_OFFSET = 1n;
+const NODE_OFFSET = 10n;
+const OUTSIDE_OFFSET = 200n;
+const MAX_NODES = 180;
+
+export interface LabOptions {
+  /** The lab's name: 1–16 lowercase letters and digits (default `ohno`). */
+  name?: string;
+  /** How many nodes (1–180). */
+  nodes: number;
+  /** Namespace prefix (default `ohno-lab-`; tests use their own, e.g. `ohnot-<pid>-`). */
+  prefix?: string;
+  /** IPv4 underlay prefix (default 172.31.0.0/24). */
+  underlay4?: string;
+  /** IPv6 underlay prefix (default fd00:172:31::/64). */
+  underlay6?: string;
+  /** MTU of the underlay links (default 1500). */
+  mtu?: number;
+}
+
+/** A namespace on the underlay: a node or the outside host. */
+export interface LabHost {
+  /** `node1`, `node2`, …, or `outside`: also the Kubernetes node name in the lab. */
+  name: string;
+  /** The namespace's name (`ohno-lab-NAME-node1`). */
+  netns: string;
+  /** `/var/run/netns/…`. */
+  path: string;
+  /** An open handle (closed by {@link Lab.close}). */
+  ns: Netns;
+  /** The underlay interface inside the namespace (`eth0`). */
+  ifname: string;
+  ipv4: string;
+  ipv6: string;
+  /** With prefix length (`172.31.0.11/24`). */
+  cidr4: string;
+  cidr6: string;
+}
+
+/** A lab that is up. Dispose (or `down()`) removes it; `close()` only closes handles. */
+export interface Lab extends AsyncDisposable, Disposable {
+  name: string;
+  prefix: string;
+  /** The lab namespace (bridge, etcd). */
+  netns: string;
+  path: string;
+  ns: Netns;
+  bridge: string;
+  /** The bridge's addresses in the lab namespace: the nodes' default gateway, where etcd listens. */
+  gateway: { ipv4: string; ipv6: string };
+  underlay4: string;
+  underlay6: string;
+  nodes: LabHost[];
+  outside: LabHost;
+  /** A node by name (`node2`); throws when there is none. */
+  node(name: string): LabHost;
+  close(): void;
+  down(): Promise<void>;
+}
+
+function checkName(name: string): void {
+  if (!NAME_RE.test(name)) {
+    throw new TypeError(
+      `lab name ${JSON.stringify(name)} is not 1-16 lowercase letters and digits`,
+    );
+  }
+}
+
+/** Namespace names of a lab: the lab's own, each node's, the outside host's. */
+export function labNetnsName(name: string, prefix = LAB_PREFIX, host?: string): string {
+  return host ? `${prefix}${name}-${host}` : `${prefix}${name}`;
+}
+
+/**
+ * The namespaces that exist now for lab `name` (nodes and outside host first, the lab
+ * namespace last: the order to delete them in). Exact matching: lab `a` never claims a
+ * namespace of lab `ab` (names hold no `-`, hosts are `nodeN` or `outside`).
+ */
+export function labNamespaces(name: string, prefix = LAB_PREFIX): string[] {
+  checkName(name);
+  const base = labNetnsName(name, prefix);
+  const hosts = listNamedNetns().filter((n) =>
+    n.startsWith(base + "-") && /^(node\d+|outside)$/.test(n.slice(base.length + 1))
+  );
+  const own = listNamedNetns().includes(base) ? [base] : [];
+  return [...hosts, ...own];
+}
+
+/** Names of the labs that exist now (by their lab namespace). */
+export function listLabs(prefix = LAB_PREFIX): string[] {
+  return listNamedNetns()
+    .filter((n) => n.startsWith(prefix) && NAME_RE.test(n.slice(prefix.length)))
+    .map((n) => n.slice(prefix.length));
+}
+
+/**
+ * Removes lab `name`: every namespace it has (killing what runs inside: agents, etcd,
+ * pods' processes). Works after a crash (it goes by name); removing a lab that is not
+ * there is fine. Returns the namespaces removed.
+ */
+export async function labDown(name: string, prefix = LAB_PREFIX): Promise<string[]> {
+  const names = labNamespaces(name, prefix);
+  const hosts = names.slice(0, -1);
+  const rest = names.slice(-1);
+  await Promise.all(hosts.map((n) => deleteNamedNetns(n)));
+  for (const n of rest) await deleteNamedNetns(n);
+  return names;
+}
+
+interface Plan {
+  name: string;
+  prefix: string;
+  u4: ReturnType<typeof parseCidr>;
+  u6: ReturnType<typeof parseCidr>;
+}
+
+function hostAddresses(p: Plan, offset: bigint) {
+  const ipv4 = formatIp(4, nthAddress(p.u4, offset));
+  // IPv6 host parts read like the IPv4 ones (node1 = …::11, outside = …::200).
+  const ipv6 = formatIp(6, nthAddress(p.u6, BigInt(`0x${offset}`)));
+  return { ipv4, ipv6, cidr4: `${ipv4}/${p.u4.prefix}`, cidr6: `${ipv6}/${p.u6.prefix}` };
+}
+
+function planOf(
+  opts: { name?: string; prefix?: string; underlay4?: string; underlay6?: string },
+): Plan {
+  const name = opts.name ?? "ohno";
+  checkName(name);
+  const u4 = parseCidr(opts.underlay4 ?? LAB_UNDERLAY4);
+  const u6 = parseCidr(opts.underlay6 ?? LAB_UNDERLAY6);
+  if (u4.family !== 4) throw new TypeError(`underlay4 ${opts.underlay4} is not an IPv4 prefix`);
+  if (u6.family !== 6) throw new TypeError(`underlay6 ${opts.underlay6} is not an IPv6 prefix`);
+  if (u4.prefix > 24) {
+    throw new RangeError(`underlay4 ${opts.underlay4} is too small: the lab needs a /24 or larger`);
+  }
+  return { name, prefix: opts.prefix ?? LAB_PREFIX, u4, u6 };
+}
+
+/**
+ * Builds lab `name` with `nodes` nodes and the outside host. Refuses when any namespace
+ * of that lab exists already (remove it with {@link labDown}). On failure everything
+ * made so far is removed again.
+ */
+export async function labUp(opts: LabOptions): Promise<Lab> {
+  const plan = planOf(opts);
+  const { name, prefix } = plan;
+  if (!Number.isInteger(opts.nodes) || opts.nodes < 1 || opts.nodes > MAX_NODES) {
+    throw new RangeError(`nodes must be 1-${MAX_NODES}, got ${opts.nodes}`);
+  }
+  const mtu = opts.mtu ?? 1500;
+  if (labNamespaces(name, prefix).length > 0) {
+    throw new Error(
+      `lab ${name} already exists (${labNamespaces(name, prefix).join(", ")}): take it down first`,
+    );
+  }
+  const handles: Netns[] = [];
+  try {
+    const labNs = await createNamedNetns(labNetnsName(name, prefix));
+    handles.push(labNs);
+    const gw = hostAddresses(plan, GATEWAY_OFFSET);
+    await new IpBatch()
+      .add("link", "add", LAB_BRIDGE, "mtu", String(mtu), "type", "bridge")
+      .add("addr", "add", gw.cidr4, "dev", LAB_BRIDGE)
+      .add("addr", "add", gw.cidr6, "dev", LAB_BRIDGE, "nodad")
+      .add("link", "set", LAB_BRIDGE, "up")
+      .run({ netns: labNs });
+
+    const specs = [
+      ...Array.from({ length: opts.nodes }, (_, i) => ({
+        host: `node${i + 1}`,
+        offset: NODE_OFFSET + BigInt(i + 1),
+        node: true,
+      })),
+      { host: "outside", offset: OUTSIDE_OFFSET, node: false },
+    ];
+    const hosts: LabHost[] = [];
+    // A few at a time: namespace creation serialises in the kernel anyway.
+    for (let i = 0; i < specs.length; i += 8) {
+      const made = await Promise.all(
+        specs.slice(i, i + 8).map(async (s) => {
+          const netns = labNetnsName(name, prefix, s.host);
+          const ns = await createNamedNetns(netns);
+          handles.push(ns);
+          const a = hostAddresses(plan, s.offset);
+          // The veth is made in the lab namespace with its far end created in the host's.
+          await new IpBatch()
+            .add(
+              "link",
+              "add",
+              s.host,
+              "mtu",
+              String(mtu),
+              "type",
+              "veth",
+              "peer",
+              "name",
+              LAB_IFNAME,
+              "mtu",
+              String(mtu),
+              "netns",
+              netns,
+            )
+            .add("link", "set", s.host, "master", LAB_BRIDGE)
+            .add("link", "set", s.host, "up")
+            .run({ netns: labNs });
+          const b = new IpBatch()
+            .add("addr", "add", a.cidr4, "dev", LAB_IFNAME)
+            .add("addr", "add", a.cidr6, "dev", LAB_IFNAME, "nodad")
+            .add("link", "set", LAB_IFNAME, "up");
+          if (s.node) {
+            // Nodes route everything else to the lab namespace, which has no way out: a
+            // default route for "the interface holding the default route" to find, no leak.
+            b.add("route", "add", "default", "via", gw.ipv4, "dev", LAB_IFNAME);
+            b.add("route", "add", "default", "via", gw.ipv6, "dev", LAB_IFNAME);
+          }
+          await b.run({ netns: ns });
+          if (s.node) {
+            sysctlSet("net.ipv4.ip_forward", 1, { netns: ns });
+            sysctlSet("net.ipv6.conf.all.forwarding", 1, { netns: ns });
+          }
+          return {
+            name: s.host,
+            netns,
+            path: `/var/run/netns/${netns}`,
+            ns,
+            ifname: LAB_IFNAME,
+            ...a,
+          } satisfies LabHost;
+        }),
+      );
+      hosts.push(...made);
+    }
+    return makeLab(plan, labNs, gw, hosts);
+  } catch (e) {
+    for (const h of handles) h.close();
+    await labDown(name, prefix).catch(() => {});
+    throw e;
+  }
+}
+
+/**
+ * Opens lab `name` that is up (built by this or another process): handles on its
+ * namespaces and its addresses, as {@link labUp} returned them. Throws when it is not up.
+ */
+export function labOpen(
+  name: string,
+  opts: { prefix?: string; underlay4?: string; underlay6?: string } = {},
+): Lab {
+  const plan = planOf({ ...opts, name });
+  const names = labNamespaces(plan.name, plan.prefix);
+  const labName = labNetnsName(plan.name, plan.prefix);
+  if (!names.includes(labName)) {
+    throw new Error(`lab ${plan.name} is not up (no namespace ${labName})`);
+  }
+  const handles: Netns[] = [];
+  try {
+    const labNs = Netns.named(labName);
+    handles.push(labNs);
+    const hosts = names.filter((n) => n !== labName).map((netns) => {
+      const host = netns.slice(labName.length + 1);
+      const ns = Netns.named(netns);
+      handles.push(ns);
+      const offset = host === "outside" ? OUTSIDE_OFFSET : NODE_OFFSET + BigInt(host.slice(4));
+      return {
+        name: host,
+        netns,
+        path: `/var/run/netns/${netns}`,
+        ns,
+        ifname: LAB_IFNAME,
+        ...hostAddresses(plan, offset),
+      };
+    }).sort((a, b) => hostOrder(a.name) - hostOrder(b.name));
+    return makeLab(plan, labNs, hostAddresses(plan, GATEWAY_OFFSET), hosts);
+  } catch (e) {
+    for (const h of handles) h.close();
+    throw e;
+  }
+}
+
+function hostOrder(host: string): number {
+  return host === "outside" ? Number.MAX_SAFE_INTEGER : Number(host.slice(4));
+}
+
+function makeLab(
+  plan: Plan,
+  labNs: Netns,
+  gw: { ipv4: string; ipv6: string },
+  hosts: LabHost[],
+): Lab {
+  const outside = hosts.find((h) => h.name === "outside");
+  if (!outside) {
+    for (const h of [labNs, ...hosts.map((x) => x.ns)]) h.close();
+    throw new Error(`lab ${plan.name} has no outside host: take it down and up again`);
+  }
+  const nodes = hosts.filter((h) => h !== outside);
+  const close = () => {
+    for (const h of [...hosts.map((x) => x.ns), labNs]) h.close();
+  };
+  const down = async () => {
+    close();
+    await labDown(plan.name, plan.prefix);
+  };
+  return {
+    name: plan.name,
+    prefix: plan.prefix,
+    netns: labNetnsName(plan.name, plan.prefix),
+    path: `/var/run/netns/${labNetnsName(plan.name, plan.prefix)}`,
+    ns: labNs,
+    bridge: LAB_BRIDGE,
+    gateway: { ipv4: gw.ipv4, ipv6: gw.ipv6 },
+    underlay4: `${formatIp(4, plan.u4.network)}/${plan.u4.prefix}`,
+    underlay6: `${formatIp(6, plan.u6.network)}/${plan.u6.prefix}`,
+    nodes,
+    outside,
+    node(name: string) {
+      const n = nodes.find((x) => x.name === name);
+      if (!n) throw new RangeError(`lab ${plan.name} has no node ${name}`);
+      return n;
+    },
+    close,
+    down,
+    [Symbol.dispose]: close,
+    [Symbol.asyncDispose]: down,
+  };
+}
