@@ -12,6 +12,8 @@
 import { Command, CommanderError } from "commander";
 import { registerVersion } from "./version.ts";
 import { registerIpam } from "./ipam.ts";
+import { registerDaemon } from "./daemon.ts";
+import { registerLab } from "./lab.ts";
 import { CliError } from "./errors.ts";
 
 export { CliError } from "./errors.ts";
@@ -23,9 +25,7 @@ export interface CliContext {
 
 /** Subcommands later issues fill in; until then they say so plainly. */
 const NOT_BUILT: Array<[string, string]> = [
-  ["daemon", "run the node agent (IPAM server, routes, host install)"],
   ["install", "install the plugin binary and its conflist on this host"],
-  ["lab", "run a simulated multi-node cluster in network namespaces"],
 ];
 
 /** Builds the program (exported for tests of the help text). */
@@ -39,6 +39,8 @@ export function buildProgram(_ctx: CliContext): Command {
     });
   registerVersion(program);
   registerIpam(program);
+  registerDaemon(program);
+  registerLab(program);
   for (const [name, summary] of NOT_BUILT) {
     if (program.commands.some((c) => c.name() === name)) continue;
     program.command(name)

@@ -16,6 +16,7 @@ import { execPlugin } from "./delegate.ts";
 import type { CniEnv } from "./env.ts";
 import { CniCode, CniError } from "./errors.ts";
 import { type Dns, type IpConfig, parseResult, type Result, type Route } from "./result.ts";
+import { SUPPORTED_VERSIONS } from "./versions.ts";
 
 /** What IPAM hands the main plugin: addresses (no interface index yet), routes, dns. */
 export interface IpamOutcome {
@@ -51,10 +52,11 @@ function requested(ctx: IpamContext): string[] {
   return ctx.conf.requestedIPs.length ? ctx.conf.requestedIPs : ctx.env.args.ips;
 }
 
-function pod(ctx: IpamContext): { podNamespace?: string; podName?: string } {
+function pod(ctx: IpamContext): { podNamespace?: string; podName?: string; podUid?: string } {
   return {
     ...(ctx.env.args.podNamespace ? { podNamespace: ctx.env.args.podNamespace } : {}),
     ...(ctx.env.args.podName ? { podName: ctx.env.args.podName } : {}),
+    ...(ctx.env.args.podUid ? { podUid: ctx.env.args.podUid } : {}),
   };
 }
 
@@ -178,9 +180,53 @@ class AgentIpam implements IpamDriver {
 }
 
 class DelegatedIpam implements IpamDriver {
+  #stdin: Promise<string | undefined> | undefined;
   constructor(readonly ctx: IpamContext, readonly type: string) {}
+
+  /**
+   * The config to hand the delegate, in a version it speaks. Plugins older than spec
+   * 1.1.0 (Debian's host-local 1.1.1) refuse a 1.1.0 config with error 1: ask the
+   * delegate's VERSION and fall back to the newest version both sides support.
+   * Undefined when the delegate speaks no version ohno supports.
+   */
+  #config(): Promise<string | undefined> {
+    this.#stdin ??= (async () => {
+      const want = this.ctx.conf.cniVersion;
+      if (want !== "1.1.0") return this.ctx.stdin;
+      const v = await execPlugin(
+        this.type,
+        "VERSION",
+        JSON.stringify({ cniVersion: want }),
+        this.ctx.env,
+      )
+        .catch(() => undefined) as { supportedVersions?: string[] } | undefined;
+      const theirs = v?.supportedVersions ?? [];
+      if (theirs.includes(want)) return this.ctx.stdin;
+      const common = SUPPORTED_VERSIONS.filter((x) => theirs.includes(x)).at(-1);
+      if (!common) return undefined;
+      return JSON.stringify({ ...this.ctx.conf.raw, cniVersion: common });
+    })();
+    return this.#stdin;
+  }
+
+  async #exec(command: string, needs11 = false): Promise<unknown> {
+    const stdin = await this.#config();
+    if (stdin === undefined) {
+      throw new CniError(
+        CniCode.IncompatibleVersion,
+        `IPAM plugin ${this.type} supports no CNI version ohno can speak to it`,
+      );
+    }
+    // GC and STATUS exist from 1.1.0 on: a delegate that speaks only older versions has
+    // nothing to collect and no status to report.
+    if (needs11 && (JSON.parse(stdin) as { cniVersion?: string }).cniVersion !== "1.1.0") {
+      return undefined;
+    }
+    return await execPlugin(this.type, command, stdin, this.ctx.env);
+  }
+
   async add(): Promise<IpamOutcome> {
-    const doc = await execPlugin(this.type, "ADD", this.ctx.stdin, this.ctx.env);
+    const doc = await this.#exec("ADD");
     const r = parseResult(doc ?? {});
     if (!r.ips?.length) {
       throw new CniError(CniCode.Internal, `IPAM plugin ${this.type} returned no addresses`);
@@ -192,16 +238,16 @@ class DelegatedIpam implements IpamDriver {
     };
   }
   async del(): Promise<void> {
-    await execPlugin(this.type, "DEL", this.ctx.stdin, this.ctx.env);
+    await this.#exec("DEL");
   }
   async check(): Promise<void> {
-    await execPlugin(this.type, "CHECK", this.ctx.stdin, this.ctx.env);
+    await this.#exec("CHECK");
   }
   async gc(): Promise<void> {
-    await execPlugin(this.type, "GC", this.ctx.stdin, this.ctx.env);
+    await this.#exec("GC", true);
   }
   async status(): Promise<void> {
-    await execPlugin(this.type, "STATUS", this.ctx.stdin, this.ctx.env);
+    await this.#exec("STATUS", true);
   }
 }
 

@@ -85,6 +85,12 @@ export interface DaemonConfig {
   logLevel: Level;
   resyncPeriodMs: number;
   metricsAddress: string;
+  /** The CNI plugin's log file (written into the conflist). */
+  cniLogFile: string;
+  /** How often allocations of pods that no longer exist are looked for (Kubernetes on). */
+  gcPeriodMs: number;
+  /** How old an allocation must be before GC may release it. */
+  gcGracePeriodMs: number;
 }
 
 /** A configuration value is wrong; the message names where it came from, the key and the value. */
@@ -133,6 +139,9 @@ export interface DaemonFlags {
   logLevel?: string;
   resyncPeriod?: string;
   metricsAddress?: string;
+  cniLogFile?: string;
+  gcPeriod?: string;
+  gcGracePeriod?: string;
 }
 
 interface FlagSpec {
@@ -331,6 +340,24 @@ export const DAEMON_FLAGS: readonly FlagSpec[] = [
     name: "metricsAddress",
     key: "metricsAddress",
   },
+  {
+    flags: "--cni-log-file <file>",
+    description: "the CNI plugin's log file (written into the conflist)",
+    name: "cniLogFile",
+    key: "cniLogFile",
+  },
+  {
+    flags: "--gc-period <duration>",
+    description: "how often to release addresses of pods that are gone (e.g. 60s)",
+    name: "gcPeriod",
+    key: "gcPeriod",
+  },
+  {
+    flags: "--gc-grace-period <duration>",
+    description: "minimum age of an allocation before GC may release it (e.g. 5m)",
+    name: "gcGracePeriod",
+    key: "gcGracePeriod",
+  },
 ];
 
 /** The file's shape (every key optional; unknown keys are refused). */
@@ -356,6 +383,9 @@ const FILE_KEYS = [
   "logLevel",
   "resyncPeriod",
   "metricsAddress",
+  "cniLogFile",
+  "gcPeriod",
+  "gcGracePeriod",
 ] as const;
 
 type Json = Record<string, unknown>;
@@ -396,6 +426,9 @@ type Draft = {
   logLevel?: Setting<Level>;
   resyncPeriodMs?: Setting<number>;
   metricsAddress?: Setting<string>;
+  cniLogFile?: Setting<string>;
+  gcPeriodMs?: Setting<number>;
+  gcGracePeriodMs?: Setting<number>;
 };
 
 function fail(source: string, key: string, value: unknown, why: string): never {
@@ -649,6 +682,7 @@ function fromFile(doc: unknown, src: string): Draft {
       case "socket":
       case "stateDir":
       case "logFile":
+      case "cniLogFile":
         set(k, absPath(v, src, k));
         break;
       case "conflistName":
@@ -665,6 +699,12 @@ function fromFile(doc: unknown, src: string): Draft {
         break;
       case "resyncPeriod":
         set("resyncPeriodMs", parseDuration(v, src, k));
+        break;
+      case "gcPeriod":
+        set("gcPeriodMs", parseDuration(v, src, k));
+        break;
+      case "gcGracePeriod":
+        set("gcGracePeriodMs", parseDuration(v, src, k));
         break;
       case "metricsAddress":
         set(k, listenAddress(v, src, k));
@@ -797,6 +837,7 @@ function fromStrings(values: [spec: FlagSpec, value: string, source: string][]):
       case "socket":
       case "stateDir":
       case "logFile":
+      case "cniLogFile":
         set(spec.name, absPath(v, src, key), src);
         break;
       case "conflistName":
@@ -813,6 +854,12 @@ function fromStrings(values: [spec: FlagSpec, value: string, source: string][]):
         break;
       case "resyncPeriod":
         set("resyncPeriodMs", parseDuration(v, src, key), src);
+        break;
+      case "gcPeriod":
+        set("gcPeriodMs", parseDuration(v, src, key), src);
+        break;
+      case "gcGracePeriod":
+        set("gcGracePeriodMs", parseDuration(v, src, key), src);
         break;
       case "metricsAddress":
         set("metricsAddress", listenAddress(v, src, key), src);
@@ -1011,5 +1058,8 @@ function finish(d: Draft, file: string | undefined, hostname: () => string): Dae
     logLevel: d.logLevel?.value ?? "info",
     resyncPeriodMs: d.resyncPeriodMs?.value ?? 30_000,
     metricsAddress: d.metricsAddress?.value ?? "127.0.0.1:9753",
+    cniLogFile: d.cniLogFile?.value ?? "/var/run/log/ohno.log",
+    gcPeriodMs: d.gcPeriodMs?.value ?? 60_000,
+    gcGracePeriodMs: d.gcGracePeriodMs?.value ?? 300_000,
   };
 }

@@ -59,6 +59,9 @@ Deno.test("config: with no file, defaults (and the host name as node name)", () 
     logLevel: "info",
     resyncPeriodMs: 30_000,
     metricsAddress: "127.0.0.1:9753",
+    cniLogFile: "/var/run/log/ohno.log",
+    gcPeriodMs: 60_000,
+    gcGracePeriodMs: 300_000,
   });
 });
 

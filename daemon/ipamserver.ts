@@ -125,6 +125,7 @@ export function startIpamServer(o: IpamServerOptions): IpamServer {
           ifname: b.ifname,
           ...(b.podNamespace ? { podNamespace: b.podNamespace } : {}),
           ...(b.podName ? { podName: b.podName } : {}),
+          ...(b.podUid ? { podUid: b.podUid } : {}),
           ...(b.requestedIPs?.length ? { requestedIPs: b.requestedIPs } : {}),
         });
         log.info("allocated", {

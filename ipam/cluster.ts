@@ -121,6 +121,7 @@ export interface ClusterRequest extends Attachment {
   node: string;
   podNamespace?: string;
   podName?: string;
+  podUid?: string;
   requestedIPs?: string[];
 }
 
@@ -559,6 +560,7 @@ export class ClusterIpam {
           createdAt,
           ...(req.podNamespace ? { podNamespace: req.podNamespace } : {}),
           ...(req.podName ? { podName: req.podName } : {}),
+          ...(req.podUid ? { podUid: req.podUid } : {}),
         };
         compare.push({ key: K.ip(block, text), absent: true }, {
           key: K.reservation(text),
@@ -583,6 +585,7 @@ export class ClusterIpam {
         createdAt,
         ...(req.podNamespace ? { podNamespace: req.podNamespace } : {}),
         ...(req.podName ? { podName: req.podName } : {}),
+        ...(req.podUid ? { podUid: req.podUid } : {}),
       };
       mutations.push({ put: K.handle(req), value: JSON.stringify(handle) });
       return { txn: { compare, mutations }, result: out };

@@ -19,6 +19,8 @@ export interface AllocateRequest extends Attachment {
   netns?: string;
   podNamespace?: string;
   podName?: string;
+  /** K8S_POD_UID: what the agent's GC matches against live pods (never the pod name). */
+  podUid?: string;
   /** Static addresses wanted (`IP=` in CNI_ARGS, the `ips` capability), at most one per family. */
   requestedIPs?: string[];
 }

@@ -16,6 +16,8 @@ export interface AddressRecord extends Attachment {
   ip: string;
   podNamespace?: string;
   podName?: string;
+  /** K8S_POD_UID, when the runtime sent it. */
+  podUid?: string;
   /** The node that allocated it (cluster IPAM). */
   node?: string;
   /** ISO 8601 time of allocation. */
@@ -27,6 +29,7 @@ export interface HandleRecord extends Attachment {
   ips: string[];
   podNamespace?: string;
   podName?: string;
+  podUid?: string;
   node?: string;
   createdAt: string;
 }

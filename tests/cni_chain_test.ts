@@ -244,3 +244,40 @@ Deno.test("ohno delegating to host-local: addresses from host-local, released on
   assertEquals(d.code, 0, d.stdout);
   assertEquals(files(), []);
 });
+
+Deno.test("delegating at cniVersion 1.1.0 to host-local (which speaks up to 1.0.0) works, GC and STATUS too", async () => {
+  await using node = await cniNode({ network: "hl11" });
+  const pod = await node.pod();
+  const conf = node.conf("1.1.0", {
+    ipam: {
+      type: "host-local",
+      dataDir: `${node.dataDir}/hl`,
+      ranges: [[{ subnet: "10.79.0.0/24" }]],
+    },
+  });
+  const r = await node.call({
+    command: "ADD",
+    containerId: "hl11",
+    netns: pod.path,
+    ifname: "eth0",
+    config: conf,
+  });
+  assertEquals(r.code, 0, r.stdout);
+  assertEquals(r.json?.cniVersion, "1.1.0");
+  assertEquals(podIp(r.json!), "10.79.0.2");
+  const st = await node.call({ command: "STATUS", config: conf });
+  assertEquals([st.code, st.stdout], [0, ""], st.stdout);
+  const gc = await node.call({
+    command: "GC",
+    config: { ...conf, "cni.dev/valid-attachments": [{ containerID: "hl11", ifname: "eth0" }] },
+  });
+  assertEquals([gc.code, gc.stdout], [0, ""], gc.stdout);
+  const d = await node.call({
+    command: "DEL",
+    containerId: "hl11",
+    netns: pod.path,
+    ifname: "eth0",
+    config: conf,
+  });
+  assertEquals(d.code, 0, d.stdout);
+});

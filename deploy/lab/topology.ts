@@ -120,18 +120,21 @@ export function labNetnsName(name: string, prefix = LAB_PREFIX, host?: string): 
 }
 
 /**
- * The namespaces that exist now for lab `name` (nodes and outside host first, the lab
- * namespace last: the order to delete them in). Exact matching: lab `a` never claims a
+ * The namespaces that exist now for lab `name` (pods first, then nodes and outside host,
+ * the lab namespace last: the order to delete them in). Exact matching: lab `a` never claims a
  * namespace of lab `ab` (names hold no `-`, hosts are `nodeN` or `outside`).
  */
 export function labNamespaces(name: string, prefix = LAB_PREFIX): string[] {
   checkName(name);
   const base = labNetnsName(name, prefix);
-  const hosts = listNamedNetns().filter((n) =>
-    n.startsWith(base + "-") && /^(node\d+|outside)$/.test(n.slice(base.length + 1))
-  );
-  const own = listNamedNetns().includes(base) ? [base] : [];
-  return [...hosts, ...own];
+  const all = listNamedNetns();
+  const of = (re: RegExp) =>
+    all.filter((n) => n.startsWith(base + "-") && re.test(n.slice(base.length + 1)));
+  // Pods (`ohno lab pod add`) first, then the hosts, the lab namespace last.
+  const pods = of(/^pod-[a-z0-9][a-z0-9-]{0,39}$/);
+  const hosts = of(/^(node\d+|outside)$/);
+  const own = all.includes(base) ? [base] : [];
+  return [...pods, ...hosts, ...own];
 }
 
 /** Names of the labs that exist now (by their lab namespace). */
@@ -304,20 +307,21 @@ export function labOpen(
   try {
     const labNs = Netns.named(labName);
     handles.push(labNs);
-    const hosts = names.filter((n) => n !== labName).map((netns) => {
-      const host = netns.slice(labName.length + 1);
-      const ns = Netns.named(netns);
-      handles.push(ns);
-      const offset = host === "outside" ? OUTSIDE_OFFSET : NODE_OFFSET + BigInt(host.slice(4));
-      return {
-        name: host,
-        netns,
-        path: `/var/run/netns/${netns}`,
-        ns,
-        ifname: LAB_IFNAME,
-        ...hostAddresses(plan, offset),
-      };
-    }).sort((a, b) => hostOrder(a.name) - hostOrder(b.name));
+    const hosts = names.filter((n) => /^(node\d+|outside)$/.test(n.slice(labName.length + 1)))
+      .map((netns) => {
+        const host = netns.slice(labName.length + 1);
+        const ns = Netns.named(netns);
+        handles.push(ns);
+        const offset = host === "outside" ? OUTSIDE_OFFSET : NODE_OFFSET + BigInt(host.slice(4));
+        return {
+          name: host,
+          netns,
+          path: `/var/run/netns/${netns}`,
+          ns,
+          ifname: LAB_IFNAME,
+          ...hostAddresses(plan, offset),
+        };
+      }).sort((a, b) => hostOrder(a.name) - hostOrder(b.name));
     return makeLab(plan, labNs, hostAddresses(plan, GATEWAY_OFFSET), hosts);
   } catch (e) {
     for (const h of handles) h.close();

@@ -1,0 +1,133 @@
+/** `ohno lab …`: a simulated cluster in network namespaces (deploy/lab). */
+import type { Command } from "commander";
+import { selfExecutable } from "../lib/argv0.ts";
+import { CliError } from "./errors.ts";
+import { outputFormat, print, printJson, table } from "./output.ts";
+
+type Named = { name: string };
+
+async function lab() {
+  return await import("../deploy/lab/lab.ts");
+}
+
+export function registerLab(program: Command): void {
+  const cmd = program.command("lab")
+    .description("a simulated multi-node cluster in network namespaces (never the machine's own)");
+  const named = (c: Command) =>
+    c.option("--name <name>", "which lab (1-16 lowercase letters and digits)", "ohno");
+
+  named(cmd.command("up"))
+    .description("build a lab: underlay, etcd, an ohno agent per node")
+    .option("--nodes <n>", "how many nodes", "2")
+    .option("--resync-period <duration>", "the agents' full route reconcile period")
+    .action(async (o: Named & { nodes: string; resyncPeriod?: string }) => {
+      const n = Number(o.nodes);
+      if (!Number.isInteger(n) || n < 1) {
+        throw new CliError(`--nodes ${JSON.stringify(o.nodes)} is not a count`, 2);
+      }
+      await (await lab()).up({
+        name: o.name,
+        nodes: n,
+        ohno: selfExecutable(),
+        ...(o.resyncPeriod ? { resyncPeriod: o.resyncPeriod } : {}),
+        say: print,
+      });
+      print(`lab ${o.name} is up`);
+    });
+
+  named(cmd.command("down")).description("take a lab down (also after a crash)")
+    .action(async (o: Named) => {
+      const removed = await (await lab()).down(o.name);
+      print(`lab ${o.name} is down (${removed.length} namespaces removed)`);
+    });
+
+  const pod = cmd.command("pod").description("add or delete a pod");
+  named(pod.command("add <node> <pod>")).description("add a pod on a node, as a runtime does")
+    .action(async (node: string, name: string, o: Named) => {
+      const p = await (await lab()).podAdd(o.name, node, name);
+      print(`${p.name} on ${p.node}: ${p.ips.join(", ")}`);
+    });
+  named(pod.command("del <pod>")).description("delete a pod")
+    .action(async (name: string, o: Named) => {
+      await (await lab()).podDel(o.name, name);
+      print(`${name} deleted`);
+    });
+
+  named(cmd.command("exec <who> <cmd...>"))
+    .description("run a command in a pod, a node (node1…) or the outside host: exec POD -- CMD")
+    .action(async (who: string, argv: string[], o: Named) => {
+      const code = await (await lab()).exec(o.name, who, argv);
+      if (code !== 0) throw new CliError("", code);
+    });
+
+  named(cmd.command("ping <from> <to>")).description("ping every address of <to> from <from>")
+    .action(async (from: string, to: string, o: Named) => {
+      const rs = await (await lab()).ping(o.name, from, to);
+      for (const r of rs) print(`${r.from} -> ${r.to} ${r.ip}: ${r.ok ? `ok ${r.rtt}` : "FAILED"}`);
+      if (rs.some((r) => !r.ok)) throw new CliError("some pings failed", 1);
+    });
+
+  named(cmd.command("status")).description("nodes, blocks and pods")
+    .option("-o, --output <format>", "table or json", "table")
+    .action(async (o: Named & { output: string }) => {
+      const fmt = outputFormat(o.output, ["table", "json"] as const);
+      const s = await (await lab()).status(o.name);
+      if (fmt === "json") return printJson(s);
+      print(`lab ${s.name}: etcd ${s.etcd.endpoint} ${s.etcd.running ? "running" : "DOWN"}\n`);
+      print(
+        table(
+          ["NODE", "IPV4", "IPV6", "AGENT"],
+          s.nodes.map((n) => [n.name, n.ipv4, n.ipv6, n.agent]),
+        ),
+      );
+      print("");
+      print(
+        table(["BLOCK", "NODE", "USED"], s.blocks.map((b) => [b.cidr, b.node, String(b.used)])),
+      );
+      print("");
+      print(
+        s.pods.length
+          ? table(
+            ["POD", "NODE", "ADDRESSES"],
+            s.pods.map((p) => [p.name, p.node, p.ips.join(", ")]),
+          )
+          : "no pods",
+      );
+    });
+
+  const agent = cmd.command("agent").description(
+    "stop, kill or start a node's agent (fault drills)",
+  );
+  for (
+    const [verb, desc] of [["stop", "SIGTERM"], ["kill", "SIGKILL"], [
+      "start",
+      "start again",
+    ]] as const
+  ) {
+    named(agent.command(`${verb} <node>`)).description(desc).action(
+      async (node: string, o: Named) => {
+        const l = await lab();
+        if (verb === "start") await l.startAgent(o.name, node);
+        else await l.stopAgent(o.name, node, verb === "kill");
+        print(`agent on ${node}: ${verb === "start" ? "ready" : "stopped"}`);
+      },
+    );
+  }
+  const etcd = cmd.command("etcd").description("stop or start the lab's etcd (fault drills)");
+  named(etcd.command("stop")).action(async (o: Named) => {
+    await (await lab()).etcdStop(o.name);
+    print("etcd stopped");
+  });
+  named(etcd.command("start")).action(async (o: Named) => {
+    await (await lab()).etcdStart(o.name);
+    print("etcd started");
+  });
+
+  named(cmd.command("demo"))
+    .description("ohno's main job: 2 nodes, 4 pods, pings within and across nodes, then teardown")
+    .action(async (o: Named) => {
+      const { demo } = await import("../deploy/lab/demo.ts");
+      const ok = await demo({ name: o.name, ohno: selfExecutable(), say: print });
+      if (!ok) throw new CliError("the demo found problems (see above)", 1);
+    });
+}

@@ -1,0 +1,363 @@
+/**
+ * `ohno daemon`: the node agent's start-up order and its loops.
+ *
+ * 1. config (the caller) → node name and node IP → the datastore (waits until etcd
+ *    answers) → pools, node record, block claim → the IPAM socket (allocations only now:
+ *    the state is loaded, so no address is handed out from a partial view);
+ * 2. routes: a full reconcile to every peer's blocks (host-gw), then masquerade;
+ * 3. install: the plugin binary and the conflist naming the socket (written only now, so
+ *    a runtime never picks ohno's config before the node can serve it);
+ * 4. ready: `/readyz` and, with Kubernetes, `NetworkUnavailable=False`;
+ * 5. loops until SIGTERM: peers from the datastore watch → routes (plus the periodic
+ *    resync); deleted Nodes → their blocks and addresses released; GC of allocations
+ *    whose pod is gone.
+ *
+ * Shutdown stops serving and leaves routes, masquerade, conflist and pods as they are:
+ * a restarted agent resyncs, it does not rebuild. `--cleanup` removes ohno's routes,
+ * its nftables table and its conflist.
+ * @module
+ */
+
+import { ClusterIpam, type Peer as IpamPeer } from "../ipam/cluster.ts";
+import type { Store } from "../ipam/store.ts";
+import { LocalStore } from "../ipam/local.ts";
+import { selfExecutable } from "../lib/argv0.ts";
+import type { Logger } from "../lib/log.ts";
+import { OHNO_VERSION } from "../lib/version.ts";
+import type { DaemonConfig } from "./config.ts";
+import { Health, serveHealth } from "./health.ts";
+import { conflist, installPlugin, uninstallConflist } from "./install.ts";
+import { startIpamServer } from "./ipamserver.ts";
+import { applyMasquerade, removeMasquerade } from "./masq.ts";
+import { DaemonMetrics } from "./metrics.ts";
+import { resolveNodeIPs } from "./nodeip.ts";
+import { HostGwBackend, RouteSync } from "./routing/mod.ts";
+import type { KubeClient } from "./k8s/client.ts";
+
+export interface AgentOptions {
+  config: DaemonConfig;
+  log: Logger;
+  /** Aborted on SIGTERM/SIGINT. */
+  signal: AbortSignal;
+}
+
+type K8s = typeof import("./k8s/mod.ts");
+
+async function openStore(cfg: DaemonConfig): Promise<Store> {
+  const ds = cfg.datastore;
+  if (ds.type === "local") return new LocalStore(ds.dataDir);
+  const { EtcdStore } = await import("../ipam/etcd.ts");
+  return new EtcdStore({
+    endpoints: ds.etcd!.endpoints,
+    ca: ds.etcd!.ca,
+    cert: ds.etcd!.cert,
+    key: ds.etcd!.key,
+  });
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
+}
+
+/** Retries `fn` with backoff until it succeeds or the signal aborts (etcd not up yet). */
+async function retrying<T>(
+  what: string,
+  log: Logger,
+  signal: AbortSignal,
+  fn: () => Promise<T>,
+): Promise<T> {
+  let wait = 500;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (signal.aborted) throw e;
+      log.warn(`${what} failed; retrying in ${wait} ms`, { error: (e as Error).message });
+      await sleep(wait, signal);
+      wait = Math.min(wait * 2, 10_000);
+    }
+  }
+}
+
+const toRoutingPeer = (p: IpamPeer) => ({ node: p.node, ips: p.ips, blocks: p.blocks });
+
+/** Runs the agent until `signal` aborts. */
+export async function runAgent(o: AgentOptions): Promise<void> {
+  const { config: cfg, signal } = o;
+  const log = o.log;
+  log.info("starting", {
+    version: OHNO_VERSION,
+    node: cfg.nodeName,
+    backend: cfg.backend,
+    datastore: cfg.datastore.type,
+  });
+
+  const metrics = new DaemonMetrics({ backend: cfg.backend });
+  metrics.buildInfo.set(1, { version: OHNO_VERSION, backend: cfg.backend });
+  const health = new Health();
+  health.setReady(false, "starting");
+  await using _health = await serveHealth({
+    address: cfg.metricsAddress,
+    health,
+    registry: metrics.registry,
+  });
+
+  // Kubernetes, when on: loaded lazily, it is not needed without a cluster.
+  let k8s: K8s | undefined;
+  let kube: KubeClient | undefined;
+  const kubeWanted = cfg.kubernetes.enabled !== "off";
+  if (kubeWanted) {
+    k8s = await import("./k8s/mod.ts");
+    const conn = k8s.resolveKubeConnection({ kubeconfig: cfg.kubernetes.kubeconfig });
+    if (conn) kube = new k8s.KubeClient(conn);
+    else if (cfg.kubernetes.enabled === "on") {
+      throw new Error(
+        "kubernetes is on but there is neither a kubeconfig nor an in-cluster service account",
+      );
+    }
+  }
+  if (kube) log.info("kubernetes on", { server: kube.server });
+
+  // Node identity.
+  const ips = await retrying("node IP discovery", log, signal, () =>
+    resolveNodeIPs(cfg.nodeIP, {
+      ...(kube && k8s
+        ? { kubernetes: () => k8s!.discoverNodeIPs(kube!, cfg.nodeName, signal) }
+        : {}),
+    }));
+  const nodeIps = [ips.ipv4, ips.ipv6].filter((x): x is string => !!x);
+  log.info("node identity", { node: cfg.nodeName, ips: nodeIps.join(","), via: ips.source });
+  const mtu = cfg.mtu === "auto" ? (ips.mtu ?? 1500) : cfg.mtu; // host-gw: no overhead
+
+  // Datastore, pools, node record, blocks.
+  const store = await openStore(cfg);
+  try {
+    const ipam = new ClusterIpam(store);
+    const blocks = await retrying("claiming the node's blocks", log, signal, async () => {
+      for (const p of cfg.pools) await ipam.addPool(p.cidr, p.blockPrefix);
+      await ipam.registerNode(cfg.nodeName, { ips: nodeIps });
+      return await ipam.claimBlocks(cfg.nodeName);
+    });
+    log.info("blocks", { blocks: blocks.map((b) => b.cidr).join(",") });
+    const held = (await ipam.handles()).filter((h) => h.node === cfg.nodeName);
+    metrics.allocatedAddresses.set(held.reduce((n, h) => n + h.ips.length, 0));
+
+    // The IPAM socket: allocations are served from here on (state loaded).
+    let ipamReady = true;
+    await using _server = startIpamServer({
+      socket: cfg.socket,
+      network: cfg.networkName,
+      node: cfg.nodeName,
+      ipam,
+      log,
+      ready: () => ipamReady,
+      observe: (e) => {
+        metrics.ipamRequestSeconds.observe(e.ms / 1000, { op: e.op });
+        if (e.op === "allocate") {
+          if (e.ok) metrics.allocations.inc();
+          else metrics.allocationFailures.inc({ reason: e.reason ?? "internal" });
+        }
+        if (e.op === "release" && e.ok) metrics.releases.inc();
+        if (!e.ok && e.reason === "not-ready") metrics.etcdErrors.inc({ op: e.op });
+      },
+    });
+
+    // Routes to every peer's blocks.
+    const sync = new RouteSync({
+      backend: new HostGwBackend(),
+      local: { node: cfg.nodeName, ips: nodeIps, blocks: blocks.map((b) => b.cidr) },
+      resyncPeriodMs: cfg.resyncPeriodMs,
+      log,
+      onReconcile: metrics.observeReconcile,
+    });
+    sync.apply([{
+      type: "reset",
+      peers: (await ipam.peers()).filter((p) => p.node !== cfg.nodeName).map(toRoutingPeer),
+    }]);
+    const routing = sync.run(signal);
+    const peerWatch = (async () => {
+      while (!signal.aborted) {
+        try {
+          for await (const peers of ipam.watchPeers(signal)) {
+            const me = peers.find((p) => p.node === cfg.nodeName);
+            if (me) sync.setLocal({ node: cfg.nodeName, ips: nodeIps, blocks: me.blocks });
+            sync.apply([{
+              type: "reset",
+              peers: peers.filter((p) => p.node !== cfg.nodeName).map(toRoutingPeer),
+            }]);
+          }
+        } catch (e) {
+          if (signal.aborted) break;
+          metrics.etcdErrors.inc({ op: "watch" });
+          log.warn("peer watch failed; retrying", { error: (e as Error).message });
+          await sleep(1000, signal);
+        }
+      }
+    })();
+    if (cfg.masquerade && cfg.clusterCIDRs.length) {
+      await applyMasquerade({ clusterCIDRs: cfg.clusterCIDRs });
+      log.info("masquerade", { clusterCIDRs: cfg.clusterCIDRs.join(",") });
+    }
+    const first = await Promise.race([sync.synced, sleep(60_000, signal).then(() => undefined)]);
+    if (!first) return;
+    log.info("routes programmed", { ipv4: first.programmed[4], ipv6: first.programmed[6] });
+
+    // Install the plugin and its conflist only now.
+    const installed = installPlugin({
+      source: selfExecutable(),
+      binDir: cfg.cniBinDir,
+      confDir: cfg.cniConfDir,
+      conflistName: cfg.conflistName,
+      conflist: conflist({
+        network: cfg.networkName,
+        bridge: cfg.bridge,
+        mtu,
+        socket: cfg.socket,
+        logFile: cfg.cniLogFile,
+        portmap: portmapPresent(cfg.cniBinDir),
+      }),
+    });
+    log.info("plugin installed", {
+      binDir: cfg.cniBinDir,
+      file: `${cfg.cniConfDir}/${cfg.conflistName}`,
+      binaryChanged: installed.binary,
+      conflistChanged: installed.conflist,
+    });
+
+    // Ready.
+    if (kube && k8s) {
+      await retrying(
+        "NetworkUnavailable=False",
+        log,
+        signal,
+        () => k8s!.setNetworkAvailable(kube!, cfg.nodeName, { signal }),
+      );
+    }
+    health.setReady(true);
+    metrics.ready.set(1);
+    log.info("ready");
+
+    const loops: Promise<unknown>[] = [routing, peerWatch];
+    if (kube && k8s) {
+      loops.push(watchDeletedNodes(k8s, kube, ipam, cfg, log, signal));
+      loops.push(gcLoop(k8s, kube, ipam, cfg, log, signal, metrics));
+    }
+    await Promise.allSettled(loops);
+    ipamReady = false;
+    log.info("stopping: routes, masquerade and pods stay; a restarted agent resyncs");
+  } finally {
+    kube?.close();
+    await store.close();
+  }
+}
+
+function portmapPresent(binDir: string): boolean {
+  for (const dir of [binDir, "/usr/lib/cni", "/opt/cni/bin"]) {
+    try {
+      if (Deno.statSync(`${dir}/portmap`).isFile) return dir === binDir;
+    } catch {
+      // not there
+    }
+  }
+  return false;
+}
+
+/** Deleted Nodes give their blocks and addresses back (whichever agent sees it first). */
+async function watchDeletedNodes(
+  k8s: K8s,
+  kube: KubeClient,
+  ipam: ClusterIpam,
+  cfg: DaemonConfig,
+  log: Logger,
+  signal: AbortSignal,
+): Promise<void> {
+  const release = async (name: string) => {
+    if (name === cfg.nodeName) return;
+    try {
+      const r = await ipam.releaseNode(name);
+      if (r.blocks.length || r.addresses) {
+        log.info("released a deleted node", {
+          node: name,
+          blocks: r.blocks.join(","),
+          attachments: r.addresses,
+        });
+      }
+    } catch (e) {
+      log.warn("releasing a deleted node failed", { node: name, error: (e as Error).message });
+    }
+  };
+  for await (const e of k8s.watchNodes(kube, { signal })) {
+    if (e.type === "deleted") await release(e.name);
+    if (e.type === "synced") {
+      // Nodes the datastore knows that Kubernetes does not: deleted while we were away.
+      const live = new Set(e.nodes.map((n) => n.metadata.name));
+      for (const n of await ipam.nodes().catch(() => [])) {
+        if (!live.has(n.name)) await release(n.name);
+      }
+    }
+  }
+}
+
+/**
+ * Releases this node's allocations whose pod is gone: matched by pod UID (K8S_POD_UID),
+ * never by name, and only once the allocation is older than the grace period (a pod
+ * being created may not be listed yet).
+ */
+async function gcLoop(
+  k8s: K8s,
+  kube: KubeClient,
+  ipam: ClusterIpam,
+  cfg: DaemonConfig,
+  log: Logger,
+  signal: AbortSignal,
+  metrics: DaemonMetrics,
+): Promise<void> {
+  while (!signal.aborted) {
+    await sleep(cfg.gcPeriodMs, signal);
+    if (signal.aborted) break;
+    try {
+      const { pods } = await k8s.listPodsOnNode(kube, cfg.nodeName, signal);
+      const uids = new Set(pods.map((p) => p.uid));
+      const podIps = new Set(pods.flatMap((p) => p.podIPs));
+      const now = Date.now();
+      for (const h of await ipam.handles()) {
+        if (h.node !== cfg.nodeName || !h.podUid) continue;
+        if (uids.has(h.podUid) || h.ips.some((ip) => podIps.has(ip))) continue;
+        if (now - Date.parse(h.createdAt) < cfg.gcGracePeriodMs) continue;
+        const released = await ipam.release(h);
+        if (released.length) {
+          metrics.releases.inc({}, released.length);
+          log.info("GC released the addresses of a pod that is gone", {
+            pod: `${h.podNamespace ?? "-"}/${h.podName ?? "-"}`,
+            uid: h.podUid,
+            ips: released.join(","),
+          });
+        }
+      }
+    } catch (e) {
+      if (signal.aborted) break;
+      metrics.kubeErrors.inc({ op: "gc" });
+      log.warn("GC failed", { error: (e as Error).message });
+    }
+  }
+}
+
+/** `ohno daemon --cleanup`: removes ohno's routes, nftables table and conflist. */
+export async function cleanupAgent(cfg: DaemonConfig, log: Logger): Promise<void> {
+  await new HostGwBackend().cleanup();
+  await removeMasquerade();
+  const removed = uninstallConflist(cfg.cniConfDir, cfg.conflistName);
+  log.info("cleaned up", {
+    routes: "removed",
+    masquerade: "removed",
+    conflist: removed ? "removed" : "absent",
+  });
+}

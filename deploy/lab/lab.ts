@@ -1,0 +1,542 @@
+/**
+ * `ohno lab`: a cluster on one machine. On the underlay of topology.ts it runs etcd in
+ * the lab namespace and an `ohno daemon` in every node namespace (each with its own CNI
+ * dirs, socket, state and logs under /run/ohno-lab/NAME), and wires pods exactly as a
+ * runtime would: a namespace per pod, the node's installed plugin and conflist run with
+ * CNI_* in the node's namespace. It never touches the machine's root namespace; the lab
+ * has no route to the real network.
+ * @module
+ */
+
+import { createNamedNetns, deleteNamedNetns, Netns, runCommand } from "../../netns/mod.ts";
+import { CniRuntime, type ConfList } from "./runtime.ts";
+import { type Lab, labDown, labNetnsName, labOpen, labUp } from "./topology.ts";
+
+export const LAB_STATE_ROOT = "/run/ohno-lab";
+export const LAB_POOLS = ["10.244.0.0/16", "fd00:10:244::/48"];
+const ETCD_BIN = "/usr/bin/etcd";
+const POD_RE = /^[a-z0-9][a-z0-9-]{0,39}$/;
+
+export interface PodState {
+  name: string;
+  node: string;
+  netns: string;
+  containerId: string;
+  ifname: string;
+  ips: string[];
+  result: Record<string, unknown>;
+}
+
+export interface LabState {
+  name: string;
+  ohno: string;
+  etcd: { pid: number; endpoint: string };
+  nodes: { name: string; pid: number; dir: string; ipv4: string; ipv6: string }[];
+  pods: Record<string, PodState>;
+}
+
+export interface LabUpOptions {
+  name: string;
+  nodes: number;
+  /** The ohno binary the agents run (dist/ohno). */
+  ohno: string;
+  /** Full route reconcile period of the agents (default 30s). */
+  resyncPeriod?: string;
+  say?: (line: string) => void;
+}
+
+export function labDir(name: string): string {
+  return `${LAB_STATE_ROOT}/${name}`;
+}
+
+function stateFile(name: string) {
+  return `${labDir(name)}/lab.json`;
+}
+
+export function readState(name: string): LabState {
+  try {
+    return JSON.parse(Deno.readTextFileSync(stateFile(name)));
+  } catch {
+    throw new Error(`lab ${name} is not up (no ${stateFile(name)}); start it with \`ohno lab up\``);
+  }
+}
+
+/** Updates the state under a lock (pod add/del may run at once). */
+async function updateState<T>(name: string, fn: (s: LabState) => T): Promise<T> {
+  const lock = await Deno.open(`${labDir(name)}/lab.lock`, { create: true, write: true });
+  try {
+    await lock.lock(true);
+    const s = readState(name);
+    const out = fn(s);
+    const tmp = `${stateFile(name)}.tmp-${Deno.pid}`;
+    Deno.writeTextFileSync(tmp, JSON.stringify(s, null, 2));
+    Deno.renameSync(tmp, stateFile(name));
+    return out;
+  } finally {
+    lock.close();
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    Deno.kill(pid, "SIGCONT");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function waitFor(what: string, ms: number, ok: () => Promise<boolean>): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (await ok()) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${what} did not happen within ${ms / 1000} s`);
+}
+
+/** Starts a long-running process inside `ns`, detached from this one; returns its pid. */
+function spawnDetached(ns: Netns, cmd: string, args: string[], log: string): number {
+  const out = Deno.openSync(log, { create: true, append: true, write: true });
+  const child = ns.run(() =>
+    new Deno.Command("/usr/bin/setsid", {
+      args: [cmd, ...args],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      detached: true,
+    }).spawn()
+  );
+  child.stdout.pipeTo(out.writable, { preventClose: true }).catch(() => {});
+  child.stderr.pipeTo(out.writable).catch(() => {});
+  child.unref();
+  return child.pid;
+}
+
+async function curlOk(ns: Netns, url: string): Promise<boolean> {
+  const r = await runCommand(ns, "curl", {
+    args: ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "1", url],
+  });
+  return r.stdout.trim() === "200";
+}
+
+/** Builds lab `name`: underlay, etcd, one agent per node; waits until every agent is ready. */
+export async function up(o: LabUpOptions): Promise<LabState> {
+  const say = o.say ?? (() => {});
+  const dir = labDir(o.name);
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+  Deno.mkdirSync(dir, { recursive: true });
+  const lab = await labUp({ name: o.name, nodes: o.nodes });
+  try {
+    say(
+      `underlay: ${lab.netns} (bridge ${lab.bridge} ${lab.gateway.ipv4}, ${lab.gateway.ipv6}), ${o.nodes} nodes, an outside host`,
+    );
+    // etcd in the lab namespace, on the underlay's gateway address.
+    const endpoint = `http://${lab.gateway.ipv4}:2379`;
+    const etcdPid = spawnDetached(lab.ns, ETCD_BIN, [
+      "--name",
+      "lab",
+      "--data-dir",
+      `${dir}/etcd`,
+      "--log-level",
+      "error",
+      "--listen-client-urls",
+      `${endpoint},http://127.0.0.1:2379`,
+      "--advertise-client-urls",
+      endpoint,
+      "--listen-peer-urls",
+      "http://127.0.0.1:2380",
+      "--initial-advertise-peer-urls",
+      "http://127.0.0.1:2380",
+      "--initial-cluster",
+      "lab=http://127.0.0.1:2380",
+    ], `${dir}/etcd.log`);
+    await waitFor("etcd answering", 20_000, () => curlOk(lab.ns, "http://127.0.0.1:2379/health"));
+    say(`etcd: ${endpoint} (pid ${etcdPid})`);
+
+    const nodes: LabState["nodes"] = [];
+    for (const n of lab.nodes) {
+      const nd = `${dir}/${n.name}`;
+      Deno.mkdirSync(nd, { recursive: true });
+      const config = {
+        nodeName: n.name,
+        nodeIP: { source: "addresses", addresses: [n.ipv4, n.ipv6] },
+        pools: LAB_POOLS.map((cidr) => ({ cidr })),
+        datastore: { type: "etcd", etcd: { endpoints: [endpoint] } },
+        kubernetes: { enabled: "off" },
+        cniBinDir: `${nd}/cni/bin`,
+        cniConfDir: `${nd}/cni/net.d`,
+        runDir: `${nd}/run`,
+        stateDir: `${nd}/state`,
+        logFile: `${nd}/daemon.log`,
+        cniLogFile: `${nd}/cni.log`,
+        ...(o.resyncPeriod ? { resyncPeriod: o.resyncPeriod } : {}),
+        metricsAddress: "127.0.0.1:9753",
+      };
+      Deno.writeTextFileSync(`${nd}/ohno.json`, JSON.stringify(config, null, 2));
+      const pid = spawnDetached(
+        n.ns,
+        o.ohno,
+        ["daemon", "--config", `${nd}/ohno.json`],
+        `${nd}/daemon.out`,
+      );
+      nodes.push({ name: n.name, pid, dir: nd, ipv4: n.ipv4, ipv6: n.ipv6 });
+    }
+    const state: LabState = {
+      name: o.name,
+      ohno: o.ohno,
+      etcd: { pid: etcdPid, endpoint },
+      nodes,
+      pods: {},
+    };
+    Deno.writeTextFileSync(stateFile(o.name), JSON.stringify(state, null, 2));
+    for (const n of nodes) {
+      await waitFor(`the agent on ${n.name} ready (see ${n.dir}/daemon.log)`, 60_000, async () => {
+        if (!alive(n.pid)) {
+          throw new Error(`the agent on ${n.name} exited:\n${tail(`${n.dir}/daemon.out`)}`);
+        }
+        return await curlOk(lab.node(n.name).ns, "http://127.0.0.1:9753/readyz");
+      });
+      say(`agent: ${n.name} ${n.ipv4} ${n.ipv6} ready (pid ${n.pid})`);
+    }
+    return state;
+  } catch (e) {
+    lab.close();
+    await down(o.name).catch(() => {});
+    throw e;
+  } finally {
+    lab.close();
+  }
+}
+
+function tail(file: string, lines = 20): string {
+  try {
+    return Deno.readTextFileSync(file).trim().split("\n").slice(-lines).join("\n");
+  } catch {
+    return "(no log)";
+  }
+}
+
+function open(name: string): { lab: Lab; state: LabState } {
+  const state = readState(name);
+  return { lab: labOpen(name), state };
+}
+
+function nodeConflist(node: LabState["nodes"][number]): ConfList {
+  const dir = `${node.dir}/cni/net.d`;
+  const file =
+    [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => /\.conflist$/.test(n)).sort()[0];
+  if (!file) throw new Error(`no conflist in ${dir}: is the agent on ${node.name} ready?`);
+  return JSON.parse(Deno.readTextFileSync(`${dir}/${file}`));
+}
+
+function runtimeFor(lab: Lab, node: LabState["nodes"][number]): CniRuntime {
+  return new CniRuntime({ path: [`${node.dir}/cni/bin`], host: lab.node(node.name).ns });
+}
+
+/** Adds pod `pod` on `nodeName`, exactly as a runtime would; on failure cleans up. */
+export async function podAdd(name: string, nodeName: string, pod: string): Promise<PodState> {
+  if (!POD_RE.test(pod)) {
+    throw new Error(`pod name ${JSON.stringify(pod)} is not lowercase letters, digits and '-'`);
+  }
+  const { lab, state } = open(name);
+  try {
+    const node = state.nodes.find((n) => n.name === nodeName);
+    if (!node) {
+      throw new Error(
+        `lab ${name} has no node ${nodeName} (nodes: ${state.nodes.map((n) => n.name).join(", ")})`,
+      );
+    }
+    if (state.pods[pod]) throw new Error(`pod ${pod} exists already (on ${state.pods[pod]!.node})`);
+    const netns = labNetnsName(name, undefined, `pod-${pod}`);
+    const ns = await createNamedNetns(netns);
+    ns.close();
+    const a = {
+      containerId: `lab-${name}-${pod}`,
+      netns: `/var/run/netns/${netns}`,
+      ifname: "eth0",
+      args:
+        `IgnoreUnknown=1;K8S_POD_NAMESPACE=lab;K8S_POD_NAME=${pod};K8S_POD_UID=${crypto.randomUUID()}`,
+    };
+    const list = nodeConflist(node);
+    const rt = runtimeFor(lab, node);
+    let result: Record<string, unknown>;
+    try {
+      result = await rt.add(list, a);
+    } catch (e) {
+      // As a runtime does after a failed ADD: DEL, then drop the sandbox.
+      await rt.del(list, a).catch(() => {});
+      await deleteNamedNetns(netns);
+      throw e;
+    }
+    const ips = ((result.ips ?? []) as { address: string }[]).map((i) => i.address.split("/")[0]!);
+    const ps: PodState = {
+      name: pod,
+      node: nodeName,
+      netns,
+      containerId: a.containerId,
+      ifname: "eth0",
+      ips,
+      result,
+    };
+    await updateState(name, (s) => {
+      s.pods[pod] = ps;
+    });
+    return ps;
+  } finally {
+    lab.close();
+  }
+}
+
+/** Deletes a pod: DEL (with the cached result), then its namespace. */
+export async function podDel(name: string, pod: string): Promise<void> {
+  const { lab, state } = open(name);
+  try {
+    const ps = state.pods[pod];
+    if (!ps) throw new Error(`lab ${name} has no pod ${pod}`);
+    const node = state.nodes.find((n) => n.name === ps.node)!;
+    await runtimeFor(lab, node).del(nodeConflist(node), {
+      containerId: ps.containerId,
+      netns: `/var/run/netns/${ps.netns}`,
+      ifname: ps.ifname,
+    }, ps.result);
+    await deleteNamedNetns(ps.netns);
+    await updateState(name, (s) => {
+      delete s.pods[pod];
+    });
+  } finally {
+    lab.close();
+  }
+}
+
+export function podNetns(name: string, pod: string): string {
+  const ps = readState(name).pods[pod];
+  if (!ps) throw new Error(`lab ${name} has no pod ${pod}`);
+  return `/var/run/netns/${ps.netns}`;
+}
+
+export interface PingResult {
+  from: string;
+  to: string;
+  ip: string;
+  ok: boolean;
+  rtt?: string;
+}
+
+/** Pings every address of `to` from `from` (a pod, a node, or `outside`). */
+export async function ping(name: string, from: string, to: string): Promise<PingResult[]> {
+  const { lab, state } = open(name);
+  try {
+    const where = (who: string): { ns: Netns; ips: string[] } => {
+      const p = state.pods[who];
+      if (p) return { ns: Netns.named(p.netns), ips: p.ips };
+      if (who === "outside") {
+        return { ns: lab.outside.ns, ips: [lab.outside.ipv4, lab.outside.ipv6] };
+      }
+      const n = state.nodes.find((x) => x.name === who);
+      if (n) return { ns: lab.node(who).ns, ips: [n.ipv4, n.ipv6] };
+      throw new Error(`lab ${name} has no pod, node or host ${who}`);
+    };
+    const src = where(from);
+    const dst = where(to);
+    const out: PingResult[] = [];
+    for (const ip of dst.ips) {
+      const r = await runCommand(src.ns, "ping", { args: ["-c", "1", "-W", "2", ip] });
+      out.push({
+        from,
+        to,
+        ip,
+        ok: r.code === 0,
+        ...(r.code === 0 ? { rtt: /time=([\d.]+ ms)/.exec(r.stdout)?.[1] ?? "" } : {}),
+      });
+    }
+    if (state.pods[from]) src.ns.close();
+    return out;
+  } finally {
+    lab.close();
+  }
+}
+
+/** Runs a command in a pod, a node or the outside host; returns its exit code. */
+export async function exec(name: string, who: string, cmd: string[]): Promise<number> {
+  const { lab, state } = open(name);
+  try {
+    const p = state.pods[who];
+    const ns = p ? Netns.named(p.netns) : who === "outside" ? lab.outside.ns : lab.node(who).ns;
+    const child = ns.spawn(cmd[0]!, {
+      args: cmd.slice(1),
+      stdin: "inherit",
+      stdout: "inherit",
+      stderr: "inherit",
+    });
+    if (p) ns.close();
+    return (await child.status).code;
+  } finally {
+    lab.close();
+  }
+}
+
+/** Runs `ohno ipam …` against the lab's etcd, from node1 (etcd is reachable from nodes). */
+export async function ipam(
+  name: string,
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const { lab, state } = open(name);
+  try {
+    return await runCommand(lab.node(state.nodes[0]!.name).ns, state.ohno, {
+      args: ["ipam", "--etcd-endpoints", state.etcd.endpoint, ...args],
+    });
+  } finally {
+    lab.close();
+  }
+}
+
+export interface LabStatus {
+  name: string;
+  etcd: { endpoint: string; running: boolean };
+  nodes: {
+    name: string;
+    ipv4: string;
+    ipv6: string;
+    agent: "ready" | "not ready" | "down";
+    pid: number;
+  }[];
+  blocks: { cidr: string; node: string; used: number }[];
+  pods: { name: string; node: string; ips: string[] }[];
+}
+
+export async function status(name: string): Promise<LabStatus> {
+  const { lab, state } = open(name);
+  try {
+    const nodes: LabStatus["nodes"] = [];
+    for (const n of state.nodes) {
+      const agent = !alive(n.pid)
+        ? "down"
+        : (await curlOk(lab.node(n.name).ns, "http://127.0.0.1:9753/readyz"))
+        ? "ready"
+        : "not ready";
+      nodes.push({ name: n.name, ipv4: n.ipv4, ipv6: n.ipv6, agent, pid: n.pid });
+    }
+    const b = await ipam(name, ["blocks", "-o", "json"]);
+    const blocks = b.code === 0
+      ? (JSON.parse(b.stdout) as { cidr: string; node: string; used: number }[]).map((x) => ({
+        cidr: x.cidr,
+        node: x.node,
+        used: x.used,
+      }))
+      : [];
+    return {
+      name,
+      etcd: { endpoint: state.etcd.endpoint, running: alive(state.etcd.pid) },
+      nodes,
+      blocks,
+      pods: Object.values(state.pods).map((p) => ({ name: p.name, node: p.node, ips: p.ips })),
+    };
+  } finally {
+    lab.close();
+  }
+}
+
+/** Stops an agent (SIGTERM, or SIGKILL with `kill: true`). */
+export async function stopAgent(name: string, node: string, kill = false): Promise<void> {
+  const n = readState(name).nodes.find((x) => x.name === node);
+  if (!n) throw new Error(`lab ${name} has no node ${node}`);
+  try {
+    Deno.kill(n.pid, kill ? "SIGKILL" : "SIGTERM");
+  } catch {
+    // gone
+  }
+  await waitFor(`the agent on ${node} to exit`, 10_000, () => Promise.resolve(!alive(n.pid)));
+}
+
+/** Starts a node's agent again (after stopAgent), waiting until it is ready. */
+export async function startAgent(name: string, node: string): Promise<void> {
+  const { lab, state } = open(name);
+  try {
+    const n = state.nodes.find((x) => x.name === node);
+    if (!n) throw new Error(`lab ${name} has no node ${node}`);
+    if (alive(n.pid)) throw new Error(`the agent on ${node} is running (pid ${n.pid})`);
+    const pid = spawnDetached(lab.node(node).ns, state.ohno, [
+      "daemon",
+      "--config",
+      `${n.dir}/ohno.json`,
+    ], `${n.dir}/daemon.out`);
+    await updateState(name, (s) => {
+      s.nodes.find((x) => x.name === node)!.pid = pid;
+    });
+    await waitFor(`the agent on ${node} ready`, 60_000, async () => {
+      if (!alive(pid)) {
+        throw new Error(`the agent on ${node} exited:\n${tail(`${n.dir}/daemon.out`)}`);
+      }
+      return await curlOk(lab.node(node).ns, "http://127.0.0.1:9753/readyz");
+    });
+  } finally {
+    lab.close();
+  }
+}
+
+/** Stops or starts the lab's etcd (its data stays). */
+export async function etcdStop(name: string): Promise<void> {
+  const s = readState(name);
+  try {
+    Deno.kill(s.etcd.pid, "SIGKILL");
+  } catch {
+    // gone
+  }
+  await waitFor("etcd to exit", 10_000, () => Promise.resolve(!alive(s.etcd.pid)));
+}
+
+export async function etcdStart(name: string): Promise<void> {
+  const { lab, state } = open(name);
+  try {
+    const endpoint = state.etcd.endpoint;
+    const pid = spawnDetached(lab.ns, ETCD_BIN, [
+      "--name",
+      "lab",
+      "--data-dir",
+      `${labDir(name)}/etcd`,
+      "--log-level",
+      "error",
+      "--listen-client-urls",
+      `${endpoint},http://127.0.0.1:2379`,
+      "--advertise-client-urls",
+      endpoint,
+      "--listen-peer-urls",
+      "http://127.0.0.1:2380",
+      "--initial-advertise-peer-urls",
+      "http://127.0.0.1:2380",
+      "--initial-cluster",
+      "lab=http://127.0.0.1:2380",
+    ], `${labDir(name)}/etcd.log`);
+    await updateState(name, (s) => {
+      s.etcd.pid = pid;
+    });
+    await waitFor("etcd answering", 20_000, () => curlOk(lab.ns, "http://127.0.0.1:2379/health"));
+  } finally {
+    lab.close();
+  }
+}
+
+/** Takes the lab down: agents, etcd, pods, namespaces, state. Works after a crash. */
+export async function down(name: string): Promise<string[]> {
+  let state: LabState | undefined;
+  try {
+    state = readState(name);
+  } catch {
+    // no state: remove what exists by name
+  }
+  for (
+    const pid of [...(state?.nodes.map((n) => n.pid) ?? []), state?.etcd.pid].filter((
+      p,
+    ): p is number => !!p)
+  ) {
+    try {
+      Deno.kill(pid, "SIGKILL");
+    } catch {
+      // gone
+    }
+  }
+  const removed = await labDown(name);
+  await Deno.remove(labDir(name), { recursive: true }).catch(() => {});
+  return removed;
+}
