@@ -82,7 +82,8 @@ export async function cmdAdd(ctx: VerbContext): Promise<Result> {
   const hostPlan = {
     bridge: conf.bridge,
     createBridge: !linkNames().includes(conf.bridge),
-    bridgeMac: derivedMac(`bridge:${conf.bridge}`),
+    // Seeded with the gateway too: every node's bridge gets its own MAC.
+    bridgeMac: derivedMac(`bridge:${conf.bridge}:${gateways[0]?.cidr ?? ""}`),
     mtu,
     gateways: conf.isGateway ? gateways.map((g) => ({ family: g.family, cidr: g.cidr })) : [],
     hostVeth,

@@ -14,6 +14,7 @@ import { parseIpPrefix } from "../ipam/addr.ts";
 import { IpExistsError, IpNotFoundError } from "../netns/errors.ts";
 import { IpBatch, type IpLink } from "../netns/ip.ts";
 import type { Netns } from "../netns/netns.ts";
+import { sysctlSet } from "../netns/sysctl.ts";
 import { CniCode, CniError } from "./errors.ts";
 
 /** An address to put on the bridge (`10.22.0.1/16`) or the pod (`10.22.0.5/16`). */
@@ -159,49 +160,64 @@ export interface HostLinks {
 }
 
 /**
- * Runs the host side. Two ADDs racing to create the bridge: the loser's batch fails on
- * its first command with "exists" and is run again without it.
+ * Runs the host side: the bridge first when it is missing (two ADDs racing to create it
+ * both succeed: "exists" is fine), then one batch for the rest.
  */
 export async function setupHost(plan: HostPlan, host?: Netns): Promise<HostLinks> {
   let p = plan;
-  for (let attempt = 0;; attempt++) {
+  if (p.createBridge) {
+    // A new bridge is created down, and DAD is turned off on it before it comes up: until
+    // its link-local address has passed DAD (a second or more) the kernel sends no
+    // neighbour solicitations for forwarded packets, so a pod's first packets from
+    // another node would be lost.
     try {
-      const docs = await batchOf(hostCommands(p)).runJson<IpLink[]>({ netns: host, details: true });
-      const bridge = docs[0]?.[0];
-      const hostVeth = docs[1]?.[0];
-      if (!bridge || !hostVeth) throw new CniError(CniCode.Internal, "ip did not report the links");
-      const kind = bridge.linkinfo?.info_kind;
-      if (kind !== "bridge") {
-        throw new CniError(
-          CniCode.InvalidConfig,
-          `invalid network config: bridge ${JSON.stringify(p.bridge)} exists but is a ${
-            kind ?? "device"
-          } link, not a bridge`,
-        );
-      }
-      return { bridge, hostVeth };
+      await batchOf([hostCommands(p)[0]!]).run({ netns: host });
     } catch (e) {
-      if (
-        e instanceof IpExistsError && p.createBridge && attempt === 0 &&
-        e.command.startsWith(`link add name ${p.bridge} `)
-      ) {
-        p = { ...p, createBridge: false };
-        continue;
-      }
-      if (e instanceof IpExistsError && e.command.startsWith(`link add ${p.hostVeth} `)) {
-        throw new CniError(
-          CniCode.AttachmentExists,
-          `interface ${p.ifname} already exists in ${p.podNetns} or host veth ${p.hostVeth} exists`,
-          e.stderr,
-        );
-      }
-      throw e;
+      if (!(e instanceof IpExistsError)) throw e; // a concurrent ADD made it
     }
+    try {
+      sysctlSet(`net/ipv6/conf/${p.bridge}/accept_dad`, 0, { netns: host });
+    } catch {
+      // IPv6 disabled on this host: nothing to wait for
+    }
+    p = { ...p, createBridge: false };
+  }
+  try {
+    const docs = await batchOf(hostCommands(p)).runJson<IpLink[]>({ netns: host, details: true });
+    const bridge = docs[0]?.[0];
+    const hostVeth = docs[1]?.[0];
+    if (!bridge || !hostVeth) throw new CniError(CniCode.Internal, "ip did not report the links");
+    const kind = bridge.linkinfo?.info_kind;
+    if (kind !== "bridge") {
+      throw new CniError(
+        CniCode.InvalidConfig,
+        `invalid network config: bridge ${JSON.stringify(p.bridge)} exists but is a ${
+          kind ?? "device"
+        } link, not a bridge`,
+      );
+    }
+    return { bridge, hostVeth };
+  } catch (e) {
+    if (e instanceof IpExistsError && e.command.startsWith(`link add ${p.hostVeth} `)) {
+      throw new CniError(
+        CniCode.AttachmentExists,
+        `interface ${p.ifname} already exists in ${p.podNetns} or host veth ${p.hostVeth} exists`,
+        e.stderr,
+      );
+    }
+    throw e;
   }
 }
 
 /** Runs the pod side; returns the pod interface as ip reports it. */
 export async function setupPod(plan: PodPlan, pod: Netns): Promise<IpLink> {
+  // The pod's addresses skip DAD (IPAM made them unique); its link-local should too, or
+  // its first neighbour exchanges wait out DAD and cross-node packets stall for a second.
+  try {
+    sysctlSet(`net/ipv6/conf/${plan.ifname}/accept_dad`, 0, { netns: pod });
+  } catch {
+    // IPv6 disabled in the pod
+  }
   const docs = await batchOf(podCommands(plan)).runJson<IpLink[]>({ netns: pod });
   const link = docs[0]?.[0];
   if (!link) throw new CniError(CniCode.Internal, "ip did not report the pod interface");

@@ -73,7 +73,9 @@ export class AgentClient implements Disposable {
     let res: Response;
     let text: string;
     try {
-      res = await fetch(`http://ohno-agent${path}`, {
+      // An IP literal as host: Deno resolves the URL's host name even when the request
+      // goes to a unix socket, and a node whose DNS does not answer would stall every ADD.
+      res = await fetch(`http://127.0.0.1${path}`, {
         method,
         client: this.#client,
         signal,

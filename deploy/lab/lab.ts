@@ -95,20 +95,20 @@ async function waitFor(what: string, ms: number, ok: () => Promise<boolean>): Pr
   throw new Error(`${what} did not happen within ${ms / 1000} s`);
 }
 
-/** Starts a long-running process inside `ns`, detached from this one; returns its pid. */
+/**
+ * Starts a long-running process inside `ns`, detached from this one (its own process
+ * group, output appended to `log`, so it outlives the `ohno lab` command); returns its pid.
+ */
 function spawnDetached(ns: Netns, cmd: string, args: string[], log: string): number {
-  const out = Deno.openSync(log, { create: true, append: true, write: true });
   const child = ns.run(() =>
-    new Deno.Command("/usr/bin/setsid", {
-      args: [cmd, ...args],
+    new Deno.Command("/bin/sh", {
+      args: ["-c", 'log="$1"; shift; exec "$@" >>"$log" 2>&1', "sh", log, cmd, ...args],
       stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
+      stdout: "null",
+      stderr: "null",
       detached: true,
     }).spawn()
   );
-  child.stdout.pipeTo(out.writable, { preventClose: true }).catch(() => {});
-  child.stderr.pipeTo(out.writable).catch(() => {});
   child.unref();
   return child.pid;
 }
@@ -181,6 +181,22 @@ export async function up(o: LabUpOptions): Promise<LabState> {
         `${nd}/daemon.out`,
       );
       nodes.push({ name: n.name, pid, dir: nd, ipv4: n.ipv4, ipv6: n.ipv6 });
+    }
+    // The underlay must carry both families between every pair of nodes before pods use
+    // it: each node reaches every other's addresses (this also settles neighbour
+    // discovery, whose first exchange right after the links come up can take a second).
+    for (const a of lab.nodes) {
+      for (const b of lab.nodes) {
+        if (a === b) continue;
+        for (const ip of [b.ipv4, b.ipv6]) {
+          await waitFor(
+            `${a.name} reaching ${b.name} at ${ip} on the underlay`,
+            10_000,
+            async () =>
+              (await runCommand(a.ns, "ping", { args: ["-c", "1", "-W", "1", ip] })).code === 0,
+          );
+        }
+      }
     }
     const state: LabState = {
       name: o.name,
