@@ -130,6 +130,24 @@ export function registerIpam(program: Command): void {
       });
     });
 
+  ipam.command("nodes")
+    .description("nodes with their addresses and blocks")
+    .option("-o, --output <format>", "table or json", "table")
+    .action(async (opts: Out, cmd: Command) => {
+      const fmt = outputFormat(opts.output, ["table", "json"] as const);
+      await withIpam(cmd, async (c) => {
+        const peers = await c.peers();
+        if (fmt === "json") return printJson(peers);
+        if (!peers.length) return print("no nodes");
+        print(
+          table(
+            ["NODE", "ADDRESSES", "BLOCKS"],
+            peers.map((p) => [p.node, p.ips.join(", "), p.blocks.join(", ")]),
+          ),
+        );
+      });
+    });
+
   const pool = ipam.command("pool").description("add or remove a pool");
   pool.command("add <cidr>")
     .description("add a pool (IPv4 blocks default to /24, IPv6 to /64)")

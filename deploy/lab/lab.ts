@@ -42,6 +42,13 @@ export interface LabUpOptions {
   ohno: string;
   /** Full route reconcile period of the agents (default 30s). */
   resyncPeriod?: string;
+  /**
+   * A kubeconfig for the agents: Kubernetes on, node addresses from the Nodes'
+   * InternalIPs (the API server must be reachable from the nodes, e.g. in the lab namespace).
+   */
+  kubeconfig?: string;
+  /** More agent configuration (docs/daemon.md keys), merged over the lab's. */
+  extraConfig?: Record<string, unknown>;
   say?: (line: string) => void;
 }
 
@@ -160,10 +167,12 @@ export async function up(o: LabUpOptions): Promise<LabState> {
       Deno.mkdirSync(nd, { recursive: true });
       const config = {
         nodeName: n.name,
-        nodeIP: { source: "addresses", addresses: [n.ipv4, n.ipv6] },
+        nodeIP: o.kubeconfig
+          ? { source: "kubernetes" }
+          : { source: "addresses", addresses: [n.ipv4, n.ipv6] },
         pools: LAB_POOLS.map((cidr) => ({ cidr })),
         datastore: { type: "etcd", etcd: { endpoints: [endpoint] } },
-        kubernetes: { enabled: "off" },
+        kubernetes: o.kubeconfig ? { enabled: "on", kubeconfig: o.kubeconfig } : { enabled: "off" },
         cniBinDir: `${nd}/cni/bin`,
         cniConfDir: `${nd}/cni/net.d`,
         runDir: `${nd}/run`,
@@ -172,6 +181,7 @@ export async function up(o: LabUpOptions): Promise<LabState> {
         cniLogFile: `${nd}/cni.log`,
         ...(o.resyncPeriod ? { resyncPeriod: o.resyncPeriod } : {}),
         metricsAddress: "127.0.0.1:9753",
+        ...o.extraConfig,
       };
       Deno.writeTextFileSync(`${nd}/ohno.json`, JSON.stringify(config, null, 2));
       const pid = spawnDetached(
@@ -251,7 +261,12 @@ function runtimeFor(lab: Lab, node: LabState["nodes"][number]): CniRuntime {
 }
 
 /** Adds pod `pod` on `nodeName`, exactly as a runtime would; on failure cleans up. */
-export async function podAdd(name: string, nodeName: string, pod: string): Promise<PodState> {
+export async function podAdd(
+  name: string,
+  nodeName: string,
+  pod: string,
+  opts: { uid?: string } = {},
+): Promise<PodState> {
   if (!POD_RE.test(pod)) {
     throw new Error(`pod name ${JSON.stringify(pod)} is not lowercase letters, digits and '-'`);
   }
@@ -271,8 +286,9 @@ export async function podAdd(name: string, nodeName: string, pod: string): Promi
       containerId: `lab-${name}-${pod}`,
       netns: `/var/run/netns/${netns}`,
       ifname: "eth0",
-      args:
-        `IgnoreUnknown=1;K8S_POD_NAMESPACE=lab;K8S_POD_NAME=${pod};K8S_POD_UID=${crypto.randomUUID()}`,
+      args: `IgnoreUnknown=1;K8S_POD_NAMESPACE=lab;K8S_POD_NAME=${pod};K8S_POD_UID=${
+        opts.uid ?? crypto.randomUUID()
+      }`,
     };
     const list = nodeConflist(node);
     const rt = runtimeFor(lab, node);

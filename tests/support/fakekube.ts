@@ -30,6 +30,8 @@
  * @module
  */
 
+import type { Netns } from "../../netns/mod.ts";
+
 type Json = Record<string, unknown>;
 
 /** A Kubernetes object as the fake stores it (JSON). */
@@ -122,16 +124,25 @@ export class FakeKube implements AsyncDisposable {
     this.#opts = opts;
   }
 
-  /** Starts a fake on 127.0.0.1 on a free port. */
-  static start(opts: FakeKubeOptions = {}): Promise<FakeKube> {
+  /**
+   * Starts a fake on 127.0.0.1 on a free port, or on `listen.hostname` inside
+   * `listen.netns` (the listening socket is made in that namespace, so agents in a lab
+   * reach it while the test drives it from here).
+   */
+  static start(
+    opts: FakeKubeOptions = {},
+    listen: { hostname?: string; port?: number; netns?: Netns } = {},
+  ): Promise<FakeKube> {
     const fake = new FakeKube(opts);
     return new Promise((resolve) => {
-      fake.#server = Deno.serve({
-        hostname: "127.0.0.1",
-        port: 0,
-        onListen: () => resolve(fake),
-        ...(opts.tls ?? {}),
-      }, (req) => fake.#handle(req));
+      const serve = () =>
+        Deno.serve({
+          hostname: listen.hostname ?? "127.0.0.1",
+          port: listen.port ?? 0,
+          onListen: () => resolve(fake),
+          ...(opts.tls ?? {}),
+        }, (req) => fake.#handle(req));
+      fake.#server = listen.netns ? listen.netns.run(serve) : serve();
       if (opts.bookmarkIntervalMs) {
         fake.#bookmarkTimer = setInterval(() => fake.bookmark(), opts.bookmarkIntervalMs);
       }
