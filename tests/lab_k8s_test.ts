@@ -1,0 +1,134 @@
+/**
+ * The agent with Kubernetes, against the fake API server (the real wire protocol),
+ * listening inside the lab namespace where the agents reach it: node IP discovery,
+ * NetworkUnavailable=False only after the routes, a deleted Node's blocks released, and
+ * GC of allocations whose pod is gone (matched by UID).
+ */
+import { assert, assertEquals } from "./support/assert.ts";
+import { FakeKube } from "./support/fakekube.ts";
+import { etcdMissing } from "./support/etcd.ts";
+import { within } from "./support/lab.ts";
+import * as labs from "../deploy/lab/lab.ts";
+import { labOpen } from "../deploy/lab/topology.ts";
+import { listNamedNetns, Netns } from "../netns/mod.ts";
+import { OHNO } from "./support/ohno.ts";
+
+const missing = etcdMissing();
+const skip = missing ? ` [SKIP: ${missing}]` : "";
+
+Deno.test({
+  name:
+    `Kubernetes: node IP discovery, NetworkUnavailable after routes, deleted Node released, pod GC${skip}`,
+  ignore: !!missing,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const name = `k${Deno.pid % 100000}`;
+    const dir = await Deno.makeTempDir({ prefix: "ohnot-k8s-" });
+    const kubeconfig = `${dir}/kubeconfig`;
+    let fake: FakeKube | undefined;
+    try {
+      // The API server answers on the lab's gateway address, port 6443.
+      await Deno.writeTextFile(
+        kubeconfig,
+        `apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n    server: http://172.31.0.1:6443\n` +
+          `users:\n- name: agent\n  user: {}\ncontexts:\n- name: lab\n  context:\n    cluster: lab\n    user: agent\n` +
+          `current-context: lab\n`,
+      );
+      const up = labs.up({
+        name,
+        nodes: 2,
+        ohno: OHNO,
+        kubeconfig,
+        extraConfig: { gcPeriod: "1s", gcGracePeriod: "2s" },
+      });
+      // Start the fake as soon as the lab namespace exists (the agents retry until then).
+      await within(
+        20_000,
+        "the lab namespace",
+        () => Promise.resolve(listNamedNetns().includes(`ohno-lab-${name}`)),
+      );
+      using labNs = Netns.named(`ohno-lab-${name}`);
+      fake = await FakeKube.start({}, { hostname: "172.31.0.1", port: 6443, netns: labNs });
+      fake.putNode("node1", { internalIPs: ["172.31.0.11", "fd00:172:31::11"] });
+      fake.putNode("node2", { internalIPs: ["172.31.0.12", "fd00:172:31::12"] });
+      await up;
+
+      // Node IP discovery: the agents registered the Nodes' InternalIPs.
+      const nodes = JSON.parse((await labs.ipam(name, ["nodes", "-o", "json"])).stdout) as {
+        node: string;
+        ips: string[];
+      }[];
+      assertEquals(nodes.map((n) => [n.node, n.ips]), [
+        ["node1", ["172.31.0.11", "fd00:172:31::11"]],
+        ["node2", ["172.31.0.12", "fd00:172:31::12"]],
+      ]);
+      // NetworkUnavailable=False was patched, and only after the routes were programmed.
+      for (const n of ["node1", "node2"]) {
+        const conds =
+          (fake.getNode(n)!.status as { conditions: { type: string; status: string }[] })
+            .conditions;
+        assertEquals(conds.find((c) => c.type === "NetworkUnavailable")?.status, "False");
+        assertEquals(
+          conds.find((c) => c.type === "Ready")?.status,
+          "True",
+          "the kubelet's condition kept",
+        );
+        const log = Deno.readTextFileSync(`${labs.labDir(name)}/${n}/daemon.log`);
+        const routed = log.indexOf("routes programmed");
+        const ready = log.indexOf("] ready");
+        assert(routed >= 0 && ready > routed, "routes programmed before ready");
+      }
+      assert(
+        fake.requests.some((r) => r.method === "PATCH" && r.path.endsWith("/nodes/node1/status")),
+      );
+
+      // Pod GC: a pod the API knows stays; one it does not know is released after the grace.
+      const kept = fake.putPod("kept", { namespace: "lab", nodeName: "node1" });
+      await labs.podAdd(name, "node1", "kept", { uid: kept.metadata.uid });
+      await labs.podAdd(name, "node1", "ghost"); // a UID the API has never heard of
+      const owners = async () =>
+        (JSON.parse((await labs.ipam(name, ["ls", "--node", "node1", "-o", "json"])).stdout) as {
+          podName?: string;
+        }[]).map((r) => r.podName).sort();
+      assertEquals(await owners(), ["ghost", "ghost", "kept", "kept"]);
+      await within(
+        10_000,
+        "the ghost pod's addresses released by GC",
+        async () => JSON.stringify(await owners()) === JSON.stringify(["kept", "kept"]),
+      );
+
+      // A deleted Node: its blocks and addresses are released, and routes to it go.
+      await labs.podAdd(name, "node2", "onnode2");
+      await labs.stopAgent(name, "node2");
+      fake.deleteNode("node2");
+      await within(10_000, "node2's blocks released", async () => {
+        const blocks = JSON.parse((await labs.ipam(name, ["blocks", "-o", "json"])).stdout) as {
+          node: string;
+        }[];
+        return !blocks.some((b) => b.node === "node2");
+      });
+      const lab = labOpen(name);
+      try {
+        await within(5000, "routes to node2 gone from node1", async () => {
+          const r = await new Deno.Command("ip", {
+            args: ["-n", `ohno-lab-${name}-node1`, "route", "show", "proto", "111"],
+          })
+            .output();
+          return !new TextDecoder().decode(r.stdout).includes("172.31.0.12");
+        });
+      } finally {
+        lab.close();
+      }
+      const left = JSON.parse((await labs.ipam(name, ["ls", "-o", "json"])).stdout) as {
+        node: string;
+      }[];
+      assert(!left.some((r) => r.node === "node2"), "node2's addresses released");
+      assertEquals((await labs.ipam(name, ["check"])).code, 0);
+    } finally {
+      await fake?.[Symbol.asyncDispose]();
+      await labs.down(name).catch(() => {});
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});

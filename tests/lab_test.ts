@@ -1,0 +1,229 @@
+/**
+ * The node agent end to end, in labs: etcd in the lab namespace, `dist/ohno daemon` in
+ * every node namespace, pods added exactly as a runtime adds them.
+ */
+import { assert, assertEquals, assertMatch } from "./support/assert.ts";
+import { testLab, within } from "./support/lab.ts";
+import { startEcho, whoAmI } from "./support/tcpecho.ts";
+import { etcdMissing } from "./support/etcd.ts";
+import { CniRuntime } from "../deploy/lab/runtime.ts";
+import { ipJson, type IpRoute, Netns, runCommand } from "../netns/mod.ts";
+
+const missing = etcdMissing();
+const skip = missing ? ` [SKIP: ${missing}]` : "";
+const opts = { ignore: !!missing, sanitizeResources: false, sanitizeOps: false };
+
+Deno.test({
+  ...opts,
+  name:
+    `3-node lab: every pod pings every other over IPv4 and IPv6; outside sees the node's address${skip}`,
+  async fn() {
+    await using t = await testLab({ nodes: 3 });
+    const pods: string[] = [];
+    for (const node of ["node1", "node2", "node3"]) {
+      for (const i of [1, 2]) {
+        const p = `${node.slice(-1)}p${i}`;
+        await t.lab.podAdd(t.name, node, p);
+        pods.push(p);
+      }
+    }
+    const failures: string[] = [];
+    let count = 0;
+    for (const a of pods) {
+      for (const b of pods) {
+        if (a === b) continue;
+        for (const r of await t.lab.ping(t.name, a, b)) {
+          count++;
+          if (!r.ok) failures.push(`${a} -> ${b} ${r.ip}`);
+        }
+      }
+    }
+    assertEquals(failures, []);
+    assertEquals(count, 6 * 5 * 2);
+    // Cross-node routes are ohno's host-gw routes: node1 routes node2's and node3's blocks.
+    const routes = await t.routes("node1");
+    assertEquals(routes.length, 4, routes.join("\n"));
+    assert(
+      routes.every((r) => /via (172\.31\.0\.1[23]|fd00:172:31::1[23])$/.test(r)),
+      routes.join("\n"),
+    );
+
+    // Masquerade: the outside host sees node1's address; a pod on another node sees the pod's.
+    const s = t.state();
+    using outside = Netns.named(`ohno-lab-${t.name}-outside`);
+    using p1 = Netns.named(s.pods["1p1"]!.netns);
+    using p3 = Netns.named(s.pods["3p1"]!.netns);
+    await using echoOut = await startEcho(outside, 8080);
+    await using echoPod = await startEcho(p3, 8080);
+    void echoOut;
+    void echoPod;
+    assertEquals(await whoAmI(p1, "172.31.0.200"), "172.31.0.11");
+    assertEquals(await whoAmI(p1, "fd00:172:31::200"), "fd00:172:31::11");
+    const p1ips = s.pods["1p1"]!.ips;
+    assertEquals(await whoAmI(p1, s.pods["3p1"]!.ips[0]!), p1ips[0]);
+    assertEquals(await whoAmI(p1, s.pods["3p1"]!.ips[1]!), p1ips[1]);
+    const check = await t.lab.ipam(t.name, ["check"]);
+    assertEquals(check.code, 0, check.stdout);
+  },
+});
+
+Deno.test({
+  ...opts,
+  name:
+    `a removed node's routes vanish within 5 s; a route deleted by hand returns within a reconcile period${skip}`,
+  async fn() {
+    await using t = await testLab({ nodes: 3, resyncPeriod: "2s" });
+    const before = await t.routes("node1");
+    assertEquals(before.length, 4);
+    // By hand: delete one of ohno's routes on node1; the periodic reconcile restores it.
+    const victim = before.find((r) => r.includes("172.31.0.12"))!;
+    await runCommand(t.node("node1"), "ip", { args: ["route", "del", victim.split(" ")[0]!] });
+    assert(!(await t.routes("node1")).includes(victim));
+    const back = await within(
+      2000 + 2000,
+      "the deleted route back",
+      async () => (await t.routes("node1")).includes(victim),
+    );
+    assert(back <= 4000);
+    // A foreign route to somewhere else is left alone by every reconcile.
+    await runCommand(t.node("node1"), "ip", {
+      args: ["route", "add", "192.0.2.0/24", "via", "172.31.0.1"],
+    });
+
+    // node3 leaves: its agent stops and the node is released from the cluster.
+    await t.lab.stopAgent(t.name, "node3");
+    const rel = await t.lab.ipam(t.name, ["release", "--node", "node3"]);
+    assertEquals(rel.code, 0, rel.stderr);
+    for (const node of ["node1", "node2"]) {
+      await within(
+        5000,
+        `node3's routes gone from ${node}`,
+        async () => !(await t.routes(node)).some((r) => /172\.31\.0\.13|fd00:172:31::13/.test(r)),
+      );
+    }
+    assertEquals((await t.routes("node1")).length, 2);
+    const foreign = await ipJson<IpRoute[]>(["route", "show", "192.0.2.0/24"], {
+      netns: t.node("node1"),
+    });
+    assertEquals(foreign.length, 1, "foreign routes are never touched");
+  },
+});
+
+Deno.test({
+  ...opts,
+  name:
+    `kill -9 of an agent during 100 pod ADDs and DELs, restart: no duplicates, no leak after GC, pods keep pinging${skip}`,
+  async fn() {
+    await using t = await testLab({ nodes: 2 });
+    await t.lab.podAdd(t.name, "node1", "steady1");
+    await t.lab.podAdd(t.name, "node2", "steady2");
+    const s0 = t.state();
+    using steady = Netns.named(s0.pods["steady1"]!.netns);
+    // Existing pods ping each other all through the drill (5 pings a second).
+    const pinger = steady.spawn("ping", {
+      args: ["-i", "0.2", "-W", "1", s0.pods["steady2"]!.ips[0]!],
+      stdout: "piped",
+      stderr: "piped",
+    });
+    let added = 0, failedAdds = 0, deleted = 0;
+    const live: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      if (i === 30) await t.lab.stopAgent(t.name, "node1", true); // kill -9
+      if (i === 45) await t.lab.startAgent(t.name, "node1");
+      if (i % 3 === 2 && live.length) {
+        const p = live.shift()!;
+        await t.lab.podDel(t.name, p).then(() => deleted++).catch(() => live.push(p));
+        continue;
+      }
+      const p = `k${i}`;
+      try {
+        await t.lab.podAdd(t.name, "node1", p);
+        live.push(p);
+        added++;
+      } catch {
+        failedAdds++;
+      }
+    }
+    pinger.kill("SIGINT");
+    const out = new TextDecoder().decode((await pinger.output()).stdout);
+    assert(failedAdds > 0, "some ADDs failed while the agent was dead");
+    assert(added > 40, `${added} pods added`);
+    const stats = /(\d+) packets transmitted, (\d+) received/.exec(out);
+    assert(stats, out);
+    assert(Number(stats[1]) > 20, out);
+    assertEquals(stats[1], stats[2], `the steady pods lost packets: ${stats[0]}`);
+
+    // GC through the plugin, as a runtime does: the valid attachments are the pods that exist.
+    const state = t.state();
+    const node1 = state.nodes.find((n) => n.name === "node1")!;
+    const list = JSON.parse(Deno.readTextFileSync(`${node1.dir}/cni/net.d/10-ohno.conflist`));
+    const valid = Object.values(state.pods).filter((p) => p.node === "node1").map((p) => ({
+      containerID: p.containerId,
+      ifname: p.ifname,
+    }));
+    const rt = new CniRuntime({ path: [`${node1.dir}/cni/bin`], host: t.node("node1") });
+    await rt.exec("GC", { ...list, cniVersion: "1.1.0" }, {
+      ...list.plugins[0],
+      "cni.dev/valid-attachments": valid,
+    }, {
+      containerId: "",
+      netns: "",
+      ifname: "",
+    }, undefined);
+    const rows = JSON.parse(
+      (await t.lab.ipam(t.name, ["ls", "--node", "node1", "-o", "json"])).stdout,
+    ) as {
+      ip: string;
+      containerID: string;
+    }[];
+    const owners = new Set(rows.map((r) => r.containerID));
+    assertEquals(
+      [...owners].sort(),
+      valid.map((v) => v.containerID).sort(),
+      "no leaked allocation after GC",
+    );
+    const all = JSON.parse((await t.lab.ipam(t.name, ["ls", "-o", "json"])).stdout) as {
+      ip: string;
+    }[];
+    assertEquals(new Set(all.map((r) => r.ip)).size, all.length, "no duplicate addresses");
+    assertEquals((await t.lab.ipam(t.name, ["check"])).code, 0);
+    for (const r of await t.lab.ping(t.name, "steady1", "steady2")) assert(r.ok, r.ip);
+  },
+});
+
+Deno.test({
+  ...opts,
+  name:
+    `etcd stopped: pods keep working, a new ADD fails with 11 within 5 s; etcd back: ADDs work again${skip}`,
+  async fn() {
+    await using t = await testLab({ nodes: 2 });
+    await t.lab.podAdd(t.name, "node1", "e1");
+    await t.lab.podAdd(t.name, "node2", "e2");
+    await t.lab.etcdStop(t.name);
+    for (const r of await t.lab.ping(t.name, "e1", "e2")) {
+      assert(r.ok, `${r.ip} while etcd is down`);
+    }
+    const t0 = performance.now();
+    let code: number | undefined;
+    try {
+      await t.lab.podAdd(t.name, "node1", "e3");
+    } catch (e) {
+      code = (e as { code?: number }).code;
+      assertMatch((e as Error).message, /\[11\]/);
+    }
+    const took = performance.now() - t0;
+    assertEquals(code, 11);
+    assert(took < 5000, `ADD failed after ${took} ms`);
+    await t.lab.etcdStart(t.name);
+    // No restart of anything: the agent's client reconnects by itself.
+    await within(15_000, "an ADD working again", async () => {
+      try {
+        await t.lab.podAdd(t.name, "node1", "e4");
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    for (const r of await t.lab.ping(t.name, "e4", "e2")) assert(r.ok, r.ip);
+  },
+});

@@ -1,0 +1,84 @@
+/**
+ * Labs for tests: `await using lab = await testLab({nodes: 3})` builds a lab with a
+ * unique name through the same code `ohno lab` runs (agents are dist/ohno) and takes it
+ * down even when the test fails.
+ * @module
+ */
+
+import * as labs from "../../deploy/lab/lab.ts";
+import { labOpen } from "../../deploy/lab/topology.ts";
+import { ipJson, type IpRoute, Netns } from "../../netns/mod.ts";
+import { OHNO } from "./ohno.ts";
+
+let n = 0;
+
+export interface TestLab extends AsyncDisposable {
+  name: string;
+  state(): labs.LabState;
+  /** A node's namespace (open while the lab lives). */
+  node(name: string): Netns;
+  lab: typeof labs;
+  /** ohno's routes (proto 111) in a node, as `dst via` strings, both families. */
+  routes(node: string): Promise<string[]>;
+}
+
+export async function testLab(
+  opts: {
+    nodes: number;
+    resyncPeriod?: string;
+    kubeconfig?: string;
+    extraConfig?: Record<string, unknown>;
+  },
+): Promise<TestLab> {
+  const name = `t${Deno.pid % 100000}x${n++}`;
+  await labs.up({
+    name,
+    nodes: opts.nodes,
+    ohno: OHNO,
+    ...(opts.resyncPeriod ? { resyncPeriod: opts.resyncPeriod } : {}),
+    ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}),
+    ...(opts.extraConfig ? { extraConfig: opts.extraConfig } : {}),
+  }).catch(async (e) => {
+    await labs.down(name).catch(() => {});
+    throw e;
+  });
+  const handle = labOpen(name);
+  return {
+    name,
+    lab: labs,
+    state: () => labs.readState(name),
+    node: (node) => handle.node(node).ns,
+    async routes(node) {
+      const ns = handle.node(node).ns;
+      const out: string[] = [];
+      for (const fam of ["-4", "-6"]) {
+        for (
+          const r of await ipJson<IpRoute[]>([fam, "route", "show", "proto", "111"], { netns: ns })
+        ) {
+          out.push(`${r.dst} via ${r.gateway}`);
+        }
+      }
+      return out.sort();
+    },
+    async [Symbol.asyncDispose]() {
+      handle.close();
+      await labs.down(name);
+    },
+  };
+}
+
+/** Polls until `ok()` or the deadline; returns how long it took (ms), throws on timeout. */
+export async function within(
+  ms: number,
+  what: string,
+  ok: () => Promise<boolean>,
+): Promise<number> {
+  const t0 = performance.now();
+  while (performance.now() - t0 < ms) {
+    if (await ok()) return performance.now() - t0;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what}: not within ${ms} ms`);
+}
+
+export { Netns };
