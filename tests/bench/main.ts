@@ -7,6 +7,7 @@
  * @module
  */
 
+import { benchAgent } from "./agent.ts";
 import { benchCni } from "./cni.ts";
 import { benchIpam } from "./ipam.ts";
 import { benchStartup } from "./startup.ts";
@@ -18,6 +19,7 @@ const SUITES: Record<string, () => Promise<void>> = {
   startup: () => benchStartup(),
   cni: () => benchCni(),
   ipam: () => benchIpam(),
+  agent: () => benchAgent(),
   routes: () => benchRoutes(),
 };
 

@@ -1,0 +1,181 @@
+/**
+ * The node agent in a lab (etcd in the lab namespace, `dist/ohno daemon` per node):
+ * - ADD and DEL latency through the agent (cluster IPAM on etcd), p50/p99 over N serial
+ *   pods, next to the reference `bridge` + `host-local` in a node namespace of the same
+ *   lab, interleaved, with the ratio;
+ * - route convergence: from a new node's block claim committed in etcd to its route in
+ *   every other node's kernel (seen by `ip monitor`), p50/p99 over 20 joins.
+ */
+import * as labs from "../../deploy/lab/lab.ts";
+import { CniRuntime } from "../../deploy/lab/runtime.ts";
+import { createNamedNetns, deleteNamedNetns, Netns } from "../../netns/mod.ts";
+import { OHNO, REF_CNI_DIR } from "../support/ohno.ts";
+import { ms, note, printTable, ratio, summarize, timeIt } from "./stats.ts";
+
+export async function benchAgent(pods = 100, joins = 20): Promise<void> {
+  const name = `bench${Deno.pid % 10000}`;
+  await labs.up({ name, nodes: 2, ohno: OHNO });
+  const extra: string[] = [];
+  try {
+    const s = labs.readState(name);
+    using node1 = Netns.named(`ohno-lab-${name}-node1`);
+    using node2 = Netns.named(`ohno-lab-${name}-node2`);
+    // --- ADD/DEL: ohno through its agent vs bridge + host-local, same lab, same kind of pods.
+    const node = s.nodes[0]!;
+    const ohnoList = JSON.parse(Deno.readTextFileSync(`${node.dir}/cni/net.d/10-ohno.conflist`));
+    const ohnoRt = new CniRuntime({ path: [`${node.dir}/cni/bin`], host: node1 });
+    const refList = {
+      cniVersion: "1.0.0",
+      name: "benchref",
+      plugins: [{
+        type: "bridge",
+        bridge: "refbr0",
+        isGateway: true,
+        isDefaultGateway: true,
+        ipam: {
+          type: "host-local",
+          dataDir: `${node.dir}/ref-ipam`,
+          ranges: [[{ subnet: "10.250.0.0/16" }]],
+        },
+      }],
+    };
+    const refRt = new CniRuntime({ path: [REF_CNI_DIR], host: node2 });
+    const lat = {
+      ohnoAdd: [] as number[],
+      ohnoDel: [] as number[],
+      refAdd: [] as number[],
+      refDel: [] as number[],
+    };
+    for (let i = -3; i < pods; i++) {
+      const netns = `ohno-lab-${name}-pod-b${i + 3}`;
+      extra.push(netns);
+      (await createNamedNetns(netns)).close();
+      const a = { containerId: `bench${i + 3}`, netns: `/var/run/netns/${netns}`, ifname: "eth0" };
+      const b = { ...a, ifname: "eth1" };
+      const t1 = await timeIt(async () => await ohnoRt.add(ohnoList, a));
+      const t2 = await timeIt(async () => await refRt.add(refList, b));
+      const t3 = await timeIt(() => ohnoRt.del(ohnoList, a));
+      const t4 = await timeIt(() => refRt.del(refList, b));
+      await deleteNamedNetns(netns);
+      extra.pop();
+      if (i < 0) continue; // warm-up
+      lat.ohnoAdd.push(t1);
+      lat.refAdd.push(t2);
+      lat.ohnoDel.push(t3);
+      lat.refDel.push(t4);
+    }
+    const [oa, ra, od, rd] = [lat.ohnoAdd, lat.refAdd, lat.ohnoDel, lat.refDel].map((x) =>
+      summarize(x)
+    );
+    printTable(
+      `ADD/DEL through the node agent (etcd IPAM), ${pods} serial pods each, interleaved (ms)`,
+      [
+        "plugin",
+        "ADD p50",
+        "ADD p99",
+        "DEL p50",
+        "DEL p99",
+      ],
+      [
+        ["ohno via agent + etcd", ms(oa!.p50), ms(oa!.p99), ms(od!.p50), ms(od!.p99)],
+        ["bridge + host-local", ms(ra!.p50), ms(ra!.p99), ms(rd!.p50), ms(rd!.p99)],
+        [
+          "ratio",
+          ratio(oa!.p50, ra!.p50),
+          ratio(oa!.p99, ra!.p99),
+          ratio(od!.p50, rd!.p50),
+          ratio(od!.p99, rd!.p99),
+        ],
+      ],
+    );
+
+    // --- Route convergence: a joining node's block claim → its route on every other node.
+    const monitors = [node1, node2].map((ns) =>
+      ns.spawn("ip", { args: ["-o", "monitor", "route"], stdout: "piped", stderr: "null" })
+    );
+    const seen = new Map<string, number[]>(); // block → times it appeared, one per node
+    for (const m of monitors) {
+      (async () => {
+        const reader = m.stdout.pipeThrough(new TextDecoderStream()).getReader();
+        let buf = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) return;
+          const now = Date.now();
+          buf += value;
+          const lines = buf.split("\n");
+          buf = lines.pop()!;
+          for (const l of lines) {
+            const mm = /^(\S+\/\d+) via .* proto 111/.exec(l);
+            if (mm && !l.startsWith("Deleted")) {
+              seen.set(mm[1]!, [...(seen.get(mm[1]!) ?? []), now]);
+            }
+          }
+        }
+      })();
+    }
+    // The joiner runs in node1 (where etcd is reachable) and claims as a new node would.
+    const script = `
+      import { ClusterIpam } from "${new URL("../../ipam/cluster.ts", import.meta.url).href}";
+      import { EtcdStore } from "${new URL("../../ipam/etcd.ts", import.meta.url).href}";
+      const store = new EtcdStore({ endpoints: ["${s.etcd.endpoint}"] });
+      const ipam = new ClusterIpam(store);
+      const lines = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
+      for (let i = 0; i < ${joins}; i++) {
+        const node = "join" + i;
+        await ipam.registerNode(node, { ips: ["172.31.0." + (100 + i)] });
+        const blocks = await ipam.claimBlocks(node);
+        console.log(JSON.stringify({ t: Date.now(), block: blocks.find((b) => !b.cidr.includes(":")).cidr }));
+        await lines.read(); // wait for the bench to see the routes
+      }
+      await store.close();
+    `;
+    const joiner = node1.spawn(Deno.execPath(), {
+      args: ["eval", "--quiet", "--no-prompt", "--cached-only", script],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    });
+    const out = joiner.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    const w = joiner.stdin.getWriter();
+    const conv: number[] = [];
+    let pending = "";
+    for (let i = 0; i < joins; i++) {
+      while (!pending.includes("\n")) {
+        const { value, done } = await out.read();
+        if (done) throw new Error("the joiner stopped");
+        pending += value;
+      }
+      const line = pending.slice(0, pending.indexOf("\n"));
+      pending = pending.slice(pending.indexOf("\n") + 1);
+      const { t, block } = JSON.parse(line) as { t: number; block: string };
+      const until = Date.now() + 10_000;
+      while ((seen.get(block)?.length ?? 0) < 2 && Date.now() < until) {
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      const times = seen.get(block) ?? [];
+      if (times.length < 2) throw new Error(`route to ${block} did not reach both nodes`);
+      conv.push(Math.max(...times) - t);
+      await w.write(new TextEncoder().encode("next\n"));
+    }
+    await w.close();
+    await joiner.status;
+    for (const m of monitors) m.kill("SIGTERM");
+    const c = summarize(conv);
+    printTable(
+      `route convergence: block claim in etcd → route on every other node, ${joins} joins (ms)`,
+      [
+        "p50",
+        "p90",
+        "p99",
+      ],
+      [[ms(c.p50), ms(c.p90), ms(c.p99)]],
+    );
+    note(
+      "(etcd watch → RouteSync → one `ip -batch`; both nodes' kernels, seen by `ip monitor route`)",
+    );
+  } finally {
+    for (const n of extra) await deleteNamedNetns(n).catch(() => {});
+    await labs.down(name);
+  }
+}
