@@ -18,14 +18,14 @@
  * @module
  */
 
+import { sleep } from "../lib/async.ts";
 import { ClusterIpam, type Peer as IpamPeer } from "../ipam/cluster.ts";
-import type { Store } from "../ipam/store.ts";
-import { LocalStore } from "../ipam/local.ts";
 import { selfExecutable } from "../lib/argv0.ts";
 import type { Logger } from "../lib/log.ts";
 import { OHNO_VERSION } from "../lib/version.ts";
 import type { DaemonConfig } from "./config.ts";
 import { Health, serveHealth } from "./health.ts";
+import { openDatastore } from "./datastore.ts";
 import { conflist, installPlugin, uninstallConflist } from "./install.ts";
 import { startIpamServer } from "./ipamserver.ts";
 import { applyMasquerade, removeMasquerade } from "./masq.ts";
@@ -42,30 +42,6 @@ export interface AgentOptions {
 }
 
 type K8s = typeof import("./k8s/mod.ts");
-
-async function openStore(cfg: DaemonConfig): Promise<Store> {
-  const ds = cfg.datastore;
-  if (ds.type === "local") return new LocalStore(ds.dataDir);
-  const { EtcdStore } = await import("../ipam/etcd.ts");
-  return new EtcdStore({
-    endpoints: ds.etcd!.endpoints,
-    ca: ds.etcd!.ca,
-    cert: ds.etcd!.cert,
-    key: ds.etcd!.key,
-  });
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-  });
-}
 
 /** Retries `fn` with backoff until it succeeds or the signal aborts (etcd not up yet). */
 async function retrying<T>(
@@ -138,7 +114,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   const mtu = cfg.mtu === "auto" ? (ips.mtu ?? 1500) : cfg.mtu; // host-gw: no overhead
 
   // Datastore, pools, node record, blocks.
-  const store = await openStore(cfg);
+  const store = await openDatastore(cfg.datastore);
   try {
     const ipam = new ClusterIpam(store);
     const blocks = await retrying("claiming the node's blocks", log, signal, async () => {

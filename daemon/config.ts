@@ -54,7 +54,7 @@ export interface PoolConfig {
 /** The datastore, in the shape `ohno ipam` documents in docs/cli.md. */
 export interface DatastoreConfig {
   type: "etcd" | "local";
-  etcd?: { endpoints: string[]; ca?: string; cert?: string; key?: string };
+  etcd?: { endpoints: string[]; ca?: string; cert?: string; key?: string; serverName?: string };
   /** The local store's directory (type `local`). */
   dataDir: string;
 }
@@ -411,6 +411,7 @@ type Draft = {
   etcdCa?: Setting<string>;
   etcdCert?: Setting<string>;
   etcdKey?: Setting<string>;
+  etcdServerName?: Setting<string>;
   dataDir?: Setting<string>;
   kubernetesEnabled?: Setting<"auto" | "on" | "off">;
   kubeconfig?: Setting<string>;
@@ -652,13 +653,25 @@ function fromFile(doc: unknown, src: string): Draft {
         }
         if (o.dataDir !== undefined) set("dataDir", absPath(o.dataDir, src, "datastore.dataDir"));
         if (o.etcd !== undefined) {
-          const e = object(o.etcd, src, "datastore.etcd", ["endpoints", "ca", "cert", "key"]);
+          const e = object(o.etcd, src, "datastore.etcd", [
+            "endpoints",
+            "ca",
+            "cert",
+            "key",
+            "serverName",
+          ]);
           if (e.endpoints !== undefined) {
             set("etcdEndpoints", endpoints(e.endpoints, src, "datastore.etcd.endpoints"));
           }
           if (e.ca !== undefined) set("etcdCa", absPath(e.ca, src, "datastore.etcd.ca"));
           if (e.cert !== undefined) set("etcdCert", absPath(e.cert, src, "datastore.etcd.cert"));
           if (e.key !== undefined) set("etcdKey", absPath(e.key, src, "datastore.etcd.key"));
+          if (e.serverName !== undefined) {
+            if (typeof e.serverName !== "string" || e.serverName === "") {
+              fail(src, "datastore.etcd.serverName", e.serverName, "must be a host name");
+            }
+            set("etcdServerName", e.serverName as string);
+          }
         }
         break;
       }
@@ -1016,6 +1029,7 @@ function finish(d: Draft, file: string | undefined, hostname: () => string): Dae
       ...(d.etcdCa ? { ca: d.etcdCa.value } : {}),
       ...(d.etcdCert ? { cert: d.etcdCert.value } : {}),
       ...(d.etcdKey ? { key: d.etcdKey.value } : {}),
+      ...(d.etcdServerName ? { serverName: d.etcdServerName.value } : {}),
     };
   }
   const kubernetes: DaemonConfig["kubernetes"] = {

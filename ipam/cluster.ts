@@ -14,6 +14,7 @@
  * @module
  */
 
+import { sleep } from "../lib/async.ts";
 import {
   type Cidr,
   cidrKey,
@@ -929,16 +930,4 @@ export class ClusterIpam {
       problems,
     };
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-  });
 }

@@ -7,3 +7,4 @@
 export * from "./log.ts";
 export * from "./argv0.ts";
 export * from "./version.ts";
+export * from "./async.ts";

@@ -144,11 +144,14 @@ Deno.test({
       args: ["ipam", "--datastore", "etcd", "ls"],
     });
     assert(noEndpoints.code !== 0);
-    assertMatch(noEndpoints.stderr, /needs endpoints/);
+    assertMatch(
+      noEndpoints.stderr,
+      /datastore.etcd.endpoints .* must be set when datastore.type is etcd/,
+    );
     const missingConfig = await runCommand(undefined, OHNO, {
       args: ["ipam", "--config", "/nonexistent/ohno.json", "ls"],
     });
     assert(missingConfig.code !== 0);
-    assertMatch(missingConfig.stderr, /cannot read config file \/nonexistent\/ohno\.json/);
+    assertMatch(missingConfig.stderr, /cannot read \/nonexistent\/ohno\.json/);
   },
 });

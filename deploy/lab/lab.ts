@@ -120,6 +120,18 @@ function spawnDetached(ns: Netns, cmd: string, args: string[], log: string): num
   return child.pid;
 }
 
+/** etcd in the lab namespace, on the underlay gateway and loopback; data in `dir/etcd`. */
+function spawnEtcd(ns: Netns, dir: string, endpoint: string): number {
+  const peer = "http://127.0.0.1:2380";
+  return spawnDetached(ns, ETCD_BIN, [
+    ...["--name", "lab", "--data-dir", `${dir}/etcd`, "--log-level", "error"],
+    ...["--listen-client-urls", `${endpoint},http://127.0.0.1:2379`],
+    ...["--advertise-client-urls", endpoint],
+    ...["--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer],
+    ...["--initial-cluster", `lab=${peer}`],
+  ], `${dir}/etcd.log`);
+}
+
 async function curlOk(ns: Netns, url: string): Promise<boolean> {
   const r = await runCommand(ns, "curl", {
     args: ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "1", url],
@@ -140,24 +152,7 @@ export async function up(o: LabUpOptions): Promise<LabState> {
     );
     // etcd in the lab namespace, on the underlay's gateway address.
     const endpoint = `http://${lab.gateway.ipv4}:2379`;
-    const etcdPid = spawnDetached(lab.ns, ETCD_BIN, [
-      "--name",
-      "lab",
-      "--data-dir",
-      `${dir}/etcd`,
-      "--log-level",
-      "error",
-      "--listen-client-urls",
-      `${endpoint},http://127.0.0.1:2379`,
-      "--advertise-client-urls",
-      endpoint,
-      "--listen-peer-urls",
-      "http://127.0.0.1:2380",
-      "--initial-advertise-peer-urls",
-      "http://127.0.0.1:2380",
-      "--initial-cluster",
-      "lab=http://127.0.0.1:2380",
-    ], `${dir}/etcd.log`);
+    const etcdPid = spawnEtcd(lab.ns, dir, endpoint);
     await waitFor("etcd answering", 20_000, () => curlOk(lab.ns, "http://127.0.0.1:2379/health"));
     say(`etcd: ${endpoint} (pid ${etcdPid})`);
 
@@ -522,24 +517,7 @@ export async function etcdStart(name: string): Promise<void> {
   const { lab, state } = open(name);
   try {
     const endpoint = state.etcd.endpoint;
-    const pid = spawnDetached(lab.ns, ETCD_BIN, [
-      "--name",
-      "lab",
-      "--data-dir",
-      `${labDir(name)}/etcd`,
-      "--log-level",
-      "error",
-      "--listen-client-urls",
-      `${endpoint},http://127.0.0.1:2379`,
-      "--advertise-client-urls",
-      endpoint,
-      "--listen-peer-urls",
-      "http://127.0.0.1:2380",
-      "--initial-advertise-peer-urls",
-      "http://127.0.0.1:2380",
-      "--initial-cluster",
-      "lab=http://127.0.0.1:2380",
-    ], `${labDir(name)}/etcd.log`);
+    const pid = spawnEtcd(lab.ns, labDir(name), endpoint);
     await updateState(name, (s) => {
       s.etcd.pid = pid;
     });
