@@ -6,8 +6,9 @@
  *   (denort): given by `DENORT_BIN`, or already in the Deno cache. Release builds.
  * - launcher mode: main.ts bundled (code-split) into dist/bundle/, and dist/ohno a small
  *   shell script that runs it with the pinned Deno, all permissions, no prompts, cached
- *   modules only, passing its `$0` through as `OHNO_ARGV0` (so `ohno-ipam` still selects
- *   the IPAM face).
+ *   modules only, under the project's lockfile (the npm packages left out of the bundle
+ *   resolve to their locked versions without the registry), passing its `$0` through as
+ *   `OHNO_ARGV0` (so `ohno-ipam` still selects the IPAM face).
  *
  * `--mode auto` (default) compiles when it can and writes the launcher otherwise. Tests,
  * the lab, install and benchmarks all use dist/ohno, whichever it is.
@@ -138,8 +139,8 @@ function writeLauncher(): void {
 # \`deno compile\` replaces this file with a self-contained binary where the Deno runtime
 # can be had.
 DENO_DIR=${shellQuote(denoDir())} DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1 OHNO_ARGV0="$0" \\
-exec ${shellQuote(Deno.execPath())} run --quiet --allow-all --no-prompt --cached-only --no-config \\
-  --no-lock ${shellQuote(`${dist}/bundle/main.js`)} "$@"
+exec ${shellQuote(Deno.execPath())} run --quiet --allow-all --no-prompt --cached-only \\
+  --config ${shellQuote(`${root}/deno.json`)} --frozen ${shellQuote(`${dist}/bundle/main.js`)} "$@"
 `;
   const tmp = `${dist}/.ohno.tmp`;
   Deno.writeTextFileSync(tmp, script, { mode: 0o755 });
