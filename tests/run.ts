@@ -13,8 +13,7 @@
  */
 
 import { diffRoot, snapshotRoot } from "./support/rootguard.ts";
-import { TEST_NETNS_PREFIX } from "./support/netns.ts";
-import { deleteNamedNetns, listNamedNetns } from "../netns/mod.ts";
+import { sweepStaleTestNetns, sweepTestNetnsOf, testNetnsPid } from "./support/netns.ts";
 
 const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const outDir = `${root}/tests/.out`;
@@ -100,6 +99,9 @@ async function main(): Promise<number> {
     // none yet
   }
 
+  // Namespaces left by a run that was killed before it could clean up.
+  const stale = await sweepStaleTestNetns();
+  if (stale.length) say(`removed ${stale.length} test namespaces left by dead runs`);
   const before = await snapshotRoot();
   const started = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
@@ -122,17 +124,18 @@ async function main(): Promise<number> {
   const status = await child.status;
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
 
-  // The guard: compare, report, then sweep test namespaces so the next run starts clean.
+  // The guard: compare, report, then sweep this run's namespaces so the next run starts
+  // clean. Test namespaces of *other* live processes (a benchmark or a second run on the
+  // same machine) are theirs to clean and not this run's change.
   const ignore = Deno.env.get("OHNO_GUARD_IGNORE_NETNS");
-  const diff = diffRoot(before, await snapshotRoot(), ignore ? new RegExp(ignore) : undefined);
-  // Only this run's namespaces (named after the test process's pid): another run on the
-  // same machine may be using its own right now.
-  const ours = `${TEST_NETNS_PREFIX}${child.pid}-`;
-  for (const name of listNamedNetns()) {
-    if (name.startsWith(ours) && !before.namedNetns.includes(name)) {
-      await deleteNamedNetns(name).catch(() => {});
-    }
-  }
+  const ignoreRe = ignore ? new RegExp(ignore) : undefined;
+  const ignored = (name: string) => {
+    const pid = testNetnsPid(name);
+    if (pid !== undefined && pid !== child.pid) return true;
+    return ignoreRe?.test(name) ?? false;
+  };
+  const diff = diffRoot(before, await snapshotRoot(), ignored);
+  await sweepTestNetnsOf(child.pid);
 
   let cases: Case[] = [];
   try {

@@ -2,6 +2,8 @@
 import { assertEquals } from "./support/assert.ts";
 import { countCases, parseJunit } from "./run.ts";
 import { diffRoot, type RootSnapshot } from "./support/rootguard.ts";
+import { sweepStaleTestNetns, testNetnsPid } from "./support/netns.ts";
+import { createNamedNetns, deleteNamedNetns, listNamedNetns } from "../netns/mod.ts";
 
 const XML = `<testsuites>
 <testsuite name="./a_test.ts">
@@ -48,4 +50,25 @@ Deno.test("the root guard reports additions, removals and changed sysctls", () =
     { kind: "namedNetns", change: "added", item: "ohnot-1-a0" },
   ]);
   assertEquals(diffRoot(empty, empty), []);
+});
+
+Deno.test("the runner removes test namespaces of dead runs and leaves live ones alone", async () => {
+  // A pid that certainly is gone: a child we waited for.
+  const child = new Deno.Command("true").spawn();
+  await child.status;
+  const dead = `ohnot-${child.pid}-sweep0`;
+  const live = `ohnot-1-sweep${child.pid}`; // pid 1 is always alive
+  assertEquals(testNetnsPid(dead), child.pid);
+  assertEquals(testNetnsPid("cni-1234"), undefined);
+  (await createNamedNetns(dead)).close();
+  (await createNamedNetns(live)).close();
+  try {
+    const removed = await sweepStaleTestNetns();
+    assertEquals(removed.includes(dead), true);
+    assertEquals(listNamedNetns().includes(dead), false);
+    assertEquals(listNamedNetns().includes(live), true);
+  } finally {
+    await deleteNamedNetns(dead).catch(() => {});
+    await deleteNamedNetns(live).catch(() => {});
+  }
 });

@@ -13,6 +13,7 @@ import { benchIpam } from "./ipam.ts";
 import { benchStartup } from "./startup.ts";
 import { benchRoutes } from "./routes.ts";
 import { note } from "./stats.ts";
+import { sweepStaleTestNetns, sweepTestNetnsOf } from "../support/netns.ts";
 
 /** Suites by name; later issues add theirs here. */
 const SUITES: Record<string, () => Promise<void>> = {
@@ -22,6 +23,16 @@ const SUITES: Record<string, () => Promise<void>> = {
   agent: () => benchAgent(),
   routes: () => benchRoutes(),
 };
+
+// Interrupted (Ctrl-C, a session's end): remove this run's namespaces before leaving, and
+// those an earlier interrupted run could not.
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(sig, () => {
+    note(`\n${sig}: removing this run's namespaces`);
+    sweepTestNetnsOf().finally(() => Deno.exit(130));
+  });
+}
+await sweepStaleTestNetns();
 
 const wanted = Deno.args.length ? Deno.args : Object.keys(SUITES);
 for (const name of wanted) {

@@ -7,7 +7,13 @@
  * @module
  */
 
-import { createNamedNetns, deleteNamedNetns, namedNetnsPath, type Netns } from "../../netns/mod.ts";
+import {
+  createNamedNetns,
+  deleteNamedNetns,
+  listNamedNetns,
+  namedNetnsPath,
+  type Netns,
+} from "../../netns/mod.ts";
 
 /** Prefix of every namespace a test creates. */
 export const TEST_NETNS_PREFIX = "ohnot-";
@@ -67,4 +73,41 @@ export async function tempNetnsSet(
     throw e;
   }
   return result;
+}
+
+/** The pid a test namespace name carries, or undefined for any other name. */
+export function testNetnsPid(name: string): number | undefined {
+  const m = /^ohnot-(\d+)-/.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
+function alive(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Removes test namespaces whose process is gone (a run killed before it could clean
+ * up). Namespaces of live processes are left alone: another run may be using them.
+ * Returns the names removed.
+ */
+export async function sweepStaleTestNetns(): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of listNamedNetns()) {
+    const pid = testNetnsPid(name);
+    if (pid === undefined || pid === Deno.pid || alive(pid)) continue;
+    await deleteNamedNetns(name).then(() => removed.push(name), () => {});
+  }
+  return removed;
+}
+
+/** Removes every test namespace this process (or the given pid) created. */
+export async function sweepTestNetnsOf(pid = Deno.pid): Promise<void> {
+  for (const name of listNamedNetns()) {
+    if (testNetnsPid(name) === pid) await deleteNamedNetns(name).catch(() => {});
+  }
 }

@@ -107,26 +107,32 @@ export interface RootDiff {
 }
 
 /**
- * What changed between two snapshots. `ignoreNetns` skips named namespaces that match
- * (for developers running several test runs at once on one machine).
+ * What changed between two snapshots. `ignoreNetns` skips named namespaces it accepts
+ * (a pattern or a predicate: other runs' test namespaces on the same machine).
  */
 export function diffRoot(
   before: RootSnapshot,
   after: RootSnapshot,
-  ignoreNetns?: RegExp,
+  ignoreNetns?: RegExp | ((name: string) => boolean),
 ): RootDiff[] {
+  const skip = (name: string) =>
+    ignoreNetns === undefined
+      ? false
+      : typeof ignoreNetns === "function"
+      ? ignoreNetns(name)
+      : ignoreNetns.test(name);
   const out: RootDiff[] = [];
   for (const kind of Object.keys(before) as (keyof RootSnapshot)[]) {
     const b = new Set(before[kind]);
     const a = new Set(after[kind]);
     for (const item of a) {
       if (b.has(item)) continue;
-      if (kind === "namedNetns" && ignoreNetns?.test(item)) continue;
+      if (kind === "namedNetns" && skip(item)) continue;
       out.push({ kind, change: "added", item });
     }
     for (const item of b) {
       if (a.has(item)) continue;
-      if (kind === "namedNetns" && ignoreNetns?.test(item)) continue;
+      if (kind === "namedNetns" && skip(item)) continue;
       out.push({ kind, change: "removed", item });
     }
   }
