@@ -4,9 +4,11 @@
  * Every call is bounded: a missing socket, a refused connection or an agent that does
  * not answer within the timeout (default 2 s) is {@link AgentUnavailableError}, which the
  * CNI face reports as error 11 (try again later).
+ * Transport: one HTTP/1.1 request per call over the socket ({@link unixRequest}).
  * @module
  */
 
+import { HttpProtocolError, unixRequest } from "./unixhttp.ts";
 import type {
   AllocateRequest,
   AllocateResponse,
@@ -40,11 +42,9 @@ export interface AgentClientOptions {
 }
 
 export class AgentClient implements Disposable {
-  readonly #client: Deno.HttpClient;
   readonly #timeoutMs: number;
 
   constructor(readonly socket: string, opts: AgentClientOptions = {}) {
-    this.#client = Deno.createHttpClient({ proxy: { transport: "unix", path: socket } });
     this.#timeoutMs = opts.timeoutMs ?? 2000;
   }
 
@@ -70,27 +70,24 @@ export class AgentClient implements Disposable {
 
   async #call<T>(method: string, path: string, body?: unknown): Promise<T> {
     const signal = AbortSignal.timeout(this.#timeoutMs);
-    let res: Response;
-    let text: string;
+    let res: { status: number; body: string };
     try {
-      // An IP literal as host: Deno resolves the URL's host name even when the request
-      // goes to a unix socket, and a node whose DNS does not answer would stall every ADD.
-      res = await fetch(`http://127.0.0.1${path}`, {
+      res = await unixRequest(
+        this.socket,
         method,
-        client: this.#client,
+        path,
+        body === undefined ? undefined : JSON.stringify(body),
         signal,
-        ...(body !== undefined
-          ? { body: JSON.stringify(body), headers: { "content-type": "application/json" } }
-          : {}),
-      });
-      text = await res.text();
+      );
     } catch (e) {
-      const why = signal.aborted ? `no answer within ${this.#timeoutMs} ms` : describeFetchError(e);
+      const why = signal.aborted ? `no answer within ${this.#timeoutMs} ms` : describeError(e);
       throw new AgentUnavailableError(
         `the ohno node agent at ${this.socket} is unreachable: ${why}`,
         { cause: e },
       );
     }
+    const text = res.body;
+    const ok = res.status >= 200 && res.status < 300;
     let doc: unknown;
     try {
       doc = text === "" ? {} : JSON.parse(text);
@@ -101,7 +98,7 @@ export class AgentClient implements Disposable {
         res.status,
       );
     }
-    if (!res.ok) {
+    if (!ok) {
       const err = (doc as Partial<ErrorBody>).error;
       throw new AgentError(
         err?.kind ?? "internal",
@@ -112,17 +109,22 @@ export class AgentClient implements Disposable {
     return doc as T;
   }
 
-  [Symbol.dispose](): void {
-    this.#client.close();
-  }
+  /** Nothing to release (a connection per call); kept so callers can `using` a client. */
+  [Symbol.dispose](): void {}
 
-  close(): void {
-    this.#client.close();
-  }
+  close(): void {}
 }
 
-function describeFetchError(e: unknown): string {
-  const msg = String((e as Error)?.cause ?? (e as Error)?.message ?? e);
+function describeError(e: unknown): string {
+  if (e instanceof HttpProtocolError) return `it answered with broken HTTP: ${e.message}`;
+  if (e instanceof Deno.errors.NotFound) {
+    return "the socket does not exist (is `ohno daemon` running?)";
+  }
+  if (e instanceof Deno.errors.ConnectionRefused) {
+    return "connection refused (is `ohno daemon` running?)";
+  }
+  if (e instanceof Deno.errors.PermissionDenied) return "permission denied on the socket";
+  const msg = String((e as Error)?.message ?? e);
   if (/No such file/i.test(msg)) return "the socket does not exist (is `ohno daemon` running?)";
   if (/refused/i.test(msg)) return "connection refused (is `ohno daemon` running?)";
   if (/permission/i.test(msg)) return "permission denied on the socket";

@@ -12,7 +12,8 @@
  *   `claimBlocks(node)`, `allocate({node, containerID, ifname, …})`, `release`,
  *   `gc(node, valid)`, `releaseNode(node)`, `watchPeers(signal)`. Schema: SCHEMA.md;
  * - `etcd.ts`: the etcd store (import it lazily: it loads gRPC);
- * - `protocol.ts`, `client.ts`: the node agent's socket protocol and the plugin's client.
+ * - `protocol.ts`, `client.ts`, `unixhttp.ts`: the node agent's socket protocol, the plugin's
+ *   client, and its one-request HTTP/1.1 transport over the socket.
  *
  * Imports: lib/ and npm packages only. Never cni/ or daemon/.
  * @module
