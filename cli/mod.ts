@@ -14,6 +14,7 @@ import { registerVersion } from "./version.ts";
 import { registerIpam } from "./ipam.ts";
 import { registerDaemon } from "./daemon.ts";
 import { registerLab } from "./lab.ts";
+import { registerInstall } from "./install.ts";
 import { CliError } from "./errors.ts";
 
 export { CliError } from "./errors.ts";
@@ -22,11 +23,6 @@ export interface CliContext {
   /** argv[0]'s last element: `ohno`, or a name the binary was linked under. */
   invokedAs: string;
 }
-
-/** Subcommands later issues fill in; until then they say so plainly. */
-const NOT_BUILT: Array<[string, string]> = [
-  ["install", "install the plugin binary and its conflist on this host"],
-];
 
 /** Builds the program (exported for tests of the help text). */
 export function buildProgram(_ctx: CliContext): Command {
@@ -41,17 +37,7 @@ export function buildProgram(_ctx: CliContext): Command {
   registerIpam(program);
   registerDaemon(program);
   registerLab(program);
-  for (const [name, summary] of NOT_BUILT) {
-    if (program.commands.some((c) => c.name() === name)) continue;
-    program.command(name)
-      .description(`${summary} (not built yet)`)
-      .allowUnknownOption()
-      .allowExcessArguments()
-      .helpOption(false)
-      .action(() => {
-        throw new CliError(`\`ohno ${name}\` is not built yet`, 2);
-      });
-  }
+  registerInstall(program);
   return program;
 }
 

@@ -74,6 +74,32 @@ export interface InstallResult {
 }
 
 /**
+ * Installs `source` as `<binDir>/ohno` with `ohno-ipam` linked to it (what a DaemonSet's
+ * init container does: `ohno install`). Returns whether the binary changed.
+ */
+export function installBinary(source: string, binDir: string): boolean {
+  const binary = writeAtomically(`${binDir}/ohno`, Deno.readFileSync(source), 0o755);
+  const link = `${binDir}/ohno-ipam`;
+  let linkOk = false;
+  try {
+    linkOk = Deno.readLinkSync(link) === "ohno";
+  } catch {
+    // missing or not a link
+  }
+  if (!linkOk) {
+    const tmp = `${binDir}/.ohno-ipam.tmp-${Deno.pid}`;
+    try {
+      Deno.removeSync(tmp);
+    } catch {
+      // none
+    }
+    Deno.symlinkSync("ohno", tmp);
+    Deno.renameSync(tmp, link);
+  }
+  return binary;
+}
+
+/**
  * Installs `source` as `<binDir>/ohno` (with `ohno-ipam` linked to it) and writes the
  * conflist `<confDir>/<conflistName>`. Returns what changed.
  */
@@ -84,24 +110,7 @@ export function installPlugin(o: {
   conflistName: string;
   conflist: Record<string, unknown>;
 }): InstallResult {
-  const binary = writeAtomically(`${o.binDir}/ohno`, Deno.readFileSync(o.source), 0o755);
-  const link = `${o.binDir}/ohno-ipam`;
-  let linkOk = false;
-  try {
-    linkOk = Deno.readLinkSync(link) === "ohno";
-  } catch {
-    // missing or not a link
-  }
-  if (!linkOk) {
-    const tmp = `${o.binDir}/.ohno-ipam.tmp-${Deno.pid}`;
-    try {
-      Deno.removeSync(tmp);
-    } catch {
-      // none
-    }
-    Deno.symlinkSync("ohno", tmp);
-    Deno.renameSync(tmp, link);
-  }
+  const binary = installBinary(o.source, o.binDir);
   const text = JSON.stringify(o.conflist, null, 2) + "\n";
   const conflistChanged = writeAtomically(
     `${o.confDir}/${o.conflistName}`,

@@ -48,3 +48,44 @@ Deno.test("CNI VERSION with malformed JSON is error 6 as one JSON document", asy
   assertEquals(r.json?.code, 6);
   assertEquals(typeof r.json?.msg, "string");
 });
+
+Deno.test("ohno install puts the plugin and its ohno-ipam link into a CNI bin dir, by rename", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ohnot-install-" });
+  try {
+    const first = await runCommand(undefined, OHNO, {
+      args: ["install", "--cni-bin-dir", dir, "-o", "json"],
+    });
+    assertEquals(first.code, 0, first.stderr);
+    assertEquals(JSON.parse(first.stdout).changed, true);
+    assertEquals(Deno.readLinkSync(`${dir}/ohno-ipam`), "ohno");
+    assertEquals((Deno.statSync(`${dir}/ohno`).mode ?? 0) & 0o777, 0o755);
+    // The installed copy answers as both faces.
+    for (const bin of [`${dir}/ohno`, `${dir}/ohno-ipam`]) {
+      const r = await callCni({ command: "VERSION", bin, config: { cniVersion: "1.0.0" } });
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(JSON.parse(r.stdout).cniVersion, "1.0.0");
+    }
+    // Again: nothing to do, and no temp files left behind.
+    const again = await runCommand(undefined, OHNO, { args: ["install", "--cni-bin-dir", dir] });
+    assertEquals(again.code, 0, again.stderr);
+    assertMatch(again.stdout, /^unchanged: /);
+    assertEquals([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["ohno", "ohno-ipam"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ohno install into a path that is not a directory fails and says where", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ohnot-install-" });
+  try {
+    Deno.writeTextFileSync(`${dir}/file`, "");
+    const r = await runCommand(undefined, OHNO, {
+      args: ["install", "--cni-bin-dir", `${dir}/file/bin`],
+    });
+    assert(r.code !== 0);
+    assertEquals(r.stdout, "");
+    assertMatch(r.stderr, new RegExp(`${dir}/file`));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
