@@ -20,16 +20,22 @@ export function registerLab(program: Command): void {
     .description("build a lab: underlay, etcd, an ohno agent per node")
     .option("--nodes <n>", "how many nodes", "2")
     .option("--resync-period <duration>", "the agents' full route reconcile period")
-    .action(async (o: Named & { nodes: string; resyncPeriod?: string }) => {
+    .option("--mtu <bytes>", "the underlay's MTU (pods get it, host-gw adds no overhead)", "1500")
+    .action(async (o: Named & { nodes: string; resyncPeriod?: string; mtu: string }) => {
       const n = Number(o.nodes);
       if (!Number.isInteger(n) || n < 1) {
         throw new CliError(`--nodes ${JSON.stringify(o.nodes)} is not a count`, 2);
+      }
+      const mtu = Number(o.mtu);
+      if (!Number.isInteger(mtu) || mtu < 1280 || mtu > 65535) {
+        throw new CliError(`--mtu ${JSON.stringify(o.mtu)} is not an MTU from 1280 to 65535`, 2);
       }
       await (await lab()).up({
         name: o.name,
         nodes: n,
         ohno: selfExecutable(),
         ...(o.resyncPeriod ? { resyncPeriod: o.resyncPeriod } : {}),
+        mtu,
         say: print,
       });
       print(`lab ${o.name} is up`);

@@ -42,6 +42,8 @@ export interface LabUpOptions {
   ohno: string;
   /** Full route reconcile period of the agents (default 30s). */
   resyncPeriod?: string;
+  /** MTU of the underlay links (default 1500); the agents derive the pods' MTU from it. */
+  mtu?: number;
   /**
    * A kubeconfig for the agents: Kubernetes on, node addresses from the Nodes'
    * InternalIPs (the API server must be reachable from the nodes, e.g. in the lab namespace).
@@ -145,7 +147,7 @@ export async function up(o: LabUpOptions): Promise<LabState> {
   const dir = labDir(o.name);
   await Deno.remove(dir, { recursive: true }).catch(() => {});
   Deno.mkdirSync(dir, { recursive: true });
-  const lab = await labUp({ name: o.name, nodes: o.nodes });
+  const lab = await labUp({ name: o.name, nodes: o.nodes, ...(o.mtu ? { mtu: o.mtu } : {}) });
   try {
     say(
       `underlay: ${lab.netns} (bridge ${lab.bridge} ${lab.gateway.ipv4}, ${lab.gateway.ipv6}), ${o.nodes} nodes, an outside host`,

@@ -26,6 +26,7 @@ export async function testLab(
   opts: {
     nodes: number;
     resyncPeriod?: string;
+    mtu?: number;
     kubeconfig?: string;
     extraConfig?: Record<string, unknown>;
   },
@@ -36,6 +37,7 @@ export async function testLab(
     nodes: opts.nodes,
     ohno: OHNO,
     ...(opts.resyncPeriod ? { resyncPeriod: opts.resyncPeriod } : {}),
+    ...(opts.mtu ? { mtu: opts.mtu } : {}),
     ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}),
     ...(opts.extraConfig ? { extraConfig: opts.extraConfig } : {}),
   }).catch(async (e) => {
