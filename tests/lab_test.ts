@@ -117,6 +117,12 @@ Deno.test({
     await using t = await testLab({ nodes: 2 });
     await t.lab.podAdd(t.name, "node1", "steady1");
     await t.lab.podAdd(t.name, "node2", "steady2");
+    const blocksOf = async (node: string) =>
+      (JSON.parse(
+        (await t.lab.ipam(t.name, ["blocks", "--node", node, "-o", "json"])).stdout,
+      ) as { cidr: string }[]).map((b) => b.cidr).sort();
+    const blocksBefore = await blocksOf("node1");
+    assertEquals(blocksBefore.length, 2, "one block per family");
     const s0 = t.state();
     using steady = Netns.named(s0.pods["steady1"]!.netns);
     // Existing pods ping each other all through the drill (5 pings a second).
@@ -188,6 +194,8 @@ Deno.test({
     assertEquals(new Set(all.map((r) => r.ip)).size, all.length, "no duplicate addresses");
     assertEquals((await t.lab.ipam(t.name, ["check"])).code, 0);
     for (const r of await t.lab.ping(t.name, "steady1", "steady2")) assert(r.ok, r.ip);
+    // The restarted agent kept its node's blocks (the steady pod's addresses stay routed).
+    assertEquals(await blocksOf("node1"), blocksBefore, "node1 kept its blocks across kill -9");
   },
 });
 
