@@ -439,6 +439,24 @@ export class ClusterIpam {
       const out: ClusterAllocation[] = [];
       const keys: string[] = [];
 
+      // Each family's used addresses and cursor, for every family at once: one round trip
+      // for a dual-stack pod, not one per family. (The handler keeps a family that is never
+      // awaited, after an earlier one failed, from being an unhandled rejection.)
+      const nodeBlocks = (fam: Family) =>
+        allBlocks.filter((b) =>
+          b.value.node === req.node && parseCidr(b.value.cidr).family === fam
+        );
+      const familyReads = new Map(
+        families.filter((fam) => !requested.some((ip) => ip.family === fam)).map((fam) => {
+          const p = Promise.all([
+            Promise.all(nodeBlocks(fam).map((b) => r.list(K.ipsOf(parseCidr(b.value.cidr))))),
+            r.get(K.cursor(req.node, fam)),
+          ]);
+          p.catch(() => {});
+          return [fam, p] as const;
+        }),
+      );
+
       for (const fam of families) {
         const want = requested.filter((ip) => ip.family === fam);
         if (want.length > 1) {
@@ -487,15 +505,10 @@ export class ClusterIpam {
             mutations.push({ put: K.block(block), value: JSON.stringify(b) });
           }
         } else {
-          const mine = allBlocks.filter((b) =>
-            b.value.node === req.node && parseCidr(b.value.cidr).family === fam
-          );
+          const mine = nodeBlocks(fam);
           const ranges: (AddressRange & { kv: KV })[] = [];
           const used = new Set<bigint>();
-          const [usedLists, cursorKv] = await Promise.all([
-            Promise.all(mine.map((b) => r.list(K.ipsOf(parseCidr(b.value.cidr))))),
-            r.get(K.cursor(req.node, fam)),
-          ]);
+          const [usedLists, cursorKv] = await familyReads.get(fam)!;
           mine.forEach((b, i) => {
             const c = parseCidr(b.value.cidr);
             const ex = new Set<bigint>();
