@@ -5,9 +5,10 @@
  */
 
 import type { Command } from "commander";
-import { type AllocationRow, ClusterIpam } from "../ipam/cluster.ts";
+import { ClusterIpam } from "../ipam/cluster.ts";
+import type { AllocationRow } from "../ipam/records.ts";
+import { embeddedAllocations } from "../ipam/ranges.ts";
 import { isIp, normalizeIp } from "../ipam/addr.ts";
-import type { AddressRecord } from "../ipam/records.ts";
 import type { Store } from "../ipam/store.ts";
 import { type DatastoreFlags, openDatastore, resolveDatastore } from "./datastore.ts";
 import { CliError } from "./errors.ts";
@@ -41,28 +42,6 @@ export function age(iso: string, now = Date.now()): string {
 
 const pod = (r: { podNamespace?: string | undefined; podName?: string | undefined }) =>
   r.podName ? `${r.podNamespace ?? "-"}/${r.podName}` : "-";
-
-/** Embedded (plugin-only) allocations kept by `"ipam": {"type": "ohno", "ranges": …}`. */
-async function embeddedRows(store: Store): Promise<AllocationRow[]> {
-  const rows: AllocationRow[] = [];
-  for (const kv of await store.list("/ohno/v1/networks/")) {
-    const m = /^\/ohno\/v1\/networks\/([^/]+)\/ips\//.exec(kv.key);
-    if (!m) continue;
-    const rec = JSON.parse(kv.value) as AddressRecord;
-    rows.push({
-      ip: rec.ip,
-      node: "(this host)",
-      pool: `network ${m[1]}`,
-      block: "-",
-      containerID: rec.containerID,
-      ifname: rec.ifname,
-      createdAt: rec.createdAt,
-      ...(rec.podNamespace ? { podNamespace: rec.podNamespace } : {}),
-      ...(rec.podName ? { podName: rec.podName } : {}),
-    });
-  }
-  return rows;
-}
 
 function printRows(rows: AllocationRow[], fmt: "table" | "wide" | "json"): void {
   if (fmt === "json") return printJson(rows);
@@ -106,7 +85,7 @@ export function registerIpam(program: Command): void {
       await withIpam(cmd, async (c, store) => {
         const rows = await c.list({ node: opts.node, pool: opts.pool });
         if (!opts.node && !opts.pool && store.kind === "local") {
-          rows.push(...await embeddedRows(store));
+          rows.push(...await embeddedAllocations(store));
         }
         printRows(rows, fmt);
       });
@@ -207,7 +186,7 @@ export function registerIpam(program: Command): void {
       await withIpam(cmd, async (c, store) => {
         const all = [
           ...await c.list(),
-          ...(store.kind === "local" ? await embeddedRows(store) : []),
+          ...(store.kind === "local" ? await embeddedAllocations(store) : []),
         ];
         const rows = isIp(what)
           ? all.filter((r) => r.ip === normalizeIp(what))

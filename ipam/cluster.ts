@@ -43,6 +43,8 @@ import {
 import { type AddressRange, pickNext } from "./pick.ts";
 import {
   type AddressRecord,
+  type AllocationRow,
+  allocationRow,
   type Attachment,
   checkAttachment,
   handleId,
@@ -124,18 +126,6 @@ export interface ClusterRequest extends Attachment {
   podName?: string;
   podUid?: string;
   requestedIPs?: string[];
-}
-
-export interface AllocationRow {
-  ip: string;
-  node: string;
-  pool: string;
-  block: string;
-  containerID: string;
-  ifname: string;
-  podNamespace?: string;
-  podName?: string;
-  createdAt: string;
 }
 
 export interface BlockUsage extends Block {
@@ -757,17 +747,13 @@ export class ClusterIpam {
       const pool = pools.find((x) => containsIp(x.c, ip))?.p.cidr ?? "-";
       if (filter.node && rec.node !== filter.node) continue;
       if (poolFilter && pool !== poolFilter) continue;
-      rows.push({
-        ip: rec.ip,
-        node: rec.node ?? "-",
-        pool,
-        block: formatCidr(parseCidrKey(blockKey)),
-        containerID: rec.containerID,
-        ifname: rec.ifname,
-        createdAt: rec.createdAt,
-        ...(rec.podNamespace ? { podNamespace: rec.podNamespace } : {}),
-        ...(rec.podName ? { podName: rec.podName } : {}),
-      });
+      rows.push(
+        allocationRow(rec, {
+          node: rec.node ?? "-",
+          pool,
+          block: formatCidr(parseCidrKey(blockKey)),
+        }),
+      );
     }
     return rows;
   }

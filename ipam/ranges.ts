@@ -35,6 +35,8 @@ import {
 import { type AddressRange, capacity, pickNext, rangeOf } from "./pick.ts";
 import {
   type AddressRecord,
+  type AllocationRow,
+  allocationRow,
   type Attachment,
   checkAttachment,
   handleId,
@@ -168,6 +170,20 @@ function parseRange(spec: unknown, field: string): Range {
   return { family: subnet.family, subnet, first, last, gateway, exclude: new Set([gateway]) };
 }
 
+/** Every embedded allocation in a store, of every network, as `ohno ipam ls` rows. */
+export async function embeddedAllocations(store: Store): Promise<AllocationRow[]> {
+  const rows: AllocationRow[] = [];
+  for (const kv of await store.list(NETWORKS)) {
+    const m = /^([^/]+)\/ips\//.exec(kv.key.slice(NETWORKS.length));
+    if (!m) continue;
+    const rec = JSON.parse(kv.value) as AddressRecord;
+    rows.push(allocationRow(rec, { node: "(this host)", pool: `network ${m[1]}`, block: "-" }));
+  }
+  return rows;
+}
+
+const NETWORKS = "/ohno/v1/networks/";
+
 /** Allocation of one network's addresses from its range sets, in a Store. */
 export class RangeAllocator {
   readonly #prefix: string;
@@ -177,7 +193,7 @@ export class RangeAllocator {
     readonly network: string,
     readonly sets: RangeSet[],
   ) {
-    this.#prefix = `/ohno/v1/networks/${network}/`;
+    this.#prefix = `${NETWORKS}${network}/`;
   }
 
   #ipKey(ip: string) {

@@ -34,6 +34,35 @@ export interface HandleRecord extends Attachment {
   createdAt: string;
 }
 
+/** One allocated address as `ohno ipam ls` shows it, from either allocator. */
+export interface AllocationRow {
+  ip: string;
+  node: string;
+  pool: string;
+  block: string;
+  containerID: string;
+  ifname: string;
+  podNamespace?: string;
+  podName?: string;
+  createdAt: string;
+}
+
+/** The row of a stored address record, placed by its allocator. */
+export function allocationRow(
+  rec: AddressRecord,
+  where: { node: string; pool: string; block: string },
+): AllocationRow {
+  return {
+    ip: rec.ip,
+    ...where,
+    containerID: rec.containerID,
+    ifname: rec.ifname,
+    createdAt: rec.createdAt,
+    ...(rec.podNamespace ? { podNamespace: rec.podNamespace } : {}),
+    ...(rec.podName ? { podName: rec.podName } : {}),
+  };
+}
+
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.\-]*$/;
 const IFNAME_RE = /^[^\s/:]{1,15}$/;
 
