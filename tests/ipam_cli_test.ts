@@ -6,6 +6,7 @@
 import { assert, assertEquals, assertMatch } from "./support/assert.ts";
 import { etcdMissing, startEtcd } from "./support/etcd.ts";
 import { OHNO } from "./support/ohno.ts";
+import { cniNode } from "./support/cni.ts";
 import { runCommand } from "../netns/mod.ts";
 
 const missing = etcdMissing();
@@ -154,4 +155,23 @@ Deno.test({
     assert(missingConfig.code !== 0);
     assertMatch(missingConfig.stderr, /cannot read \/nonexistent\/ohno\.json/);
   },
+});
+
+Deno.test("ohno ipam ls and show read what the plugin's embedded IPAM allocated", async () => {
+  await using node = await cniNode({ network: "lsnet" });
+  const pod = await node.pod();
+  const r = await node.add(pod, "embedded-ls-1");
+  assertEquals(r.code, 0, r.stdout);
+  const ipam = cli(["--data-dir", node.dataDir]);
+  const ls = await ipam("ls", "-o", "json");
+  assertEquals(ls.code, 0, ls.stderr);
+  const rows = JSON.parse(ls.stdout) as Record<string, string>[];
+  assertEquals(rows.map((x) => [x.containerID, x.ifname, x.node, x.pool]), [
+    ["embedded-ls-1", "eth0", "(this host)", "network lsnet"],
+    ["embedded-ls-1", "eth0", "(this host)", "network lsnet"],
+  ]);
+  assertEquals(rows.map((x) => x.ip).sort(), ["10.88.0.2", "fd00:88::2"]);
+  const show = await ipam("show", "10.88.0.2", "-o", "json");
+  assertEquals(show.code, 0, show.stderr);
+  assertMatch(show.stdout, /embedded-ls-1/);
 });
