@@ -11,6 +11,8 @@ import { ipJson, type IpRoute, Netns } from "../../netns/mod.ts";
 import { OHNO } from "./ohno.ts";
 
 let n = 0;
+/** Test files run as workers of one process (same pid): each module load gets its own token. */
+const token = crypto.randomUUID().slice(0, 4);
 
 export interface TestLab extends AsyncDisposable {
   name: string;
@@ -31,7 +33,7 @@ export async function testLab(
     extraConfig?: Record<string, unknown>;
   },
 ): Promise<TestLab> {
-  const name = `t${Deno.pid % 100000}x${n++}`;
+  const name = `t${Deno.pid % 100000}${token}x${n++}`; // at most 16: lowercase, digits
   await labs.up({
     name,
     nodes: opts.nodes,
