@@ -8,7 +8,8 @@
  * @module
  */
 
-import { createNamedNetns, deleteNamedNetns, Netns, runCommand } from "../../netns/mod.ts";
+import { createNamedNetns, deleteNamedNetns, ipJson, Netns, runCommand } from "../../netns/mod.ts";
+import { OHNO_ROUTE_PROTOCOL as ROUTE_PROTOCOL } from "../../daemon/routing/hostgw.ts";
 import { CniRuntime, type ConfList } from "./runtime.ts";
 import { type Lab, labDown, labNetnsName, labOpen, labUp } from "./topology.ts";
 
@@ -222,6 +223,23 @@ export async function up(o: LabUpOptions): Promise<LabState> {
       });
       say(`agent: ${n.name} ${n.ipv4} ${n.ipv6} ready (pid ${n.pid})`);
     }
+    // Ready means "my routes are programmed", but an agent that started before the others
+    // claimed their blocks had no peers yet: the lab is up once every node routes to every
+    // other node's blocks (one per family each).
+    const want = 2 * (nodes.length - 1);
+    for (const n of nodes) {
+      await waitFor(`${n.name} routing to the other nodes' blocks`, 15_000, async () => {
+        const routes = await Promise.all(
+          ["-4", "-6"].map((f) =>
+            ipJson<unknown[]>([f, "route", "show", "proto", String(ROUTE_PROTOCOL)], {
+              netns: lab.node(n.name).ns,
+            })
+          ),
+        );
+        return routes.flat().length >= want;
+      });
+    }
+    if (nodes.length > 1) say(`routes: every node routes to every other node's blocks`);
     return state;
   } catch (e) {
     lab.close();
