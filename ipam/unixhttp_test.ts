@@ -29,6 +29,16 @@ Deno.test("responses framed by content-length, chunks or the end of the stream",
   }
 });
 
+/** Runs `fn` with a socket path in a temporary directory removed afterwards. */
+async function inSocketDir(fn: (path: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "ohnot-uh-" });
+  try {
+    await fn(`${dir}/s.sock`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 /** A raw unix-socket server answering every connection with `answer` (or never). */
 function rawServer(path: string, answer: string | null, keepOpen: boolean) {
   const listener = Deno.listen({ transport: "unix", path });
@@ -58,10 +68,8 @@ function rawServer(path: string, answer: string | null, keepOpen: boolean) {
   };
 }
 
-Deno.test("a request reaches a real server and its answer comes back", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "ohnot-uh-" });
-  try {
-    const path = `${dir}/s.sock`;
+Deno.test("a request reaches a real server and its answer comes back", () =>
+  inSocketDir(async (path) => {
     const ac = new AbortController();
     const server = Deno.serve({ path, signal: ac.signal, onListen() {} }, async (req) => {
       const body = await req.text();
@@ -80,15 +88,10 @@ Deno.test("a request reaches a real server and its answer comes back", async () 
     assertEquals(JSON.parse(res.body), { method: "POST", url: "/v1/allocate", body: '{"x":1}' });
     ac.abort();
     await server.finished;
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("a server that keeps the connection open does not make the call wait", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "ohnot-uh-" });
-  try {
-    const path = `${dir}/s.sock`;
+Deno.test("a server that keeps the connection open does not make the call wait", () =>
+  inSocketDir(async (path) => {
     for (
       const answer of [
         "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}",
@@ -109,15 +112,10 @@ Deno.test("a server that keeps the connection open does not make the call wait",
       assertEquals(srv.requests[0]?.startsWith("GET /v1/status HTTP/1.1\r\n"), true);
       assertEquals(srv.requests[0]?.includes("connection: close"), true);
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("missing socket, refused connection, silent server, broken HTTP", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "ohnot-uh-" });
-  try {
-    const path = `${dir}/s.sock`;
+Deno.test("missing socket, refused connection, silent server, broken HTTP", () =>
+  inSocketDir(async (path) => {
     await assertRejects(
       () => unixRequest(path, "GET", "/", undefined, AbortSignal.timeout(1000)),
       Deno.errors.NotFound,
@@ -159,7 +157,4 @@ Deno.test("missing socket, refused connection, silent server, broken HTTP", asyn
         HttpProtocolError,
       );
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
