@@ -10,6 +10,7 @@
  * @module
  */
 
+import { concatBytes } from "../lib/bytes.ts";
 import { Logger, parseLevel } from "../lib/log.ts";
 import type { VerbContext } from "./context.ts";
 import { parseEnv, parseVerb, type Verb } from "./env.ts";
@@ -55,20 +56,12 @@ export function processIo(): CniIo {
 export function readAllSync(r: { readSync(p: Uint8Array): number | null }): string {
   const chunks: Uint8Array[] = [];
   const buf = new Uint8Array(64 * 1024);
-  let size = 0;
   for (;;) {
     const n = r.readSync(buf);
     if (n === null) break;
     chunks.push(buf.slice(0, n));
-    size += n;
   }
-  const all = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    all.set(c, at);
-    at += c.length;
-  }
-  return new TextDecoder().decode(all);
+  return new TextDecoder().decode(concatBytes(chunks));
 }
 
 /** Runs one CNI invocation. Never throws: every failure becomes a CNI error document. */

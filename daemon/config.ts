@@ -605,6 +605,33 @@ function object(v: unknown, src: string, key: string, keys: readonly string[]): 
 
 // ---- layers ----
 
+type Parse = (v: unknown, src: string, key: string) => unknown;
+
+/**
+ * Keys that read alike from the file, the environment and the flags: the same name
+ * everywhere, one value, one check. The layers below handle only the structured ones.
+ */
+const SCALARS: Partial<Record<string, { draft: keyof Draft; parse: Parse }>> = {
+  nodeName: { draft: "nodeName", parse: nodeName },
+  backend: { draft: "backend", parse: (v, s, k) => oneOf(v, s, k, ["host-gw"] as const) },
+  mtu: { draft: "mtu", parse: mtu },
+  cniBinDir: { draft: "cniBinDir", parse: absPath },
+  cniConfDir: { draft: "cniConfDir", parse: absPath },
+  runDir: { draft: "runDir", parse: absPath },
+  socket: { draft: "socket", parse: absPath },
+  stateDir: { draft: "stateDir", parse: absPath },
+  logFile: { draft: "logFile", parse: absPath },
+  cniLogFile: { draft: "cniLogFile", parse: absPath },
+  conflistName: { draft: "conflistName", parse: conflistName },
+  networkName: { draft: "networkName", parse: networkName },
+  bridge: { draft: "bridge", parse: ifname },
+  logLevel: { draft: "logLevel", parse: level },
+  resyncPeriod: { draft: "resyncPeriodMs", parse: parseDuration },
+  gcPeriod: { draft: "gcPeriodMs", parse: parseDuration },
+  gcGracePeriod: { draft: "gcGracePeriodMs", parse: parseDuration },
+  metricsAddress: { draft: "metricsAddress", parse: listenAddress },
+};
+
 function fromFile(doc: unknown, src: string): Draft {
   const d: Draft = {};
   const top = object(doc, src, "", FILE_KEYS);
@@ -614,9 +641,6 @@ function fromFile(doc: unknown, src: string): Draft {
   for (const [name, v] of Object.entries(top)) {
     const k = name as typeof FILE_KEYS[number];
     switch (k) {
-      case "nodeName":
-        set("nodeName", nodeName(v, src, k));
-        break;
       case "nodeIP": {
         const o = object(v, src, k, ["source", "addresses", "interface"]);
         if (o.source !== undefined) {
@@ -630,12 +654,6 @@ function fromFile(doc: unknown, src: string): Draft {
         }
         break;
       }
-      case "backend":
-        set("backend", oneOf(v, src, k, ["host-gw"] as const));
-        break;
-      case "mtu":
-        set("mtu", mtu(v, src, k));
-        break;
       case "pools":
         set("pools", pools(v, src, k));
         break;
@@ -689,39 +707,10 @@ function fromFile(doc: unknown, src: string): Draft {
         }
         break;
       }
-      case "cniBinDir":
-      case "cniConfDir":
-      case "runDir":
-      case "socket":
-      case "stateDir":
-      case "logFile":
-      case "cniLogFile":
-        set(k, absPath(v, src, k));
-        break;
-      case "conflistName":
-        set(k, conflistName(v, src, k));
-        break;
-      case "networkName":
-        set(k, networkName(v, src, k));
-        break;
-      case "bridge":
-        set(k, ifname(v, src, k));
-        break;
-      case "logLevel":
-        set(k, level(v, src, k));
-        break;
-      case "resyncPeriod":
-        set("resyncPeriodMs", parseDuration(v, src, k));
-        break;
-      case "gcPeriod":
-        set("gcPeriodMs", parseDuration(v, src, k));
-        break;
-      case "gcGracePeriod":
-        set("gcGracePeriodMs", parseDuration(v, src, k));
-        break;
-      case "metricsAddress":
-        set(k, listenAddress(v, src, k));
-        break;
+      default: {
+        const scalar = SCALARS[k];
+        if (scalar) set(scalar.draft, scalar.parse(v, src, k) as never);
+      }
     }
   }
   return d;
@@ -793,9 +782,6 @@ function fromStrings(values: [spec: FlagSpec, value: string, source: string][]):
     switch (spec.name) {
       case "config":
         break;
-      case "nodeName":
-        set("nodeName", nodeName(v, src, key), src);
-        break;
       case "nodeIp":
         set("nodeIPAddresses", nodeAddresses(v, src, key), src);
         break;
@@ -804,12 +790,6 @@ function fromStrings(values: [spec: FlagSpec, value: string, source: string][]):
         break;
       case "nodeIpSource":
         set("nodeIPSource", oneOf(v, src, key, NODE_IP_SOURCES), src);
-        break;
-      case "backend":
-        set("backend", oneOf(v, src, key, ["host-gw"] as const), src);
-        break;
-      case "mtu":
-        set("mtu", mtu(v, src, key), src);
         break;
       case "pool":
         set("pools", pools(v, src, key), src);
@@ -844,39 +824,10 @@ function fromStrings(values: [spec: FlagSpec, value: string, source: string][]):
       case "kubeconfig":
         set("kubeconfig", absPath(v, src, key), src);
         break;
-      case "cniBinDir":
-      case "cniConfDir":
-      case "runDir":
-      case "socket":
-      case "stateDir":
-      case "logFile":
-      case "cniLogFile":
-        set(spec.name, absPath(v, src, key), src);
-        break;
-      case "conflistName":
-        set("conflistName", conflistName(v, src, key), src);
-        break;
-      case "networkName":
-        set("networkName", networkName(v, src, key), src);
-        break;
-      case "bridge":
-        set("bridge", ifname(v, src, key), src);
-        break;
-      case "logLevel":
-        set("logLevel", level(v, src, key), src);
-        break;
-      case "resyncPeriod":
-        set("resyncPeriodMs", parseDuration(v, src, key), src);
-        break;
-      case "gcPeriod":
-        set("gcPeriodMs", parseDuration(v, src, key), src);
-        break;
-      case "gcGracePeriod":
-        set("gcGracePeriodMs", parseDuration(v, src, key), src);
-        break;
-      case "metricsAddress":
-        set("metricsAddress", listenAddress(v, src, key), src);
-        break;
+      default: {
+        const scalar = SCALARS[spec.name];
+        if (scalar) set(scalar.draft, scalar.parse(v, src, key) as never, src);
+      }
     }
   }
   return d;

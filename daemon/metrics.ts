@@ -80,26 +80,21 @@ abstract class Metric {
   }
 }
 
-/** A value that only goes up. */
-export class Counter extends Metric {
-  readonly type = "counter";
+/** One number per label set: what counters and gauges share. */
+abstract class ValueMetric extends Metric {
   readonly #values = new Map<string, { labels: string[]; value: number }>();
-
-  inc(labels?: Labels, by = 1): void {
-    if (by < 0 || !Number.isFinite(by)) throw new RangeError(`${this.name}: cannot add ${by}`);
-    const v = this.values(labels);
-    const key = JSON.stringify(v);
-    const cur = this.#values.get(key);
-    if (cur) cur.value += by;
-    else this.#values.set(key, { labels: v, value: by });
-  }
 
   get(labels?: Labels): number {
     return this.#values.get(JSON.stringify(this.values(labels)))?.value ?? 0;
   }
 
+  protected put(value: number, labels?: Labels): void {
+    const v = this.values(labels);
+    this.#values.set(JSON.stringify(v), { labels: v, value });
+  }
+
   samples(): string[] {
-    // A counter without labels shows 0 before its first increment.
+    // A metric without labels shows 0 before its first update.
     if (this.#values.size === 0 && this.labelNames.length === 0) return [`${this.name} 0`];
     return [...this.#values.values()].map((s) =>
       `${this.name}${labelText(this.labelNames, s.labels)} ${formatValue(s.value)}`
@@ -107,33 +102,30 @@ export class Counter extends Metric {
   }
 }
 
+/** A value that only goes up. */
+export class Counter extends ValueMetric {
+  readonly type = "counter";
+
+  inc(labels?: Labels, by = 1): void {
+    if (by < 0 || !Number.isFinite(by)) throw new RangeError(`${this.name}: cannot add ${by}`);
+    this.put(this.get(labels) + by, labels);
+  }
+}
+
 /** A value that goes up and down. */
-export class Gauge extends Metric {
+export class Gauge extends ValueMetric {
   readonly type = "gauge";
-  readonly #values = new Map<string, { labels: string[]; value: number }>();
 
   set(value: number, labels?: Labels): void {
-    const v = this.values(labels);
-    this.#values.set(JSON.stringify(v), { labels: v, value });
+    this.put(value, labels);
   }
 
   inc(labels?: Labels, by = 1): void {
-    this.set(this.get(labels) + by, labels);
+    this.put(this.get(labels) + by, labels);
   }
 
   dec(labels?: Labels, by = 1): void {
-    this.set(this.get(labels) - by, labels);
-  }
-
-  get(labels?: Labels): number {
-    return this.#values.get(JSON.stringify(this.values(labels)))?.value ?? 0;
-  }
-
-  samples(): string[] {
-    if (this.#values.size === 0 && this.labelNames.length === 0) return [`${this.name} 0`];
-    return [...this.#values.values()].map((s) =>
-      `${this.name}${labelText(this.labelNames, s.labels)} ${formatValue(s.value)}`
-    );
+    this.put(this.get(labels) - by, labels);
   }
 }
 

@@ -9,6 +9,8 @@
  * @module
  */
 
+import { concatBytes } from "../lib/bytes.ts";
+
 export interface UnixResponse {
   status: number;
   headers: Map<string, string>;
@@ -52,7 +54,7 @@ export async function unixRequest(
         ? ""
         : `content-type: application/json\r\ncontent-length: ${payload.length}\r\n`) +
       "\r\n";
-    await writeAll(conn, concat([encoder.encode(head), payload]));
+    await writeAll(conn, concatBytes([encoder.encode(head), payload]));
     return await readResponse(conn);
   } catch (e) {
     if (signal.aborted) throw signal.reason;
@@ -103,7 +105,7 @@ function dechunk(data: Uint8Array): Uint8Array {
       throw new HttpProtocolError(`bad chunk size ${sizeText.slice(0, 20)}`);
     }
     const size = parseInt(sizeText, 16);
-    if (size === 0) return concat(parts);
+    if (size === 0) return concatBytes(parts);
     const start = eol + 2;
     if (start + size + 2 > data.length) throw new HttpProtocolError("a chunk is cut short");
     parts.push(data.subarray(start, start + size));
@@ -125,16 +127,6 @@ function indexOf(data: Uint8Array, needle: number[], from: number): number {
   return -1;
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
   let at = 0;
   while (at < data.length) at += await conn.write(data.subarray(at));
@@ -150,7 +142,7 @@ async function readResponse(conn: Deno.Conn): Promise<UnixResponse> {
   for (;;) {
     const n = await conn.read(buf);
     if (n === null) return parseResponse(data);
-    data = concat([data, buf.subarray(0, n)]);
+    data = concatBytes([data, buf.subarray(0, n)]);
     const done = completeResponse(data);
     if (done) return done;
   }

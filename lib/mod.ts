@@ -1,5 +1,6 @@
 /**
- * lib/: small helpers every part of ohno shares: logging, the invoked name, the version.
+ * lib/: small helpers every part of ohno shares: logging, the invoked name, the version,
+ * sleeping, joining bytes.
  *
  * Imports: nothing of ohno's (the innermost folder).
  * @module
@@ -8,3 +9,4 @@ export * from "./log.ts";
 export * from "./argv0.ts";
 export * from "./version.ts";
 export * from "./async.ts";
+export * from "./bytes.ts";

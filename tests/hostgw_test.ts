@@ -6,9 +6,9 @@
  */
 import { assert, assertEquals, assertThrows } from "./support/assert.ts";
 import { TEST_NETNS_PREFIX } from "./support/netns.ts";
-import { wirePod } from "./support/pods.ts";
+import { planPeers, wirePlannedPod } from "./support/pods.ts";
 import { ip, ipJson, type IpRoute, type Netns, runCommand } from "../netns/mod.ts";
-import { type Lab, labUp } from "../deploy/lab/topology.ts";
+import { labUp } from "../deploy/lab/topology.ts";
 import {
   HostGwBackend,
   OHNO_ROUTE_PROTOCOL,
@@ -21,14 +21,6 @@ const PREFIX = `${TEST_NETNS_PREFIX}${Deno.pid}-hg-`;
 let labs = 0;
 
 /** Node i (1-based) owns 10.244.i.0/24 and fd10:244:0:i::/64. */
-function nodesOf(lab: Lab): Peer[] {
-  return lab.nodes.map((n, i) => ({
-    node: n.name,
-    ips: [n.ipv4, n.ipv6],
-    blocks: [`10.244.${i + 1}.0/24`, `fd10:244:0:${i + 1}::/64`],
-  }));
-}
-
 async function routes(ns: Netns): Promise<string[]> {
   const v4 = await ipJson<IpRoute[]>(["-4", "route", "show", "table", "main"], { netns: ns });
   const v6 = await ipJson<IpRoute[]>(["-6", "route", "show", "table", "main"], { netns: ns });
@@ -67,7 +59,7 @@ function total(r: ReconcileReport): number {
 
 Deno.test("host-gw: routes in both families, a hand-deleted route comes back, a removed peer's routes go, foreign routes stay", async () => {
   await using lab = await labUp({ name: `hg${labs++}`, nodes: 3, prefix: PREFIX });
-  const [n1, n2, n3] = nodesOf(lab) as [Peer, Peer, Peer];
+  const [n1, n2, n3] = planPeers(lab) as [Peer, Peer, Peer];
   const ns1 = lab.nodes[0]!.ns;
   // Someone else's routes: one unrelated, one static.
   await ip(["route", "add", "10.99.0.0/16", "via", "172.31.0.13", "proto", "static"], {
@@ -121,7 +113,7 @@ Deno.test("host-gw: routes in both families, a hand-deleted route comes back, a 
 
 Deno.test("host-gw: routes of peers that vanished while the agent was down are removed at start", async () => {
   await using lab = await labUp({ name: `hg${labs++}`, nodes: 3, prefix: PREFIX });
-  const [n1, n2, n3] = nodesOf(lab) as [Peer, Peer, Peer];
+  const [n1, n2, n3] = planPeers(lab) as [Peer, Peer, Peer];
   const ns1 = lab.nodes[0]!.ns;
   await new HostGwBackend({ netns: ns1 }).reconcile({ local: n1, peers: [n2, n3] });
   assertEquals((await ohnoRoutes(ns1)).length, 4);
@@ -146,7 +138,7 @@ Deno.test("host-gw: routes of peers that vanished while the agent was down are r
 
 Deno.test("host-gw: a foreign route for a peer block is left alone and reported; a moved peer's route is replaced", async () => {
   await using lab = await labUp({ name: `hg${labs++}`, nodes: 3, prefix: PREFIX });
-  const [n1, n2, n3] = nodesOf(lab) as [Peer, Peer, Peer];
+  const [n1, n2, n3] = planPeers(lab) as [Peer, Peer, Peer];
   const ns1 = lab.nodes[0]!.ns;
   await ip(["route", "add", "10.244.3.0/24", "via", "172.31.0.12", "proto", "static"], {
     netns: ns1,
@@ -172,7 +164,7 @@ Deno.test("host-gw: a foreign route for a peer block is left alone and reported;
 
 Deno.test("host-gw: a next hop the kernel refuses fails alone; the other routes are programmed", async () => {
   await using lab = await labUp({ name: `hg${labs++}`, nodes: 2, prefix: PREFIX });
-  const [n1, n2] = nodesOf(lab) as [Peer, Peer];
+  const [n1, n2] = planPeers(lab) as [Peer, Peer];
   const ns1 = lab.nodes[0]!.ns;
   // No route at all to 192.0.2.0/24 in the lab: the kernel rejects that gateway.
   await ip(["route", "del", "default"], { netns: ns1 });
@@ -185,21 +177,11 @@ Deno.test("host-gw: a next hop the kernel refuses fails alone; the other routes 
 
 Deno.test("host-gw: pods on different nodes ping each other through the routes, v4 and v6", async () => {
   await using lab = await labUp({ name: `hg${labs++}`, nodes: 3, prefix: PREFIX });
-  const nodes = nodesOf(lab);
+  const nodes = planPeers(lab);
   const pods = [];
   try {
     for (const [i, n] of lab.nodes.entries()) {
-      const b = i + 1;
-      pods.push(
-        await wirePod({
-          node: n.ns,
-          gw4: `10.244.${b}.1/24`,
-          gw6: `fd10:244:0:${b}::1/64`,
-          pod4: `10.244.${b}.2/24`,
-          pod6: `fd10:244:0:${b}::2/64`,
-          hostIf: `vethp${b}`,
-        }),
-      );
+      pods.push(await wirePlannedPod(n.ns, i + 1, `vethp${i + 1}`));
     }
     const [p1, p2, p3] = pods as [typeof pods[0], typeof pods[0], typeof pods[0]];
     // Before routes: cross-node traffic goes to the lab namespace and dies there.

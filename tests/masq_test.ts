@@ -5,11 +5,11 @@
  */
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./support/assert.ts";
 import { TEST_NETNS_PREFIX } from "./support/netns.ts";
-import { type TestPod, wirePod } from "./support/pods.ts";
+import { planPeers, type TestPod, wirePlannedPod } from "./support/pods.ts";
 import { startEcho, whoAmI } from "./support/tcpecho.ts";
 import { runCommand } from "../netns/mod.ts";
 import { labUp } from "../deploy/lab/topology.ts";
-import { HostGwBackend, type Peer } from "../daemon/routing/mod.ts";
+import { HostGwBackend } from "../daemon/routing/mod.ts";
 import {
   applyMasquerade,
   masqueradeScript,
@@ -22,25 +22,11 @@ const CLUSTER = ["10.244.0.0/16", "fd10:244::/48"];
 
 Deno.test("masquerade: the outside host sees the node's address; pods across nodes see each other's", async () => {
   await using lab = await labUp({ name: "masq", nodes: 2, prefix: PREFIX });
-  const peers: Peer[] = lab.nodes.map((n, i) => ({
-    node: n.name,
-    ips: [n.ipv4, n.ipv6],
-    blocks: [`10.244.${i + 1}.0/24`, `fd10:244:0:${i + 1}::/64`],
-  }));
+  const peers = planPeers(lab);
   const pods: TestPod[] = [];
   try {
     for (const [i, n] of lab.nodes.entries()) {
-      const b = i + 1;
-      pods.push(
-        await wirePod({
-          node: n.ns,
-          gw4: `10.244.${b}.1/24`,
-          gw6: `fd10:244:0:${b}::1/64`,
-          pod4: `10.244.${b}.2/24`,
-          pod6: `fd10:244:0:${b}::2/64`,
-          hostIf: `vethm${b}`,
-        }),
-      );
+      pods.push(await wirePlannedPod(n.ns, i + 1, `vethm${i + 1}`));
       await new HostGwBackend({ netns: n.ns }).reconcile({
         local: peers[i]!,
         peers: peers.filter((_, j) => j !== i),

@@ -8,8 +8,15 @@
  * @module
  */
 
-import { createNamedNetns, deleteNamedNetns, ipJson, Netns, runCommand } from "../../netns/mod.ts";
-import { OHNO_ROUTE_PROTOCOL as ROUTE_PROTOCOL } from "../../daemon/routing/hostgw.ts";
+import {
+  createNamedNetns,
+  deleteNamedNetns,
+  ipJson,
+  type IpRoute,
+  Netns,
+  runCommand,
+} from "../../netns/mod.ts";
+import { OHNO_ROUTE_PROTOCOL } from "../../daemon/routing/hostgw.ts";
 import { CniRuntime, type ConfList } from "./runtime.ts";
 import { type Lab, labDown, labNetnsName, labOpen, labUp } from "./topology.ts";
 
@@ -228,16 +235,11 @@ export async function up(o: LabUpOptions): Promise<LabState> {
     // other node's blocks (one per family each).
     const want = 2 * (nodes.length - 1);
     for (const n of nodes) {
-      await waitFor(`${n.name} routing to the other nodes' blocks`, 15_000, async () => {
-        const routes = await Promise.all(
-          ["-4", "-6"].map((f) =>
-            ipJson<unknown[]>([f, "route", "show", "proto", String(ROUTE_PROTOCOL)], {
-              netns: lab.node(n.name).ns,
-            })
-          ),
-        );
-        return routes.flat().length >= want;
-      });
+      await waitFor(
+        `${n.name} routing to the other nodes' blocks`,
+        15_000,
+        async () => (await ohnoRoutes(lab.node(n.name).ns)).length >= want,
+      );
     }
     if (nodes.length > 1) say(`routes: every node routes to every other node's blocks`);
     return state;
@@ -248,6 +250,15 @@ export async function up(o: LabUpOptions): Promise<LabState> {
   } finally {
     lab.close();
   }
+}
+
+/** ohno's routes (its protocol number) in a node, both families. */
+export async function ohnoRoutes(ns: Netns): Promise<IpRoute[]> {
+  const proto = String(OHNO_ROUTE_PROTOCOL);
+  const [v4, v6] = await Promise.all(
+    ["-4", "-6"].map((f) => ipJson<IpRoute[]>([f, "route", "show", "proto", proto], { netns: ns })),
+  );
+  return [...v4!, ...v6!];
 }
 
 function tail(file: string, lines = 20): string {

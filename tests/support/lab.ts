@@ -7,7 +7,7 @@
 
 import * as labs from "../../deploy/lab/lab.ts";
 import { labOpen } from "../../deploy/lab/topology.ts";
-import { ipJson, type IpRoute, Netns } from "../../netns/mod.ts";
+import { Netns } from "../../netns/mod.ts";
 import { OHNO } from "./ohno.ts";
 
 let n = 0;
@@ -53,16 +53,8 @@ export async function testLab(
     state: () => labs.readState(name),
     node: (node) => handle.node(node).ns,
     async routes(node) {
-      const ns = handle.node(node).ns;
-      const out: string[] = [];
-      for (const fam of ["-4", "-6"]) {
-        for (
-          const r of await ipJson<IpRoute[]>([fam, "route", "show", "proto", "111"], { netns: ns })
-        ) {
-          out.push(`${r.dst} via ${r.gateway}`);
-        }
-      }
-      return out.sort();
+      return (await labs.ohnoRoutes(handle.node(node).ns)).map((r) => `${r.dst} via ${r.gateway}`)
+        .sort();
     },
     async [Symbol.asyncDispose]() {
       handle.close();

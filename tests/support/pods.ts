@@ -6,6 +6,8 @@
  */
 
 import { ip, IpBatch, type Netns } from "../../netns/mod.ts";
+import type { Lab } from "../../deploy/lab/topology.ts";
+import type { Peer } from "../../daemon/routing/mod.ts";
 import { type TempNetns, tempNetns } from "./netns.ts";
 
 export interface TestPod extends AsyncDisposable {
@@ -69,4 +71,28 @@ export async function wirePod(w: PodWiring): Promise<TestPod> {
     ipv6: w.pod6.split("/")[0]!,
     [Symbol.asyncDispose]: () => netns[Symbol.asyncDispose](),
   };
+}
+
+/**
+ * The tests' block plan: node i (from 1) owns 10.244.i.0/24 and fd10:244:0:i::/64. The
+ * lab's nodes as host-gw peers under that plan.
+ */
+export function planPeers(lab: Lab): Peer[] {
+  return lab.nodes.map((n, i) => ({
+    node: n.name,
+    ips: [n.ipv4, n.ipv6],
+    blocks: [`10.244.${i + 1}.0/24`, `fd10:244:0:${i + 1}::/64`],
+  }));
+}
+
+/** A pod on the `i`th node (from 1) in that node's planned blocks (gateway .1, pod .2). */
+export function wirePlannedPod(node: Netns, i: number, hostIf: string): Promise<TestPod> {
+  return wirePod({
+    node,
+    gw4: `10.244.${i}.1/24`,
+    gw6: `fd10:244:0:${i}::1/64`,
+    pod4: `10.244.${i}.2/24`,
+    pod6: `fd10:244:0:${i}::2/64`,
+    hostIf,
+  });
 }
