@@ -14,27 +14,16 @@ import {
   IpamExhaustedError,
 } from "./errors.ts";
 import type { Store } from "./store.ts";
+import { type ContractCase, contractSuite } from "../tests/support/contract.ts";
 
 export function clusterContract(
   name: string,
   make: () => Promise<Store>,
-  opts: { skip?: string } = {},
+  opts: { skip?: string; teardown?: () => Promise<void> } = {},
 ): void {
+  const cases: ContractCase<ClusterIpam>[] = [];
   const test = (title: string, fn: (ipam: ClusterIpam) => Promise<void>) =>
-    Deno.test({
-      name: `cluster IPAM (${name}): ${title}${opts.skip ? ` [SKIP: ${opts.skip}]` : ""}`,
-      ignore: !!opts.skip,
-      sanitizeOps: false,
-      sanitizeResources: false,
-      fn: async () => {
-        const store = await make();
-        try {
-          await fn(new ClusterIpam(store));
-        } finally {
-          await store.close();
-        }
-      },
-    });
+    cases.push({ title, fn });
   const att = (id: string, node = "node-a") => ({ containerID: id, ifname: "eth0", node });
 
   test("pools: default block sizes, overlap refused, adding twice is a no-op", async (ipam) => {
@@ -282,4 +271,14 @@ export function clusterContract(
     assertEquals(seen[0], 1);
     assertEquals(seen.at(-1), 2);
   });
+  contractSuite(
+    `cluster IPAM (${name})`,
+    async () => {
+      const store = await make();
+      const ipam = new ClusterIpam(store);
+      return { ipam, close: () => store.close() };
+    },
+    cases.map((c) => ({ title: c.title, fn: (s: { ipam: ClusterIpam }) => c.fn(s.ipam) })),
+    opts,
+  );
 }

@@ -8,7 +8,7 @@ storeContract("local", async () => {
   const dir = await Deno.makeTempDir({ prefix: "ohnot-store-" });
   dirs.push(dir);
   return new LocalStore(dir);
-});
+}, { watch: false });
 
 Deno.test("local store: 4 processes × 25 increments under one flock lose nothing", async () => {
   const dir = await Deno.makeTempDir({ prefix: "ohnot-store-" });

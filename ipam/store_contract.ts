@@ -10,11 +10,16 @@
  */
 
 import { assert, assertEquals } from "../tests/support/assert.ts";
+import { type ContractCase, contractSuite } from "../tests/support/contract.ts";
 import { atomically, type Store, type WatchEvent } from "./store.ts";
 
 export interface ContractOptions {
-  /** Ignore every test (e.g. etcd-server is not installed), with the reason in the name. */
+  /** Ignore every case (e.g. etcd-server is not installed), with the reason in the name. */
   skip?: string;
+  /** Whether the store implements `watch` (the local file store does not). Default true. */
+  watch?: boolean;
+  /** Stops what the factory shared (a test etcd) after the last case; not a test. */
+  teardown?: () => Promise<void>;
 }
 
 export function storeContract(
@@ -22,23 +27,8 @@ export function storeContract(
   make: () => Promise<Store>,
   opts: ContractOptions = {},
 ): void {
-  const test = (title: string, fn: (s: Store) => Promise<void>) => {
-    Deno.test({
-      name: `store contract (${name}): ${title}${opts.skip ? ` [SKIP: ${opts.skip}]` : ""}`,
-      ignore: !!opts.skip,
-      // etcd clients keep sockets and timers alive between tests by design.
-      sanitizeOps: false,
-      sanitizeResources: false,
-      fn: async () => {
-        const s = await make();
-        try {
-          await fn(s);
-        } finally {
-          await s.close();
-        }
-      },
-    });
-  };
+  const cases: ContractCase<Store>[] = [];
+  const test = (title: string, fn: (s: Store) => Promise<void>) => cases.push({ title, fn });
 
   test("put, get and list in key order, with revisions", async (s) => {
     const r0 = await s.revision();
@@ -163,28 +153,31 @@ export function storeContract(
     assertEquals((await s.get("/u/k"))?.value, v);
   });
 
-  test("watch delivers puts and deletes under the prefix, in order", async (s) => {
-    if (!s.watch) return; // this store cannot watch (the local file store)
-    const ac = new AbortController();
-    const start = await s.revision();
-    const got: WatchEvent[] = [];
-    const done = (async () => {
-      for await (const e of s.watch!("/w/", { afterRevision: start, signal: ac.signal })) {
-        got.push(e);
-        if (got.length === 3) break;
-      }
-    })();
-    await s.commit({ mutations: [{ put: "/w/a", value: "1" }] });
-    await s.commit({ mutations: [{ put: "/elsewhere", value: "x" }] });
-    await s.commit({ mutations: [{ put: "/w/a", value: "2" }] });
-    await s.commit({ mutations: [{ delete: "/w/a" }] });
-    const timeout = setTimeout(() => ac.abort(), 5000);
-    await done;
-    clearTimeout(timeout);
-    ac.abort();
-    assertEquals(
-      got.map((e) => e.type === "put" ? `put ${e.kv.key}=${e.kv.value}` : `${e.type}`),
-      ["put /w/a=1", "put /w/a=2", "delete"],
-    );
-  });
+  if (opts.watch !== false) {
+    test("watch delivers puts and deletes under the prefix, in order", async (s) => {
+      assert(s.watch, "the store was declared to watch but has no watch()");
+      const ac = new AbortController();
+      const start = await s.revision();
+      const got: WatchEvent[] = [];
+      const done = (async () => {
+        for await (const e of s.watch!("/w/", { afterRevision: start, signal: ac.signal })) {
+          got.push(e);
+          if (got.length === 3) break;
+        }
+      })();
+      await s.commit({ mutations: [{ put: "/w/a", value: "1" }] });
+      await s.commit({ mutations: [{ put: "/elsewhere", value: "x" }] });
+      await s.commit({ mutations: [{ put: "/w/a", value: "2" }] });
+      await s.commit({ mutations: [{ delete: "/w/a" }] });
+      const timeout = setTimeout(() => ac.abort(), 5000);
+      await done;
+      clearTimeout(timeout);
+      ac.abort();
+      assertEquals(
+        got.map((e) => e.type === "put" ? `put ${e.kv.key}=${e.kv.value}` : `${e.type}`),
+        ["put /w/a=1", "put /w/a=2", "delete"],
+      );
+    });
+  }
+  contractSuite(`store contract (${name})`, make, cases, opts);
 }

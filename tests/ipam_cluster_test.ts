@@ -20,14 +20,9 @@ clusterContract("etcd", async () => {
   const s = new EtcdStore({ endpoints: shared.endpoints });
   await s.commit({ mutations: [{ deletePrefix: "/" }] });
   return s;
-}, missing ? { skip: missing } : {});
-
-Deno.test({
-  ...opts,
-  name: `cluster IPAM (etcd): the shared test etcd is stopped${skip}`,
-  async fn() {
-    await shared?.[Symbol.asyncDispose]();
-  },
+}, {
+  ...(missing ? { skip: missing } : {}),
+  teardown: async () => await shared?.[Symbol.asyncDispose](),
 });
 
 const clusterMod = new URL("../ipam/cluster.ts", import.meta.url).href;

@@ -18,14 +18,9 @@ storeContract("etcd", async () => {
   const s = new EtcdStore({ endpoints: shared.endpoints });
   await s.commit({ mutations: [{ deletePrefix: "/" }] }); // a fresh store for every case
   return s;
-}, missing ? { skip: missing } : {});
-
-Deno.test({
-  ...opts,
-  name: `etcd store: the shared test etcd is stopped${skip}`,
-  async fn() {
-    await shared?.[Symbol.asyncDispose]();
-  },
+}, {
+  ...(missing ? { skip: missing } : {}),
+  teardown: async () => await shared?.[Symbol.asyncDispose](),
 });
 
 Deno.test({

@@ -6,9 +6,14 @@
  *
  * Counting: every leaf test case (a test without steps, or a step without sub-steps)
  * counts once; a test that failed outside its steps counts as one failure; `ignore`d
- * tests (features this kernel lacks, named `[SKIP: reason]`) count as skipped. The guard
- * counts as one test: it fails when the run left anything in (or took anything from)
- * the machine's root network namespace.
+ * tests (features this kernel lacks, named `[SKIP: reason]`) count as skipped.
+ *
+ * The line cannot say more than Deno does: whenever `deno test` itself exits non-zero (a
+ * file that fails to load, a leftover `only`, an uncaught error between tests, a crash)
+ * the run fails, with a failure counted and Deno's own reason printed, whatever the
+ * report holds. The root-namespace guard is not a test: it adds a failure when the run
+ * left anything in (or took anything from) the machine's root network namespace, and
+ * nothing otherwise.
  * @module
  */
 
@@ -17,7 +22,9 @@ import { sweepStaleTestNetns, sweepTestNetnsOf, testNetnsPid } from "./support/n
 
 const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const outDir = `${root}/tests/.out`;
-const junit = `${outDir}/junit.xml`;
+// One report per runner process: a runner started by a test (run_test.ts) must not
+// overwrite the report of the run around it.
+const junit = `${outDir}/junit-${Deno.pid}.xml`;
 
 function say(s: string) {
   // deno-lint-ignore no-console
@@ -77,13 +84,96 @@ export function countCases(cases: Case[]): { passed: number; failed: number; ski
   return counts;
 }
 
+export interface Verdict {
+  passed: number;
+  failed: number;
+  skipped: number;
+  /** Why the run failed beyond the named failed cases. */
+  reasons: string[];
+  exitCode: number;
+}
+
+/**
+ * The run's verdict from the report, Deno's own exit code, the lines Deno printed that say
+ * why it failed, and the root guard's findings. Pure, for tests.
+ */
+export function verdict(opts: {
+  cases: Case[];
+  denoExitCode: number;
+  denoErrors: string[];
+  guard: string[];
+}): Verdict {
+  const counts = countCases(opts.cases);
+  const reasons: string[] = [];
+  if (opts.denoExitCode !== 0 && counts.failed === 0) {
+    // Deno failed the run but the report names no failed case: a file that did not load,
+    // an `only`, an error outside any test. One failure, with Deno's reason.
+    counts.failed++;
+    const why = opts.denoErrors.length ? opts.denoErrors : ["(deno printed no reason)"];
+    reasons.push(
+      `deno test exited with code ${opts.denoExitCode} although the report has no failed test:`,
+      ...why.map((l) => `  ${l}`),
+    );
+  }
+  if (opts.guard.length) {
+    counts.failed++;
+    reasons.push(
+      "root-namespace guard: the run changed the machine's own network namespace:",
+      ...opts.guard.map((l) => `  ${l}`),
+    );
+  }
+  const exitCode = counts.failed > 0 || opts.denoExitCode !== 0 ? 1 : 0;
+  return { ...counts, reasons, exitCode };
+}
+
+/**
+ * The lines of Deno's output that say why a run failed outside a named test: `error: …`
+ * lines (a file that did not load, the `only` option) and the files named with
+ * `(uncaught error)`.
+ */
+export function denoErrorLines(output: string): string[] {
+  // Deno colours its output even into a pipe.
+  // deno-lint-ignore no-control-regex
+  const lines = output.split("\n").map((l) => l.replace(/\x1b\[[0-9;]*m/g, "").trim());
+  const out: string[] = [];
+  for (const l of lines) {
+    if ((/^error: /.test(l) || / \(uncaught error\)$/.test(l)) && !out.includes(l)) out.push(l);
+  }
+  return out.slice(0, 20);
+}
+
+/** Copies a child's stream to ours as it comes, keeping the last `keep` bytes of it. */
+async function tee(
+  stream: ReadableStream<Uint8Array>,
+  to: { writeSync(p: Uint8Array): number },
+  keep = 256 * 1024,
+): Promise<string> {
+  let tail = new Uint8Array(0);
+  for await (const chunk of stream) {
+    let off = 0;
+    while (off < chunk.length) off += to.writeSync(chunk.subarray(off));
+    const joined = new Uint8Array(Math.min(keep, tail.length + chunk.length));
+    const all = concat(tail, chunk);
+    joined.set(all.subarray(all.length - joined.length));
+    tail = joined;
+  }
+  return new TextDecoder().decode(tail);
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
 async function main(): Promise<number> {
-  // Tests run dist/ohno as a runtime would: build it from the current sources first.
-  const build = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${root}/scripts/build.ts`],
-    stdout: "inherit",
-    stderr: "inherit",
-  }).output();
+  // Tests run dist/ohno as a runtime would: build it from the current sources first
+  // (OHNO_TEST_NO_BUILD=1: the caller just built it, as run_test.ts's nested runs do).
+  const build = Deno.env.get("OHNO_TEST_NO_BUILD") ? { success: true } : await new Deno.Command(
+    Deno.execPath(),
+    { args: ["run", "-A", `${root}/scripts/build.ts`], stdout: "inherit", stderr: "inherit" },
+  ).output();
   if (!build.success) {
     say("building dist/ohno failed");
     say("0 passed, 1 failed");
@@ -117,10 +207,15 @@ async function main(): Promise<number> {
     ],
     cwd: root,
     stdin: "null",
-    stdout: "inherit",
-    stderr: "inherit",
+    stdout: "piped",
+    stderr: "piped",
     env: { DENO_JOBS: Deno.env.get("DENO_JOBS") ?? "2" },
   }).spawn();
+  // Deno's output goes through as it comes; its tail is kept for the reasons of a failure.
+  const [out, err] = await Promise.all([
+    tee(child.stdout, Deno.stdout),
+    tee(child.stderr, Deno.stderr),
+  ]);
   const status = await child.status;
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
 
@@ -140,28 +235,26 @@ async function main(): Promise<number> {
   let cases: Case[] = [];
   try {
     cases = parseJunit(Deno.readTextFileSync(junit));
+    Deno.removeSync(junit);
   } catch {
     say(`no test report at ${junit}: deno test exited with ${status.code} before reporting`);
   }
-  const counts = countCases(cases);
-  if (cases.length === 0 && !status.success) counts.failed++;
-  if (diff.length === 0) {
-    counts.passed++;
-  } else {
-    counts.failed++;
-    say("\nroot-namespace guard FAILED: the run changed the machine's own network namespace:");
-    for (const d of diff) say(`  ${d.change} ${d.kind}: ${d.item}`);
-  }
+  const v = verdict({
+    cases,
+    denoExitCode: status.code,
+    denoErrors: denoErrorLines(`${out}\n${err}`),
+    guard: diff.map((d) => `${d.change} ${d.kind}: ${d.item}`),
+  });
   const failedNames = cases.filter((c) => c.status === "failed").map((c) =>
     `  ${c.file}: ${c.name}`
   );
   if (failedNames.length) say(`\nfailed:\n${failedNames.join("\n")}`);
+  if (v.reasons.length) say(`\n${v.reasons.join("\n")}`);
   say(`\n(tests took ${seconds}s)`);
   say(
-    `${counts.passed} passed, ${counts.failed} failed` +
-      (counts.skipped ? `, ${counts.skipped} skipped` : ""),
+    `${v.passed} passed, ${v.failed} failed` + (v.skipped ? `, ${v.skipped} skipped` : ""),
   );
-  return counts.failed > 0 || (!status.success && cases.length === 0) ? 1 : 0;
+  return v.exitCode;
 }
 
 if (import.meta.main) Deno.exit(await main());

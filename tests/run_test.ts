@@ -1,6 +1,6 @@
 /** The test runner's own counting and the root guard's diff. */
-import { assertEquals } from "./support/assert.ts";
-import { countCases, parseJunit } from "./run.ts";
+import { assertEquals, assertStringIncludes } from "./support/assert.ts";
+import { countCases, denoErrorLines, parseJunit, verdict } from "./run.ts";
 import { diffRoot, type RootSnapshot } from "./support/rootguard.ts";
 import { sweepStaleTestNetns, testNetnsPid } from "./support/netns.ts";
 import { createNamedNetns, deleteNamedNetns, listNamedNetns } from "../netns/mod.ts";
@@ -71,4 +71,73 @@ Deno.test("the runner removes test namespaces of dead runs and leaves live ones 
     await deleteNamedNetns(dead).catch(() => {});
     await deleteNamedNetns(live).catch(() => {});
   }
+});
+
+Deno.test("the verdict fails whenever Deno failed, whatever the report holds", () => {
+  const cases = parseJunit(XML).filter((c) => c.status !== "failed");
+  const ok = verdict({ cases, denoExitCode: 0, denoErrors: [], guard: [] });
+  assertEquals([ok.passed, ok.failed, ok.skipped, ok.exitCode], [3, 0, 1, 0]);
+  const loadFailed = verdict({
+    cases,
+    denoExitCode: 1,
+    denoErrors: ["error: Test failed"],
+    guard: [],
+  });
+  assertEquals([loadFailed.passed, loadFailed.failed, loadFailed.exitCode], [3, 1, 1]);
+  assertEquals(loadFailed.reasons[1], "  error: Test failed");
+  // Failures the report names are not counted twice; the run still fails.
+  const named = verdict({ cases: parseJunit(XML), denoExitCode: 1, denoErrors: [], guard: [] });
+  assertEquals([named.failed, named.exitCode], [3, 1]);
+  // The guard adds a failure only when it finds something; it is never a pass.
+  const guarded = verdict({ cases, denoExitCode: 0, denoErrors: [], guard: ["added links: x"] });
+  assertEquals([guarded.passed, guarded.failed, guarded.exitCode], [3, 1, 1]);
+});
+
+Deno.test("Deno's reasons are picked from its output", () => {
+  const out = [
+    '\x1b[1m\x1b[31merror\x1b[0m: Test failed because the "only" option was used',
+    "./tests/x_test.ts (uncaught error)",
+    "ok | 1 passed | 0 failed",
+    "./tests/x_test.ts (uncaught error)",
+  ].join("\n");
+  assertEquals(denoErrorLines(out), [
+    'error: Test failed because the "only" option was used',
+    "./tests/x_test.ts (uncaught error)",
+  ]);
+});
+
+const lastLine = (out: string) => out.trimEnd().split("\n").at(-1) ?? "";
+
+/** Runs the runner on one fixture file, as `./dev test FILE` would (dist/ohno is built). */
+async function runRunner(fixture: string): Promise<{ code: number; out: string; last: string }> {
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("./run.ts", import.meta.url).pathname, fixture],
+    cwd: new URL("..", import.meta.url).pathname,
+    env: { OHNO_TEST_NO_BUILD: "1", NO_COLOR: "1" },
+    stdin: "null",
+  }).output();
+  const dec = new TextDecoder();
+  const stdout = dec.decode(r.stdout);
+  return { code: r.code, out: stdout + dec.decode(r.stderr), last: lastLine(stdout) };
+}
+
+Deno.test("a test file that fails to load fails the run and says why", async () => {
+  const r = await runRunner("tests/fixtures/runner/load_fails.ts");
+  assertEquals(r.code, 1);
+  assertEquals(r.last, "0 passed, 1 failed");
+  assertStringIncludes(r.out, "this file fails to load on purpose");
+  assertStringIncludes(r.out, "deno test exited with code 1 although the report has no failed");
+});
+
+Deno.test("a leftover `only` fails the run and says why", async () => {
+  const r = await runRunner("tests/fixtures/runner/only_left.ts");
+  assertEquals(r.code, 1);
+  assertEquals(r.last, "1 passed, 1 failed, 1 skipped");
+  assertStringIncludes(r.out, 'error: Test failed because the "only" option was used');
+});
+
+Deno.test("a file whose tests all pass passes, and only its leaves count", async () => {
+  const r = await runRunner("tests/fixtures/runner/all_pass.ts");
+  assertEquals(r.code, 0);
+  assertEquals(r.last, "3 passed, 0 failed");
 });

@@ -44,7 +44,10 @@ export interface CniNode extends AsyncDisposable {
     version?: string,
     ifname?: string,
   ): Promise<CniReply>;
-  /** Addresses allocated in this node's store (any network). */
+  /**
+   * Addresses allocated in this node's store (any network); none when no store was ever
+   * written. An unreadable or malformed store throws.
+   */
   allocations(): string[];
   /** Links, addresses and allocations on the node right now. */
   state(): Promise<HostState>;
@@ -109,16 +112,17 @@ export async function cniNode(opts: CniNodeOptions = {}): Promise<CniNode> {
       });
     },
     allocations() {
+      let text: string;
       try {
-        const s = JSON.parse(Deno.readTextFileSync(`${dataDir}/store.json`)) as {
-          keys: Record<string, unknown>;
-        };
-        return Object.keys(s.keys).filter((k) => k.includes("/ips/")).map((k) =>
-          k.slice(k.lastIndexOf("/") + 1)
-        ).sort();
-      } catch {
-        return [];
+        text = Deno.readTextFileSync(`${dataDir}/store.json`);
+      } catch (e) {
+        if (e instanceof Deno.errors.NotFound) return []; // nothing was ever allocated
+        throw e; // "nothing left" must not pass because the store cannot be read
       }
+      const s = JSON.parse(text) as { keys: Record<string, unknown> };
+      return Object.keys(s.keys).filter((k) => k.includes("/ips/")).map((k) =>
+        k.slice(k.lastIndexOf("/") + 1)
+      ).sort();
     },
     async state() {
       const links = await ipJson<IpLink[]>(["link", "show"], { netns: host.ns });
