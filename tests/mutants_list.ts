@@ -1,0 +1,95 @@
+/**
+ * The breaks `./dev mutants` applies (tests/mutants.ts): one line each, in the code that
+ * keeps one of ohno's promises, with the tests that must notice. `from` must occur exactly
+ * once in `file`.
+ * @module
+ */
+
+export interface Mutant {
+  id: string;
+  /** The promise this breaks, in a few words. */
+  what: string;
+  file: string;
+  from: string;
+  to: string;
+  /** Test files (and dirs) that guard it, as given to tests/run.ts. */
+  tests: string[];
+  /** Narrows the run to matching test names (deno test --filter). */
+  filter?: string;
+}
+
+export const MUTANTS: Mutant[] = [
+  {
+    id: "del-release",
+    what: "DEL deletes the veth but does not release the addresses",
+    file: "cni/del.ts",
+    from: "    await ipam.del();",
+    to: "    void ipam;",
+    tests: ["tests/cni_bridge_test.ts"],
+  },
+  {
+    id: "add-rollback",
+    what: "a failed ADD keeps its addresses (no IPAM undo)",
+    file: "cni/add.ts",
+    from: "await ipam.del().catch((e) =>",
+    to: "await Promise.resolve().catch((e) =>",
+    tests: ["tests/cni_bridge_test.ts"],
+  },
+  {
+    id: "alloc-compare",
+    what: "allocation writes an address without comparing that it is free",
+    file: "ipam/cluster.ts",
+    from: "        compare.push({ key: K.ip(block, text), absent: true }, {",
+    to: "        compare.push({ key: K.ip(block, text) + '\\u0000', absent: true }, {",
+    tests: ["ipam/cluster_test.ts", "tests/ipam_cluster_test.ts"],
+  },
+  {
+    id: "stale-route-delete",
+    what: "reconcile keeps routes to blocks no peer owns any more",
+    file: "daemon/routing/diff.ts",
+    from: "    if (!wantedDst.has(dst)) plan.delete.push(...list);",
+    to: "    if (!wantedDst.has(dst)) void list;",
+    tests: ["daemon/routing/diff_test.ts", "tests/hostgw_test.ts"],
+  },
+  {
+    id: "one-json-stdout",
+    what: "CNI mode prints a log line on stdout before its JSON",
+    file: "main.ts",
+    from: "    if (outcome.stdout !== undefined) writeAll(",
+    to:
+      '    writeAll(Deno.stdout, "ohno: done\\n");\n    if (outcome.stdout !== undefined) writeAll(',
+    tests: ["tests/main_test.ts", "tests/cni_verbs_test.ts"],
+  },
+  {
+    id: "gc-release",
+    what: "GC releases no address",
+    file: "cni/gc.ts",
+    from: "    await ipamFor(ctx).gc(valid);",
+    to: "    void valid;",
+    tests: ["tests/cni_verbs_test.ts"],
+  },
+  {
+    id: "check-address",
+    what: "CHECK ignores a missing pod address",
+    file: "cni/check.ts",
+    from: "if (!have.has(ip.address)) throw",
+    to: "if (have.size < 0) throw",
+    tests: ["tests/cni_verbs_test.ts"],
+  },
+  {
+    id: "check-route",
+    what: "CHECK ignores a missing default route",
+    file: "cni/check.ts",
+    from: "if (!routes.some((r) => r.gateway === ip.gateway && r.dev === env.ifname)) {",
+    to: "if (routes.length < 0) {",
+    tests: ["tests/cni_verbs_test.ts"],
+  },
+  {
+    id: "ifname-limit",
+    what: "interface names of 16 characters pass the environment check",
+    file: "cni/env.ts",
+    from: "  if (name.length > 15) {",
+    to: "  if (name.length > 16) {",
+    tests: ["tests/cni_badinput_test.ts", "cni/"],
+  },
+];
