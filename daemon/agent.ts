@@ -19,7 +19,8 @@
  */
 
 import { sleep } from "../lib/async.ts";
-import { ClusterIpam, type Peer as IpamPeer } from "../ipam/cluster.ts";
+import { ClusterIpam, type Peer as IpamPeer, type PeerChange } from "../ipam/cluster.ts";
+import type { PeerWatchStats } from "../ipam/peers.ts";
 import { selfExecutable } from "../lib/argv0.ts";
 import type { Logger } from "../lib/log.ts";
 import { OHNO_VERSION } from "../lib/version.ts";
@@ -31,7 +32,7 @@ import { startIpamServer } from "./ipamserver.ts";
 import { applyMasquerade, removeMasquerade } from "./masq.ts";
 import { DaemonMetrics } from "./metrics.ts";
 import { resolveNodeIPs } from "./nodeip.ts";
-import { HostGwBackend, RouteSync } from "./routing/mod.ts";
+import { HostGwBackend, type PeerEvent, RouteSync } from "./routing/mod.ts";
 import type { KubeClient } from "./k8s/client.ts";
 
 export interface AgentOptions {
@@ -114,7 +115,9 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   const mtu = cfg.mtu === "auto" ? (ips.mtu ?? 1500) : cfg.mtu; // host-gw: no overhead
 
   // Datastore, pools, node record, blocks.
-  const store = await openDatastore(cfg.datastore);
+  const store = await openDatastore(cfg.datastore, {
+    onRequest: (op) => metrics.datastoreRequests.inc({ op }),
+  });
   try {
     const ipam = new ClusterIpam(store);
     const blocks = await retrying("claiming the node's blocks", log, signal, async () => {
@@ -154,21 +157,42 @@ export async function runAgent(o: AgentOptions): Promise<void> {
       log,
       onReconcile: metrics.observeReconcile,
     });
-    sync.apply([{
-      type: "reset",
-      peers: (await ipam.peers()).filter((p) => p.node !== cfg.nodeName).map(toRoutingPeer),
-    }]);
-    const routing = sync.run(signal);
+    // Peers: one list, then the watch's changes applied to an in-memory view (ipam/peers.ts).
+    // Routing starts once the first list is in, so a restarted agent never reconciles
+    // against an empty peer set (which would delete every route for a moment).
+    const watchStats: PeerWatchStats = { lists: 0, events: 0, batches: 0 };
+    const counted = { lists: 0, events: 0 };
+    let listed!: () => void;
+    const firstList = new Promise<void>((r) => (listed = r));
+    const applyChanges = (changes: PeerChange[]) => {
+      const events: PeerEvent[] = [];
+      for (const c of changes) {
+        if (c.type === "reset") {
+          const me = c.peers.find((p) => p.node === cfg.nodeName);
+          if (me) sync.setLocal({ node: cfg.nodeName, ips: nodeIps, blocks: me.blocks });
+          events.push({
+            type: "reset",
+            peers: c.peers.filter((p) => p.node !== cfg.nodeName).map(toRoutingPeer),
+          });
+        } else if (c.type === "put") {
+          if (c.peer.node === cfg.nodeName) {
+            sync.setLocal({ node: cfg.nodeName, ips: nodeIps, blocks: c.peer.blocks });
+          } else events.push({ type: "put", peer: toRoutingPeer(c.peer) });
+        } else if (c.node !== cfg.nodeName) events.push(c);
+      }
+      sync.apply(events);
+      metrics.peers.set(sync.peers.length);
+      metrics.peerLists.inc({}, watchStats.lists - counted.lists);
+      metrics.peerEvents.inc({}, watchStats.events - counted.events);
+      counted.lists = watchStats.lists;
+      counted.events = watchStats.events;
+      listed();
+    };
     const peerWatch = (async () => {
       while (!signal.aborted) {
         try {
-          for await (const peers of ipam.watchPeers(signal)) {
-            const me = peers.find((p) => p.node === cfg.nodeName);
-            if (me) sync.setLocal({ node: cfg.nodeName, ips: nodeIps, blocks: me.blocks });
-            sync.apply([{
-              type: "reset",
-              peers: peers.filter((p) => p.node !== cfg.nodeName).map(toRoutingPeer),
-            }]);
+          for await (const changes of ipam.watchPeers({ signal, stats: watchStats })) {
+            applyChanges(changes);
           }
         } catch (e) {
           if (signal.aborted) break;
@@ -178,6 +202,8 @@ export async function runAgent(o: AgentOptions): Promise<void> {
         }
       }
     })();
+    await Promise.race([firstList, new Promise((r) => signal.addEventListener("abort", r))]);
+    const routing = sync.run(signal);
     if (cfg.masquerade && cfg.clusterCIDRs.length) {
       await applyMasquerade({ clusterCIDRs: cfg.clusterCIDRs });
       log.info("masquerade", { clusterCIDRs: cfg.clusterCIDRs.join(",") });

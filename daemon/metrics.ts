@@ -276,6 +276,14 @@ export class DaemonMetrics {
   readonly routesNotProgrammed: Gauge;
   /** etcd errors, by operation (`txn`, `get`, `watch`, …). */
   readonly etcdErrors: Counter;
+  /** Requests made to the datastore, by operation (`get`, `list`, `revision`, `txn`, `watch`). */
+  readonly datastoreRequests: Counter;
+  /** Full lists of the cluster's nodes and blocks by the peer watch (first, and per reset). */
+  readonly peerLists: Counter;
+  /** Node and block changes the peer watch applied to its view. */
+  readonly peerEvents: Counter;
+  /** Nodes routed to (the peer set's size). */
+  readonly peers: Gauge;
   /** Kubernetes API errors, by operation. */
   readonly kubeErrors: Counter;
   /** 1 when the agent is ready. */
@@ -326,6 +334,20 @@ export class DaemonMetrics {
       "etcd requests that failed, by operation.",
       ["op"],
     );
+    this.datastoreRequests = r.counter(
+      "ohno_datastore_requests_total",
+      "Requests made to the datastore (etcd), by operation.",
+      ["op"],
+    );
+    this.peerLists = r.counter(
+      "ohno_peer_lists_total",
+      "Full lists of the cluster's nodes and blocks by the peer watch (the first, and one per watch reset).",
+    );
+    this.peerEvents = r.counter(
+      "ohno_peer_events_total",
+      "Node and block changes the peer watch applied to its in-memory view.",
+    );
+    this.peers = r.gauge("ohno_peers", "Other nodes the agent routes to.");
     this.kubeErrors = r.counter(
       "ohno_kubernetes_errors_total",
       "Kubernetes API requests that failed, by operation.",

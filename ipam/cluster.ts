@@ -14,7 +14,6 @@
  * @module
  */
 
-import { sleep } from "../lib/async.ts";
 import {
   type Cidr,
   cidrKey,
@@ -42,6 +41,15 @@ import {
 } from "./errors.ts";
 import { type AddressRange, pickNext } from "./pick.ts";
 import {
+  BLOCKS_PREFIX,
+  NODES_PREFIX,
+  type Peer,
+  type PeerChange,
+  PeerView,
+  watchPeerEvents,
+  type WatchPeerOptions,
+} from "./peers.ts";
+import {
   type AddressRecord,
   type AllocationRow,
   allocationRow,
@@ -58,6 +66,8 @@ import {
   type Store,
   type StoreReader,
 } from "./store.ts";
+
+export type { Peer, PeerChange } from "./peers.ts";
 
 export const ROOT = "/ohno/v1/";
 const K = {
@@ -94,14 +104,6 @@ export interface NodeRecord {
   /** Backend data (e.g. a VTEP MAC), free-form. */
   backend?: Record<string, unknown>;
   updatedAt: string;
-}
-
-/** A node as the routing backends see it. */
-export interface Peer {
-  node: string;
-  ips: string[];
-  blocks: string[];
-  backend?: Record<string, unknown>;
 }
 
 /** The cluster's handle record: the address keys, so release needs no block lookup. */
@@ -774,59 +776,22 @@ export class ClusterIpam {
 
   /** The nodes with their addresses and blocks, for the routing backends. */
   async peers(): Promise<Peer[]> {
-    const nodes = await this.nodes();
-    const blocks = (await this.#blocks(this.store)).map((b) => b.value);
-    const names = new Set([...nodes.map((n) => n.name), ...blocks.map((b) => b.node)]);
-    return [...names].sort().map((name) => {
-      const n = nodes.find((x) => x.name === name);
-      return {
-        node: name,
-        ips: n?.ips ?? [],
-        blocks: blocks.filter((b) => b.node === name).map((b) => b.cidr).sort(),
-        ...(n?.backend ? { backend: n.backend } : {}),
-      };
-    });
+    const view = new PeerView();
+    const [nodes, blocks] = await Promise.all([
+      this.store.list(NODES_PREFIX),
+      this.store.list(BLOCKS_PREFIX),
+    ]);
+    view.reset(nodes, blocks);
+    return view.peers();
   }
 
   /**
-   * Peer snapshots: the current one at once, then a fresh one after every change to
-   * nodes or blocks (coalesced). Watches when the store can; polls every `pollMs`
-   * otherwise. Ends when the signal aborts.
+   * The peer set as changes (ipam/peers.ts): the whole set at once, then one batch of
+   * per-node changes per burst of watch events. Watches when the store can; lists every
+   * `pollMs` otherwise. Ends when the signal aborts.
    */
-  async *watchPeers(signal: AbortSignal, pollMs = 2000): AsyncIterable<Peer[]> {
-    const relevant = (key: string) =>
-      key.startsWith(`${ROOT}nodes/`) || key.startsWith(`${ROOT}blocks/`);
-    while (!signal.aborted) {
-      const rev = await this.store.revision();
-      yield await this.peers();
-      if (!this.store.watch) {
-        await sleep(pollMs, signal);
-        continue;
-      }
-      let reset = false;
-      const it = this.store.watch(ROOT, { afterRevision: rev, signal })[Symbol.asyncIterator]();
-      let pending: Promise<IteratorResult<unknown>> | undefined;
-      while (!signal.aborted && !reset) {
-        pending ??= it.next();
-        const res = await pending;
-        pending = undefined;
-        if (res.done) {
-          reset = true;
-          break;
-        }
-        const e = res.value as { type: string; kv?: KV; key?: string };
-        if (e.type === "reset") {
-          reset = true;
-          break;
-        }
-        const key = e.kv?.key ?? e.key ?? "";
-        if (!relevant(key)) continue;
-        // Coalesce a burst of changes into one snapshot.
-        await sleep(20, signal);
-        yield await this.peers();
-      }
-      await it.return?.();
-    }
+  watchPeers(opts: WatchPeerOptions): AsyncIterable<PeerChange[]> {
+    return watchPeerEvents(this.store, opts);
   }
 
   /** The consistency check: every rule of ipam/SCHEMA.md, all problems listed. */

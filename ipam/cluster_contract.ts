@@ -13,6 +13,7 @@ import {
   IpamError,
   IpamExhaustedError,
 } from "./errors.ts";
+import type { Peer } from "./peers.ts";
 import type { Store } from "./store.ts";
 import { type ContractCase, contractSuite } from "../tests/support/contract.ts";
 
@@ -253,23 +254,41 @@ export function clusterContract(
       ips: ["172.31.0.2"],
       blocks: [blk!.cidr],
     }]);
+    // The watch: the whole set first, then per-node changes (a join, then a release).
     const ac = new AbortController();
-    const seen: number[] = [];
+    const view = new Map<string, Peer>();
+    const batches: string[][] = [];
+    let started!: () => void;
+    const first = new Promise<void>((r) => (started = r));
     const watching = (async () => {
-      for await (const peers of ipam.watchPeers(ac.signal, 100)) {
-        seen.push(peers.length);
-        if (peers.length === 2 && peers[1]!.blocks.length === 1) break;
+      for await (const changes of ipam.watchPeers({ signal: ac.signal, pollMs: 100 })) {
+        batches.push(changes.map((c) => c.type));
+        for (const c of changes) {
+          if (c.type === "reset") {
+            view.clear();
+            for (const p of c.peers) view.set(p.node, p);
+          } else if (c.type === "put") view.set(c.peer.node, c.peer);
+          else view.delete(c.node);
+        }
+        started();
+        if (!view.has("node-a") && view.get("node-b")?.blocks.length === 1) break;
       }
     })();
-    await new Promise((r) => setTimeout(r, 50));
+    const timer = setTimeout(() => ac.abort(), 10_000);
+    await first;
+    assertEquals([...view.keys()], ["node-a"]);
     await ipam.registerNode("node-b", { ips: ["172.31.0.3"] });
-    await ipam.claimBlocks("node-b");
-    const timer = setTimeout(() => ac.abort(), 5000);
+    const [blkB] = await ipam.claimBlocks("node-b");
+    await ipam.releaseNode("node-a");
     await watching;
     clearTimeout(timer);
     ac.abort();
-    assertEquals(seen[0], 1);
-    assertEquals(seen.at(-1), 2);
+    assertEquals([...view.values()], [{
+      node: "node-b",
+      ips: ["172.31.0.3"],
+      blocks: [blkB!.cidr],
+    }]);
+    assertEquals(batches[0], ["reset"]);
   });
   contractSuite(
     `cluster IPAM (${name})`,

@@ -35,6 +35,9 @@ export interface RouteSyncOptions {
   onReconcile?: (result: { report?: ReconcileReport; error?: unknown; seconds: number }) => void;
 }
 
+/** Route changes in one reconcile up to which each is logged at info. */
+const ROUTE_LINES_AT_INFO = 20;
+
 /** Runs a backend against a changing peer set. */
 export class RouteSync {
   readonly #backend: Backend;
@@ -172,11 +175,20 @@ export class RouteSync {
   #report(r: ReconcileReport): void {
     const log = this.#log;
     if (!log) return;
-    for (const a of r.added) log.info("route added", { dst: a.dst, via: a.via, node: a.node });
-    for (const a of r.replaced) {
-      log.info("route replaced", { dst: a.dst, via: a.via, node: a.node });
+    // A line per route at info while few change; in a burst (a thousand nodes joining) one
+    // summary at info and the lines at debug, so the log does not become the cost.
+    const changes = r.added.length + r.replaced.length + r.deleted.length;
+    const each = changes > ROUTE_LINES_AT_INFO ? log.debug.bind(log) : log.info.bind(log);
+    if (changes > ROUTE_LINES_AT_INFO) {
+      log.info("routes changed", {
+        added: r.added.length,
+        replaced: r.replaced.length,
+        deleted: r.deleted.length,
+      });
     }
-    for (const d of r.deleted) log.info("route deleted", { dst: d.dst, via: d.via });
+    for (const a of r.added) each("route added", { dst: a.dst, via: a.via, node: a.node });
+    for (const a of r.replaced) each("route replaced", { dst: a.dst, via: a.via, node: a.node });
+    for (const d of r.deleted) each("route deleted", { dst: d.dst, via: d.via });
     for (const f of r.failed) log.error("route refused by the kernel", { ...f });
     // Skips and conflicts persist until someone fixes them: warn once per distinct cause.
     const now = new Set<string>();
