@@ -16,6 +16,7 @@
  * @module
  */
 
+import { sleep } from "../../lib/async.ts";
 import type { Logger } from "../../lib/log.ts";
 import { applyPeerEvents, type PeerEvent } from "./diff.ts";
 import type { Backend, LocalNode, Peer, ReconcileReport } from "./types.ts";
@@ -30,6 +31,12 @@ export interface RouteSyncOptions {
   resyncPeriodMs?: number;
   /** Wait after a failed reconcile before trying again, in ms (default 1000). */
   retryMs?: number;
+  /**
+   * Least time between the starts of two reconciles caused by changes, in ms (default
+   * 250). A change after a quiet spell is reconciled at once; changes that keep coming (a
+   * thousand nodes joining) are gathered into one reconcile per interval.
+   */
+  minIntervalMs?: number;
   log?: Logger;
   /** Called after every reconcile attempt (metrics): the report, or the error. */
   onReconcile?: (result: { report?: ReconcileReport; error?: unknown; seconds: number }) => void;
@@ -43,6 +50,8 @@ export class RouteSync {
   readonly #backend: Backend;
   readonly #period: number;
   readonly #retry: number;
+  readonly #minInterval: number;
+  #lastStart = -Infinity;
   readonly #log: Logger | undefined;
   readonly #onReconcile: RouteSyncOptions["onReconcile"];
   #local: LocalNode;
@@ -64,6 +73,7 @@ export class RouteSync {
     this.#peers = applyPeerEvents(new Map(), [{ type: "reset", peers: opts.peers ?? [] }]).peers;
     this.#period = opts.resyncPeriodMs ?? 30_000;
     this.#retry = opts.retryMs ?? 1000;
+    this.#minInterval = opts.minIntervalMs ?? 250;
     this.#log = opts.log;
     this.#onReconcile = opts.onReconcile;
     this.synced = new Promise((r) => (this.#resolveSynced = r));
@@ -112,6 +122,7 @@ export class RouteSync {
     while (this.#running) await this.#running.catch(() => {});
     this.#dirty = false;
     const started = performance.now();
+    this.#lastStart = started;
     const p = this.#backend.reconcile({ local: this.#local, peers: this.peers });
     this.#running = p;
     try {
@@ -146,8 +157,12 @@ export class RouteSync {
         failed = true;
         this.#dirty = true;
       }
-      // A change that arrived during the reconcile is handled right away.
-      if (failed || !this.#dirty) await this.#sleep(failed ? this.#retry : this.#period, signal);
+      if (failed || !this.#dirty) {
+        await this.#sleep(failed ? this.#retry : this.#period, signal);
+      }
+      // Changes keep coming (a burst): gather them until the interval has passed.
+      const wait = this.#lastStart + this.#minInterval - performance.now();
+      if (!failed && this.#dirty && wait > 0) await sleep(wait, signal);
     }
   }
 

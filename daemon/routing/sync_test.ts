@@ -70,7 +70,8 @@ Deno.test("route sync: a failed first reconcile is retried; synced resolves on t
 
 Deno.test("route sync: events wake the loop at once; a burst during a reconcile is coalesced", async () => {
   const backend = new FakeBackend(0, 30);
-  const sync = new RouteSync({ backend, local, resyncPeriodMs: 60_000 });
+  // No interval between reconciles here (the next test covers it): this one is about waking.
+  const sync = new RouteSync({ backend, local, resyncPeriodMs: 60_000, minIntervalMs: 0 });
   const stop = new AbortController();
   const running = sync.run(stop.signal);
   await sync.synced;
@@ -112,4 +113,30 @@ Deno.test("route sync: the resync period reconciles with no events; abort ends t
   // reconcile() can still be called directly, serialised with nothing running.
   await sync.reconcile();
   assertEquals(backend.seen.length, n + 1);
+});
+
+Deno.test("route sync: changes that keep coming are gathered, one reconcile per interval", async () => {
+  const backend = new FakeBackend();
+  const sync = new RouteSync({ backend, local, resyncPeriodMs: 60_000, minIntervalMs: 200 });
+  const ac = new AbortController();
+  const running = sync.run(ac.signal);
+  await sync.synced;
+  const first = backend.seen.length;
+  // 100 joins, a change every few ms (the fake backend reconciles in no time, so without
+  // the interval each change would be a reconcile of its own).
+  const t0 = performance.now();
+  for (let i = 0; i < 100; i++) {
+    sync.apply([{ type: "put", peer: peer(i + 10) }]);
+    await tick(5);
+  }
+  const burst = performance.now() - t0;
+  await until("the last change reconciled", () => backend.seen.at(-1)?.peers.length === 100);
+  ac.abort();
+  await running;
+  const made = backend.seen.length - first;
+  // The first change at once, then at most one per started 200 ms of the burst, and one
+  // for its tail.
+  const most = 2 + Math.ceil(burst / 200);
+  assert(made >= 2 && made <= most, `${made} reconciles for 100 changes in ${burst} ms`);
+  assert(made < 50, `${made} reconciles for 100 changes: not gathered`);
 });

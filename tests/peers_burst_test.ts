@@ -1,0 +1,95 @@
+/**
+ * A burst of node changes costs a running agent a few reconciles and no re-list of the
+ * cluster: 200 nodes join at once (as 200 agents starting together write their records
+ * and block claims), then leave at once. Counted through the agent's own metrics.
+ */
+import { assert, assertEquals } from "./support/assert.ts";
+import { etcdMissing } from "./support/etcd.ts";
+import { agentMetrics, fakeNode, fakeNodes } from "./support/fakenodes.ts";
+import { testLab, within } from "./support/lab.ts";
+import { labOpen } from "../deploy/lab/topology.ts";
+
+const missing = etcdMissing();
+const skip = missing ? ` [SKIP: ${missing}]` : "";
+const N = 200;
+
+/** The counters this test reads, summed over their labels where it says so. */
+function counters(m: Map<string, number>) {
+  const sum = (prefix: string) =>
+    [...m].filter(([k]) => k.startsWith(prefix)).reduce((n, [, v]) => n + v, 0);
+  return {
+    reconciles: sum("ohno_route_reconciles_total"),
+    lists: m.get("ohno_peer_lists_total"),
+    events: m.get("ohno_peer_events_total") ?? 0,
+    storeLists: m.get('ohno_datastore_requests_total{op="list"}') ?? 0,
+    peers: m.get("ohno_peers"),
+  };
+}
+
+Deno.test({
+  name:
+    `agent: ${N} nodes joining and then leaving at once cost a few reconciles and no re-list${skip}`,
+  ignore: !!missing,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    // A long resync period: every reconcile counted here is one the burst caused.
+    await using t = await testLab({ nodes: 1, resyncPeriod: "10m" });
+    using lab = labOpen(t.name);
+    const node = t.node("node1");
+    const before = counters(await agentMetrics(node));
+    assertEquals(before.lists, 1, "the agent listed the cluster once at start-up");
+    assertEquals(before.peers, 0);
+
+    // Settled: the counters stop moving (two reads a second apart agree).
+    const settle = async () => {
+      let last = JSON.stringify(counters(await agentMetrics(node)));
+      await within(30_000, "the agent settles", async () => {
+        await new Promise((r) => setTimeout(r, 1000));
+        const now = JSON.stringify(counters(await agentMetrics(node)));
+        const same = now === last;
+        last = now;
+        return same;
+      });
+      return counters(await agentMetrics(node));
+    };
+
+    await fakeNodes(lab.ns, "http://127.0.0.1:2379", "put", 0, N);
+    await within(
+      60_000,
+      `routes to all ${N} new nodes on node1`,
+      async () => (await t.routes("node1")).length === 2 * N,
+    );
+    const joined = await settle();
+    const sample = fakeNode(7);
+    assert(
+      (await t.routes("node1")).includes(`${sample.blocks[0]} via ${sample.ips[0]}`),
+      "a joined node's block is routed through its address",
+    );
+    assertEquals(joined.peers, N);
+    assertEquals(joined.events - before.events, 3 * N, "each record and block applied once");
+    assertEquals(joined.lists, 1, "no re-list of the cluster for a burst");
+    assertEquals(joined.storeLists, before.storeLists, "no etcd list request for a burst");
+    const joinReconciles = joined.reconciles - before.reconciles;
+    assert(
+      joinReconciles >= 1 && joinReconciles <= 5,
+      `${joinReconciles} reconciles for the joins`,
+    );
+
+    await fakeNodes(lab.ns, "http://127.0.0.1:2379", "delete", 0, N);
+    await within(
+      60_000,
+      "routes to the departed nodes removed",
+      async () => (await t.routes("node1")).length === 0,
+    );
+    const left = await settle();
+    assertEquals(left.peers, 0);
+    assertEquals(left.lists, 1);
+    assertEquals(left.storeLists, before.storeLists);
+    const leaveReconciles = left.reconciles - joined.reconciles;
+    assert(
+      leaveReconciles >= 1 && leaveReconciles <= 5,
+      `${leaveReconciles} reconciles for the departures`,
+    );
+  },
+});
