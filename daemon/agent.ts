@@ -308,7 +308,7 @@ async function gcLoop(
         if (h.node !== cfg.nodeName || !h.podUid) continue;
         if (uids.has(h.podUid) || h.ips.some((ip) => podIps.has(ip))) continue;
         if (now - Date.parse(h.createdAt) < cfg.gcGracePeriodMs) continue;
-        const released = await ipam.release(h);
+        const released = await ipam.release(h, { node: cfg.nodeName });
         if (released.length) {
           metrics.releases.inc({}, released.length);
           log.info("GC released the addresses of a pod that is gone", {
