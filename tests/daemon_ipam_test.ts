@@ -14,6 +14,8 @@ import type { Store } from "../ipam/store.ts";
 import { Logger } from "../lib/log.ts";
 import { type IpamServerEvent, startIpamServer } from "../daemon/ipamserver.ts";
 import { conflist, installPlugin } from "../daemon/install.ts";
+import { DaemonMetrics } from "../daemon/metrics.ts";
+import { Health, serveHealth } from "../daemon/health.ts";
 import { concatBytes } from "../lib/bytes.ts";
 
 /**
@@ -295,6 +297,43 @@ Deno.test({
     assertEquals((await ipam.list()).length, 2);
     assert(!a.events.some((e) => e.endsWith(":not-ready")), a.events.join());
   },
+});
+
+Deno.test("/metrics counts addresses: allocations, releases that freed something, and the addresses held", async () => {
+  const metrics = new DaemonMetrics();
+  await using a = await agent({ observe: metrics.observeIpam });
+  await using http = await serveHealth({
+    address: "127.0.0.1:0",
+    health: new Health(),
+    registry: metrics.registry,
+  });
+  using c = new AgentClient(a.socket);
+  const scrape = async () => {
+    const text = await (await fetch(`${http.url}/metrics`)).text();
+    const v = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1]);
+    return [
+      v("ohno_ipam_allocations_total"),
+      v("ohno_ipam_releases_total"),
+      v("ohno_ipam_allocated_addresses"),
+    ];
+  };
+  const att = (id: string) => ({ network: "ohno", containerID: id, ifname: "eth0" });
+  assertEquals(await scrape(), [0, 0, 0]);
+  for (const id of ["a", "b", "c"]) await c.allocate(att(id)); // dual stack: 2 each
+  assertEquals(await scrape(), [6, 0, 6]);
+  await c.release(att("a"));
+  assertEquals(await scrape(), [6, 2, 4]);
+  await c.release(att("a")); // frees nothing
+  await c.release(att("never-added"));
+  assertEquals(await scrape(), [6, 2, 4]);
+  await refusal(c.allocate(att("b"))); // exists: no address given
+  assertEquals(await scrape(), [6, 2, 4]);
+  const gc = await c.gc({
+    network: "ohno",
+    validAttachments: [{ containerID: "b", ifname: "eth0" }],
+  });
+  assertEquals(gc.released.map((h) => h.containerID), ["c"]);
+  assertEquals(await scrape(), [6, 4, 2]);
 });
 
 Deno.test("install: binary and conflist by rename, unchanged files left alone, a busy binary replaced", async () => {
