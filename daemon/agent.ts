@@ -138,15 +138,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
       ipam,
       log,
       ready: () => ipamReady,
-      observe: (e) => {
-        metrics.ipamRequestSeconds.observe(e.ms / 1000, { op: e.op });
-        if (e.op === "allocate") {
-          if (e.ok) metrics.allocations.inc();
-          else metrics.allocationFailures.inc({ reason: e.reason ?? "internal" });
-        }
-        if (e.op === "release" && e.ok) metrics.releases.inc();
-        if (!e.ok && e.reason === "not-ready") metrics.etcdErrors.inc({ op: e.op });
-      },
+      observe: metrics.observeIpam,
     });
 
     // Routes to every peer's blocks.
@@ -334,9 +326,9 @@ async function gcLoop(
         if (h.node !== cfg.nodeName || !h.podUid) continue;
         if (uids.has(h.podUid) || h.ips.some((ip) => podIps.has(ip))) continue;
         if (now - Date.parse(h.createdAt) < cfg.gcGracePeriodMs) continue;
-        const released = await ipam.release(h);
+        const released = await ipam.release(h, { node: cfg.nodeName });
         if (released.length) {
-          metrics.releases.inc({}, released.length);
+          metrics.released(released.length);
           log.info("GC released the addresses of a pod that is gone", {
             pod: `${h.podNamespace ?? "-"}/${h.podName ?? "-"}`,
             uid: h.podUid,

@@ -6,6 +6,12 @@
  * The server opens only once the agent has its blocks and state loaded (the caller
  * decides when); until `ready()` says so, allocate answers `not-ready` (the plugin
  * reports CNI error 11), so no address is handed out from unsynchronised state.
+ *
+ * Every verb acts on this node's attachments only (the cluster IPAM is called with this
+ * node's scope): another node's attachment is not found here. The admin CLI is the only
+ * cross-node tool. A request body is read up to `MAX_REQUEST_BYTES` (413 beyond) and
+ * every field is bounded (`FIELD_LIMITS`, 400 naming the field), so one request cannot
+ * hold megabytes in the agent nor send them to etcd.
  * @module
  */
 
@@ -21,12 +27,16 @@ import {
   type AllocateResponse,
   ERROR_KINDS,
   type ErrorKind,
+  FIELD_LIMITS,
   type GcRequest,
   type GcResponse,
+  MAX_REQUEST_BYTES,
+  MAX_REQUESTED_IPS,
   type ReleaseRequest,
+  type ReleaseResponse,
   type StatusResponse,
 } from "../ipam/protocol.ts";
-import { checkAttachment } from "../ipam/records.ts";
+import { type Attachment, checkAttachment, handleId, quoteShort } from "../ipam/records.ts";
 import { StoreConflictError, StoreUnavailableError } from "../ipam/store.ts";
 import type { Logger } from "../lib/log.ts";
 
@@ -35,6 +45,8 @@ export interface IpamServerEvent {
   ok: boolean;
   /** The error kind when not ok. */
   reason?: ErrorKind;
+  /** Addresses given out (allocate) or freed (release, gc) by this request. */
+  addresses?: number;
   ms: number;
 }
 
@@ -57,7 +69,8 @@ export interface IpamServer extends AsyncDisposable {
 }
 
 class ProtocolError extends Error {
-  constructor(readonly kind: ErrorKind, message: string) {
+  /** `status` overrides the kind's HTTP status (413 for a body that is too large). */
+  constructor(readonly kind: ErrorKind, message: string, readonly status?: number) {
     super(message);
   }
 }
@@ -74,13 +87,50 @@ function kindOf(e: unknown): ErrorKind {
   return "internal";
 }
 
-function errorResponse(kind: ErrorKind, message: string): Response {
-  return Response.json({ error: { kind, message } }, { status: ERROR_KINDS[kind] });
+function errorResponse(kind: ErrorKind, message: string, status?: number): Response {
+  return Response.json({ error: { kind, message } }, { status: status ?? ERROR_KINDS[kind] });
+}
+
+const tooLarge = (n: string) =>
+  new ProtocolError(
+    "invalid",
+    `request body is ${n} bytes; at most ${MAX_REQUEST_BYTES} are allowed`,
+    413,
+  );
+
+/** The body as text, reading at most MAX_REQUEST_BYTES (never buffering a huge body). */
+async function readLimited(req: Request): Promise<string> {
+  const declared = req.headers.get("content-length");
+  if (declared !== null && Number(declared) > MAX_REQUEST_BYTES) throw tooLarge(declared);
+  if (!req.body) return "";
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read().catch((e) => {
+      throw new ProtocolError("invalid", `request body could not be read: ${(e as Error).message}`);
+    });
+    if (done) break;
+    size += value.byteLength;
+    if (size > MAX_REQUEST_BYTES) {
+      await reader.cancel().catch(() => {});
+      throw tooLarge(`more than ${MAX_REQUEST_BYTES}`);
+    }
+    chunks.push(value);
+  }
+  const all = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    all.set(c, at);
+    at += c.byteLength;
+  }
+  return new TextDecoder().decode(all);
 }
 
 async function body<T>(req: Request): Promise<T> {
+  const text = await readLimited(req);
   try {
-    const v = await req.json();
+    const v = JSON.parse(text);
     if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("not an object");
     return v as T;
   } catch (e) {
@@ -89,6 +139,35 @@ async function body<T>(req: Request): Promise<T> {
       `request body is not a JSON object: ${(e as Error).message}`,
     );
   }
+}
+
+/** An optional string field: a string of at most `max` characters, or absent. */
+function checkString(field: string, v: unknown, max: number): void {
+  if (v === undefined || v === null) return;
+  if (typeof v !== "string") throw new ProtocolError("invalid", `${field} must be a string`);
+  if (v.length > max) {
+    throw new ProtocolError(
+      "invalid",
+      `${field} is ${v.length} characters long; at most ${max} are allowed`,
+    );
+  }
+}
+
+/** The bounds of every field an allocate can carry (the others carry a subset). */
+function checkFields(b: Record<string, unknown>): void {
+  for (const f of ["network", "netns", "podNamespace", "podName", "podUid"] as const) {
+    checkString(f, b[f], FIELD_LIMITS[f]);
+  }
+  const req = b.requestedIPs;
+  if (req === undefined || req === null) return;
+  if (!Array.isArray(req)) throw new ProtocolError("invalid", "requestedIPs must be a list");
+  if (req.length > MAX_REQUESTED_IPS) {
+    throw new ProtocolError(
+      "invalid",
+      `requestedIPs has ${req.length} entries; at most ${MAX_REQUESTED_IPS} (one per family)`,
+    );
+  }
+  req.forEach((ip, i) => checkString(`requestedIPs[${i}]`, ip, FIELD_LIMITS.requestedIP));
 }
 
 export function startIpamServer(o: IpamServerOptions): IpamServer {
@@ -105,17 +184,26 @@ export function startIpamServer(o: IpamServerOptions): IpamServer {
     if (n !== o.network) {
       throw new ProtocolError(
         "invalid",
-        `this agent serves network ${JSON.stringify(o.network)}, not ${JSON.stringify(n)}`,
+        `this agent serves network ${JSON.stringify(o.network)}, not ${quoteShort(n)}`,
       );
     }
   };
+  /** Every body: bounded fields, this agent's network, a valid attachment (unless `gc`). */
+  const request = async <T extends { network: string }>(req: Request, attachment: boolean) => {
+    const b = await body<T>(req);
+    checkFields(b as unknown as Record<string, unknown>);
+    checkNetwork(b.network);
+    if (attachment) checkAttachment(b as unknown as Attachment);
+    return b;
+  };
+  /** Only this node's attachments, for every verb. */
+  const scope = { node: o.node };
 
-  const handle = async (req: Request, op: IpamServerEvent["op"]): Promise<Response> => {
+  type Answer = { res: Response; addresses?: number };
+  const handle = async (req: Request, op: IpamServerEvent["op"]): Promise<Answer> => {
     switch (op) {
       case "allocate": {
-        const b = await body<AllocateRequest>(req);
-        checkNetwork(b.network);
-        checkAttachment(b);
+        const b = await request<AllocateRequest>(req, true);
         if (!o.ready()) {
           throw new ProtocolError("not-ready", `agent on node ${o.node} is not ready yet`);
         }
@@ -137,24 +225,27 @@ export function startIpamServer(o: IpamServerOptions): IpamServer {
         const res: AllocateResponse = {
           ips: got.map((g) => ({ address: g.address, gateway: g.gateway })),
         };
-        return Response.json(res);
+        return { res: Response.json(res), addresses: got.length };
       }
       case "release": {
-        const b = await body<ReleaseRequest>(req);
-        checkNetwork(b.network);
-        checkAttachment(b);
-        const released = await o.ipam.release(b);
+        const b = await request<ReleaseRequest>(req, true);
+        const released = await o.ipam.release(b, scope);
+        const res: ReleaseResponse = { released };
         if (released.length) {
           log.info("released", { container: b.containerID.slice(0, 12), ips: released.join(",") });
+        } else {
+          res.message = `${handleId(b)} holds no address on node ${o.node}; nothing released`;
         }
-        return Response.json({ released });
+        return { res: Response.json(res), addresses: released.length };
       }
       case "check": {
-        const b = await body<ReleaseRequest>(req);
-        checkNetwork(b.network);
-        const h = await o.ipam.get(b);
+        const b = await request<ReleaseRequest>(req, true);
+        const h = await o.ipam.get(b, scope);
         if (!h) {
-          throw new ProtocolError("not-found", `${b.containerID}/${b.ifname} holds no address`);
+          throw new ProtocolError(
+            "not-found",
+            `${handleId(b)} holds no address on node ${o.node}`,
+          );
         }
         const ips = h.keys.map((k) => {
           const block = k.split("/").at(-2)!; // …/ips/<net>-<len>/<ip>
@@ -164,14 +255,19 @@ export function startIpamServer(o: IpamServerOptions): IpamServer {
             }`,
           };
         });
-        return Response.json({ ips });
+        return { res: Response.json({ ips }) };
       }
       case "gc": {
-        const b = await body<GcRequest>(req);
-        checkNetwork(b.network);
+        const b = await request<GcRequest>(req, false);
         if (!Array.isArray(b.validAttachments)) {
           throw new ProtocolError("invalid", "validAttachments must be a list");
         }
+        b.validAttachments.forEach((a, i) => {
+          if (typeof a !== "object" || a === null) {
+            throw new ProtocolError("invalid", `validAttachments[${i}] must be an object`);
+          }
+          checkAttachment(a);
+        });
         const r = await o.ipam.gc(o.node, b.validAttachments);
         const res: GcResponse = {
           released: r.released.map((h) => ({
@@ -182,7 +278,10 @@ export function startIpamServer(o: IpamServerOptions): IpamServer {
           errors: r.errors,
         };
         if (res.released.length) log.info("GC released", { count: res.released.length });
-        return Response.json(res);
+        return {
+          res: Response.json(res),
+          addresses: res.released.reduce((n, h) => n + h.ips.length, 0),
+        };
       }
       case "status": {
         if (!o.ready()) {
@@ -191,7 +290,7 @@ export function startIpamServer(o: IpamServerOptions): IpamServer {
         // A cheap read proves the datastore answers.
         await o.ipam.store.revision();
         const res: StatusResponse = { ready: true, node: o.node };
-        return Response.json(res);
+        return { res: Response.json(res) };
       }
     }
   };
@@ -208,12 +307,17 @@ export function startIpamServer(o: IpamServerOptions): IpamServer {
     const path = new URL(req.url).pathname;
     const route = routes[path];
     if (!route || route[0] !== req.method) {
-      return errorResponse("invalid", `no ${req.method} ${path}`);
+      return errorResponse("invalid", `no ${req.method} ${quoteShort(path, 100)}`);
     }
     const t0 = performance.now();
     try {
-      const res = await handle(req, route[1]);
-      o.observe?.({ op: route[1], ok: true, ms: performance.now() - t0 });
+      const { res, addresses } = await handle(req, route[1]);
+      o.observe?.({
+        op: route[1],
+        ok: true,
+        ...(addresses !== undefined ? { addresses } : {}),
+        ms: performance.now() - t0,
+      });
       return res;
     } catch (e) {
       const kind = kindOf(e);
@@ -222,7 +326,7 @@ export function startIpamServer(o: IpamServerOptions): IpamServer {
         log.warn(`${route[1]} failed`, { kind, error: message });
       }
       o.observe?.({ op: route[1], ok: false, reason: kind, ms: performance.now() - t0 });
-      return errorResponse(kind, message);
+      return errorResponse(kind, message, e instanceof ProtocolError ? e.status : undefined);
     }
   });
   Deno.chmodSync(o.socket, 0o600);

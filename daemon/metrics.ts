@@ -14,6 +14,7 @@
  */
 
 import { OHNO_VERSION } from "../lib/version.ts";
+import type { IpamServerEvent } from "./ipamserver.ts";
 import type { ReconcileReport } from "./routing/types.ts";
 
 type Labels = Record<string, string>;
@@ -366,6 +367,35 @@ export class DaemonMetrics {
   }
 
   readonly #backend: string;
+
+  /**
+   * Feeds one IPAM socket request into the metrics: pass as the server's `observe`.
+   * Counts addresses, not requests: a dual-stack allocation is 2, a release that freed
+   * nothing is 0; the gauge of held addresses follows every allocate, release and GC.
+   */
+  observeIpam = (e: IpamServerEvent): void => {
+    this.ipamRequestSeconds.observe(e.ms / 1000, { op: e.op });
+    if (!e.ok) {
+      if (e.op === "allocate") this.allocationFailures.inc({ reason: e.reason ?? "internal" });
+      if (e.reason === "not-ready") this.etcdErrors.inc({ op: e.op });
+      return;
+    }
+    const n = e.addresses ?? 0;
+    if (e.op === "allocate") this.allocated(n);
+    if (e.op === "release" || e.op === "gc") this.released(n);
+  };
+
+  /** `n` addresses given out on this node. */
+  allocated(n: number): void {
+    this.allocations.inc({}, n);
+    this.allocatedAddresses.inc({}, n);
+  }
+
+  /** `n` addresses of this node freed (by a release or a GC). */
+  released(n: number): void {
+    this.releases.inc({}, n);
+    this.allocatedAddresses.dec({}, n);
+  }
 
   /** Feeds one reconcile into the metrics: pass as `RouteSync`'s `onReconcile`. */
   observeReconcile = (

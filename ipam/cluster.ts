@@ -57,6 +57,7 @@ import {
   checkAttachment,
   handleId,
   type HandleRecord,
+  sameAttachment,
 } from "./records.ts";
 import {
   atomically,
@@ -153,6 +154,15 @@ export interface CheckReport {
   ok: boolean;
   counts: { pools: number; blocks: number; nodes: number; handles: number; addresses: number };
   problems: Problem[];
+}
+
+/** Which node's attachments an operation may see and change (the node agent's own). */
+export interface NodeScope {
+  node?: string;
+}
+
+function inScope(h: ClusterHandle, scope: NodeScope): boolean {
+  return scope.node === undefined || h.node === scope.node;
 }
 
 const NODE_RE = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
@@ -598,19 +608,29 @@ export class ClusterIpam {
     }, { what: `allocation on node ${req.node}`, attempts: 50 });
   }
 
-  async get(a: Attachment): Promise<ClusterHandle | undefined> {
+  /**
+   * An attachment's handle. With `scope.node` (the node agent), only that node's: an
+   * attachment of another node is not found.
+   */
+  async get(a: Attachment, scope: NodeScope = {}): Promise<ClusterHandle | undefined> {
     checkAttachment(a);
     const kv = await this.store.get(K.handle(a));
-    return kv ? parse<ClusterHandle>(kv) : undefined;
+    const h = kv ? parse<ClusterHandle>(kv) : undefined;
+    return h && inScope(h, scope) ? h : undefined;
   }
 
-  /** Releases an attachment's addresses (idempotent); returns them. */
-  release(a: Attachment): Promise<string[]> {
+  /**
+   * Releases an attachment's addresses (idempotent); returns them. With `scope.node` (the
+   * node agent), only that node's: another node's attachment is left alone and nothing is
+   * returned. Without it (the admin CLI), any node's.
+   */
+  release(a: Attachment, scope: NodeScope = {}): Promise<string[]> {
     checkAttachment(a);
     return atomically(this.store, async (r) => {
       const kv = await r.get(K.handle(a));
       if (!kv) return { result: [] as string[] };
       const h = parse<ClusterHandle>(kv);
+      if (!inScope(h, scope)) return { result: [] as string[] };
       const mutations: Mutation[] = [{ delete: kv.key }];
       for (const key of h.keys ?? []) {
         const ipKv = await r.get(key);
@@ -638,7 +658,7 @@ export class ClusterIpam {
     for (const h of await this.handles()) {
       if (h.node !== node || keep.has(handleId(h))) continue;
       try {
-        if ((await this.release(h)).length) released.push(h);
+        if ((await this.release(h, { node })).length) released.push(h);
       } catch (e) {
         errors.push(`${handleId(h)}: ${(e as Error).message}`);
       }
@@ -832,10 +852,10 @@ export class ClusterIpam {
         }
       }
     }
-    const ipKeys = new Set<string>();
+    const records = new Map<string, AddressRecord>();
     for (const kv of ipsL) {
-      ipKeys.add(kv.key);
       const rec = parse<AddressRecord>(kv);
+      records.set(kv.key, rec);
       const blockText = formatCidr(
         parseCidrKey(kv.key.slice(`${ROOT}ips/`.length, kv.key.lastIndexOf("/"))),
       );
@@ -869,15 +889,35 @@ export class ClusterIpam {
         });
       }
     }
+    // A live handle's every address needs its own record: a record that is gone, or now
+    // names another attachment, means the address can be (or has been) given out twice.
     for (const [key, h] of handles) {
-      for (const k of h.keys ?? []) {
-        if (!ipKeys.has(k)) {
+      const keys = h.keys ?? [];
+      const ipOf = (k: string) => k.slice(k.lastIndexOf("/") + 1);
+      for (const ip of h.ips) {
+        if (!keys.some((k) => ipOf(k) === ip)) {
           problems.push({
             kind: "missing-address",
             key,
-            message: `${handleId(h)} holds ${
-              k.slice(k.lastIndexOf("/") + 1)
-            }, which has no address record`,
+            message: `${handleId(h)} holds ${ip}, which has no address key in its handle`,
+          });
+        }
+      }
+      for (const k of keys) {
+        const rec = records.get(k);
+        if (!rec) {
+          problems.push({
+            kind: "missing-address",
+            key,
+            message: `${handleId(h)} holds ${ipOf(k)}, which has no address record`,
+          });
+        } else if (!sameAttachment(rec, h)) {
+          problems.push({
+            kind: "missing-address",
+            key,
+            message: `${handleId(h)} holds ${ipOf(k)}, whose record names ${
+              handleId(rec)
+            } instead: the address is held twice`,
           });
         }
       }

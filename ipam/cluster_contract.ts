@@ -245,6 +245,50 @@ export function clusterContract(
     ]);
   });
 
+  test("an address whose record was lost and given to another attachment is reported", async (ipam) => {
+    // x holds an address; its record is lost (by a bad release, a hand edit); y is then
+    // given the same address. Both handles now claim it: check must say so.
+    await ipam.addPool("10.244.0.0/16");
+    const [a] = await ipam.allocate(att("x"));
+    const key = `/ohno/v1/ips/${a!.block.replace("/", "-")}/${a!.ip}`;
+    await ipam.store.commit({ mutations: [{ delete: key }] });
+    const [b] = await ipam.allocate({ ...att("y"), requestedIPs: [a!.ip] });
+    assertEquals(b!.ip, a!.ip, "the lost address is free to the allocator");
+    const report = await ipam.check();
+    assertEquals(report.problems.map((p) => [p.kind, p.key]), [
+      ["missing-address", "/ohno/v1/handles/x/eth0"],
+    ]);
+    assert(report.problems[0]!.message.includes("held twice"), report.problems[0]!.message);
+    // A handle that lists an address without its key is reported too.
+    const hx = (await ipam.get(att("x")))!;
+    await ipam.store.commit({
+      mutations: [{
+        put: "/ohno/v1/handles/x/eth0",
+        value: JSON.stringify({ ...hx, keys: [] }),
+      }],
+    });
+    assertEquals((await ipam.check()).problems.map((p) => p.message), [
+      `x/eth0 holds ${a!.ip}, which has no address key in its handle`,
+    ]);
+  });
+
+  test("node scope: an agent sees, releases and GCs only its own node's attachments", async (ipam) => {
+    await ipam.addPool("10.244.0.0/16");
+    const [theirs] = await ipam.allocate(att("pod-b", "node-b"));
+    assertEquals(await ipam.get(att("pod-b"), { node: "node-a" }), undefined);
+    assertEquals(await ipam.release(att("pod-b"), { node: "node-a" }), []);
+    assertEquals((await ipam.gc("node-a", [])).released, []);
+    assertEquals((await ipam.list()).map((r) => r.ip), [theirs!.ip], "still held");
+    await assertRejects(
+      () => ipam.allocate({ ...att("again", "node-b"), requestedIPs: [theirs!.ip] }),
+      AddressUnavailableError,
+      "in use",
+    );
+    assertEquals((await ipam.get(att("pod-b"), { node: "node-b" }))?.ips, [theirs!.ip]);
+    assertEquals(await ipam.release(att("pod-b"), { node: "node-b" }), [theirs!.ip]);
+    assert((await ipam.check()).ok);
+  });
+
   test("peers: nodes with their addresses and blocks; watchPeers sees a join", async (ipam) => {
     await ipam.addPool("10.244.0.0/16");
     await ipam.registerNode("node-a", { ips: ["172.31.0.2"] });

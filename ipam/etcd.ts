@@ -5,18 +5,36 @@
  * CLI (lazy import), never in CNI mode.
  *
  * Failure is bounded: connecting gives up after `dialTimeoutMs`, every call after
- * `requestTimeoutMs`, and then etcd3's per-host circuit breaker fails further calls at
- * once for 5 s before trying again — so an agent with etcd down answers "try again
- * later" quickly instead of piling up requests.
+ * `requestTimeoutMs`, and then a per-host circuit breaker fails further calls at once
+ * for 5 s before trying again — so an agent with etcd down answers "try again later"
+ * quickly instead of piling up requests. Only transport failures (etcd unreachable, no
+ * answer in time) count toward the breaker and are retried: an error etcd gives to one
+ * request (too large, invalid) is that request's {@link StoreRequestError}, and every
+ * other client of the store carries on.
  * @module
  */
 
-import { Etcd3, type IOptions } from "etcd3";
+import { circuitBreaker, ConsecutiveBreaker, handleWhen, retry } from "cockatiel";
+import {
+  Etcd3,
+  EtcdError,
+  GRPCAlreadyExistsError,
+  GRPCDeadlineExceededError,
+  GRPCFailedPreconditionError,
+  GRPCInvalidArgumentError,
+  GRPCNotFoundError,
+  GRPCNotImplementedError,
+  GRPCOutOfRangeError,
+  GRPCResourceExhastedError,
+  GRPCUnavailableError,
+  type IOptions,
+} from "etcd3";
 import type { Buffer } from "node:buffer";
 import {
   type CommitResult,
   type KV,
   type Store,
+  StoreRequestError,
   StoreUnavailableError,
   type Txn,
   type WatchEvent,
@@ -40,6 +58,24 @@ export interface EtcdOptions {
   /** Default 5000 ms. */
   requestTimeoutMs?: number;
 }
+
+/**
+ * A failure of the way to etcd, not of one request: etcd unreachable (refused, TLS,
+ * dropped) or no answer in time. Only these open the circuit breaker and are retried.
+ */
+export function isTransportFailure(e: unknown): boolean {
+  return e instanceof GRPCUnavailableError || e instanceof GRPCDeadlineExceededError;
+}
+
+/** etcd3's fault handling, with the breaker and the retries kept to transport failures. */
+const faultHandling = {
+  host: () =>
+    circuitBreaker(handleWhen(isTransportFailure), {
+      halfOpenAfter: 5000,
+      breaker: new ConsecutiveBreaker(3),
+    }),
+  global: retry(handleWhen(isTransportFailure), { maxAttempts: 3 }),
+};
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -106,6 +142,7 @@ export class EtcdStore implements Store {
       hosts: options.endpoints,
       dialTimeout: options.dialTimeoutMs ?? 3000,
       defaultCallOptions: () => ({ deadline: new Date(Date.now() + this.#timeout) }),
+      faultHandling,
     };
     if (ca) {
       const host = new URL(options.endpoints[0]!).hostname.replace(/^\[|\]$/g, "");
@@ -121,11 +158,20 @@ export class EtcdStore implements Store {
     this.#client = new Etcd3(opts);
   }
 
-  /** Runs an etcd call, turning transport failures into StoreUnavailableError. */
+  /**
+   * Runs an etcd call, turning transport failures into StoreUnavailableError and an
+   * error etcd answered this one request with into StoreRequestError.
+   */
   async #call<T>(what: string, fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
     } catch (e) {
+      if (isRequestError(e)) {
+        throw new StoreRequestError(
+          `etcd at ${this.location} refused the request (${what}): ${describe(e)}`,
+          { cause: e },
+        );
+      }
       throw new StoreUnavailableError(
         `etcd at ${this.location} is unavailable (${what}): ${describe(e)}`,
         { cause: e },
@@ -260,6 +306,24 @@ export class EtcdStore implements Store {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
+}
+
+/**
+ * An error etcd gave this request (a gRPC status other than the transport ones, or an
+ * etcd error): the request is wrong, etcd is fine. Anything else (transport failures,
+ * the open breaker, errors of unknown shape) counts as etcd unavailable.
+ */
+function isRequestError(e: unknown): boolean {
+  return [
+    GRPCInvalidArgumentError,
+    GRPCResourceExhastedError,
+    GRPCFailedPreconditionError,
+    GRPCOutOfRangeError,
+    GRPCNotFoundError,
+    GRPCAlreadyExistsError,
+    GRPCNotImplementedError,
+    EtcdError,
+  ].some((c) => e instanceof c);
 }
 
 function describe(e: unknown): string {

@@ -9,8 +9,9 @@
  * - `cluster.ts`: cluster IPAM — pools → node blocks → addresses, node release, GC,
  *   reservations, the consistency check, and `peers()`/`watchPeers()` for the routing
  *   backends. The node agent calls: `addPool`, `registerNode(node, {ips})`,
- *   `claimBlocks(node)`, `allocate({node, containerID, ifname, …})`, `release`,
- *   `gc(node, valid)`, `releaseNode(node)`, `watchPeers(signal)`. Schema: SCHEMA.md;
+ *   `claimBlocks(node)`, `allocate({node, containerID, ifname, …})`, `get` and `release`
+ *   with its own `{node}` scope, `gc(node, valid)`, `releaseNode(node)`,
+ *   `watchPeers(signal)`. Schema: SCHEMA.md;
  * - `etcd.ts`: the etcd store (import it lazily: it loads gRPC);
  * - `protocol.ts`, `client.ts`, `unixhttp.ts`: the node agent's socket protocol, the plugin's
  *   client, and its one-request HTTP/1.1 transport over the socket.

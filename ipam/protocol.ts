@@ -11,6 +11,31 @@ import type { Attachment } from "./records.ts";
 export const PROTOCOL_VERSION = "v1";
 export const DEFAULT_SOCKET = "/run/ohno/ipam.sock";
 
+/**
+ * The largest request body the agent reads (bytes); a larger one is answered 413 without
+ * reading it. Room for a GC list of about a thousand attachments with the longest IDs.
+ */
+export const MAX_REQUEST_BYTES = 1024 * 1024;
+
+/**
+ * The longest value of each string field (characters), from Kubernetes' own limits
+ * (a pod name is a DNS subdomain, a namespace a DNS label, a UID a UUID with room).
+ * `containerID` and `ifname`: `MAX_CONTAINER_ID_LENGTH`, `MAX_IFNAME_LENGTH` (records.ts).
+ * A longer value is refused with 400 `invalid` naming the field.
+ */
+export const FIELD_LIMITS = {
+  network: 253,
+  netns: 4096,
+  podNamespace: 63,
+  podName: 253,
+  podUid: 128,
+  /** Each entry of `requestedIPs` (an address, optionally with a prefix length). */
+  requestedIP: 64,
+} as const;
+
+/** At most this many `requestedIPs`: one per family. */
+export const MAX_REQUESTED_IPS = 2;
+
 /** `POST /v1/allocate` */
 export interface AllocateRequest extends Attachment {
   /** The CNI network name (the agent refuses a network it does not serve). */
@@ -42,12 +67,17 @@ export interface AllocateResponse {
   routes?: WireRoute[];
 }
 
-/** `POST /v1/release`: idempotent; releasing nothing is success. */
+/**
+ * `POST /v1/release`: idempotent; releasing nothing is success. Only this node's
+ * attachments: another node's is not found here, and nothing is freed.
+ */
 export interface ReleaseRequest extends Attachment {
   network: string;
 }
 export interface ReleaseResponse {
   released: string[];
+  /** Set when nothing was released: says that this node holds nothing for the attachment. */
+  message?: string;
 }
 
 /** `POST /v1/check`: does the attachment hold these addresses? */

@@ -67,15 +67,46 @@ const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.\-]*$/;
 const IFNAME_RE = /^[^\s/:]{1,15}$/;
 
 /**
+ * The longest container ID ohno takes (`CNI_CONTAINERID`, the socket's `containerID`):
+ * decided once, here, for the plugin's environment check and the agent's socket alike.
+ * Runtimes use 64 hex characters; the margin is for IDs made by other tools.
+ */
+export const MAX_CONTAINER_ID_LENGTH = 1024;
+/** The longest interface name Linux takes (IFNAMSIZ - 1). */
+export const MAX_IFNAME_LENGTH = 15;
+
+/** A value for an error message: quoted, and cut short when long (never echo megabytes). */
+export function quoteShort(v: unknown, max = 64): string {
+  const s = typeof v === "string" ? v : String(v);
+  return s.length > max
+    ? `${JSON.stringify(s.slice(0, max))}… (${s.length} characters)`
+    : JSON.stringify(s);
+}
+
+/**
  * Checks an attachment before it becomes part of a store key. The CNI face validates
  * earlier with CNI error codes; this guards the agent's socket and the CLI.
  */
 export function checkAttachment(a: Attachment): void {
-  if (!ID_RE.test(a.containerID) || a.containerID.length > 1024) {
-    throw new TypeError(`container ID ${JSON.stringify(a.containerID)} is not valid`);
+  if (typeof a.containerID !== "string") {
+    throw new TypeError(`containerID must be a string`);
+  }
+  if (a.containerID.length > MAX_CONTAINER_ID_LENGTH) {
+    throw new TypeError(
+      `containerID is ${a.containerID.length} characters long; at most ${MAX_CONTAINER_ID_LENGTH} are allowed`,
+    );
+  }
+  if (!ID_RE.test(a.containerID)) {
+    throw new TypeError(`container ID ${quoteShort(a.containerID)} is not valid`);
+  }
+  if (typeof a.ifname !== "string") throw new TypeError(`ifname must be a string`);
+  if (a.ifname.length > MAX_IFNAME_LENGTH) {
+    throw new TypeError(
+      `ifname is ${a.ifname.length} characters long; at most ${MAX_IFNAME_LENGTH} are allowed`,
+    );
   }
   if (!IFNAME_RE.test(a.ifname) || a.ifname === "." || a.ifname === "..") {
-    throw new TypeError(`interface name ${JSON.stringify(a.ifname)} is not valid`);
+    throw new TypeError(`interface name ${quoteShort(a.ifname)} is not valid`);
   }
 }
 

@@ -99,6 +99,14 @@ export class StoreUnavailableError extends Error {
   override name = "StoreUnavailableError";
 }
 
+/**
+ * The store answered this one request with an error (too large, invalid): retrying it
+ * will not help, and the store is fine for other requests.
+ */
+export class StoreRequestError extends Error {
+  override name = "StoreRequestError";
+}
+
 /** {@link atomically} lost every attempt to concurrent writers. */
 export class StoreConflictError extends Error {
   override name = "StoreConflictError";

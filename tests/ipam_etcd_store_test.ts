@@ -5,7 +5,7 @@
 import { assert, assertEquals, assertRejects } from "./support/assert.ts";
 import { storeContract } from "../ipam/store_contract.ts";
 import { EtcdStore } from "../ipam/etcd.ts";
-import { StoreUnavailableError } from "../ipam/store.ts";
+import { StoreRequestError, StoreUnavailableError } from "../ipam/store.ts";
 import { type EtcdFixture, etcdMissing, startEtcd } from "./support/etcd.ts";
 
 const missing = etcdMissing();
@@ -102,5 +102,37 @@ Deno.test({
       StoreUnavailableError,
       "/nonexistent/ca.pem",
     );
+  },
+});
+
+Deno.test({
+  ...opts,
+  name:
+    `etcd store: a request etcd refuses (too large) is that request's error and opens no breaker${skip}`,
+  async fn() {
+    await using etcd = await startEtcd();
+    await using s = new EtcdStore({ endpoints: etcd.endpoints });
+    assert((await s.commit({ mutations: [{ put: "/k", value: "1" }] })).ok);
+    // Over gRPC's message limit (resource exhausted) and over etcd's request limit
+    // (invalid argument), each more often than the breaker's three consecutive failures.
+    const errors: unknown[] = [];
+    for (const size of [3 * 1024 * 1024, 1600 * 1024]) {
+      for (let i = 0; i < 4; i++) {
+        errors.push(
+          await s.commit({ mutations: [{ put: "/big", value: "x".repeat(size) }] }).then(
+            () => new Error("a too large commit succeeded"),
+            (e) => e,
+          ),
+        );
+      }
+    }
+    // No breaker opened: the next calls go through at once.
+    assertEquals((await s.get("/k"))?.value, "1");
+    assert((await s.commit({ mutations: [{ put: "/k", value: "2" }] })).ok);
+    for (const e of errors) {
+      assert(e instanceof StoreRequestError, String(e));
+      assert(e.message.includes("refused the request (commit)"), e.message);
+    }
+    assertEquals(await s.get("/big"), undefined);
   },
 });

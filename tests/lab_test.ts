@@ -8,6 +8,7 @@ import { startEcho, whoAmI } from "./support/tcpecho.ts";
 import { etcdMissing } from "./support/etcd.ts";
 import { CniRuntime } from "../deploy/lab/runtime.ts";
 import { ipJson, type IpRoute, Netns, runCommand } from "../netns/mod.ts";
+import { AgentClient, AgentError } from "../ipam/client.ts";
 
 const missing = etcdMissing();
 const skip = missing ? ` [SKIP: ${missing}]` : "";
@@ -233,5 +234,44 @@ Deno.test({
       }
     });
     for (const r of await t.lab.ping(t.name, "e4", "e2")) assert(r.ok, r.ip);
+  },
+});
+
+Deno.test({
+  ...opts,
+  name:
+    `2-node lab: node1's agent cannot release node2's pod; its address is not handed out again${skip}`,
+  async fn() {
+    await using t = await testLab({ nodes: 2 });
+    await t.lab.podAdd(t.name, "node2", "victim");
+    const s = t.state();
+    const pod = s.pods["victim"]!;
+    const agentOf = (node: string) => {
+      const list = t.lab.nodeConflist(s.nodes.find((n) => n.name === node)!);
+      const ipam = list.plugins[0]!.ipam as { daemonSocket: string };
+      return { network: list.name, client: new AgentClient(ipam.daemonSocket) };
+    };
+    const n1 = agentOf("node1"), n2 = agentOf("node2");
+    const att = { network: n1.network, containerID: pod.containerId, ifname: pod.ifname };
+
+    const rel = await n1.client.release(att);
+    assertEquals(rel.released, [], "node1 freed node2's addresses");
+    const chk = await n1.client.check(att).catch((e) => e);
+    assert(chk instanceof AgentError && chk.kind === "not-found", String(chk));
+    // node2 still knows the pod, and hands none of its addresses to anyone else.
+    assertEquals((await n2.client.check(att)).ips.length, pod.ips.length);
+    for (const [i, ip] of pod.ips.entries()) {
+      const e = await n2.client.allocate({
+        network: n2.network,
+        containerID: `thief${i}`,
+        ifname: "eth0",
+        requestedIPs: [ip],
+      }).catch((e) => e);
+      assert(e instanceof AgentError && e.kind === "unavailable", `${ip}: ${String(e)}`);
+    }
+    const check = await t.lab.ipam(t.name, ["check"]);
+    assertEquals(check.code, 0, check.stdout);
+    const ls = await t.lab.ipam(t.name, ["ls"]);
+    for (const ip of pod.ips) assertMatch(ls.stdout, new RegExp(ip.replace(/[.:]/g, "\\$&")));
   },
 });

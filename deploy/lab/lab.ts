@@ -274,7 +274,8 @@ function open(name: string): { lab: Lab; state: LabState } {
   return { lab: labOpen(name), state };
 }
 
-function nodeConflist(node: LabState["nodes"][number]): ConfList {
+/** The conflist the agent on `node` installed. */
+export function nodeConflist(node: LabState["nodes"][number]): ConfList {
   const dir = `${node.dir}/cni/net.d`;
   const file =
     [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => /\.conflist$/.test(n)).sort()[0];
