@@ -90,6 +90,54 @@ Deno.test("the plugin gets cluster addresses from the agent; DEL releases them",
   assert(a.events.includes("allocate:ok") && a.events.includes("release:ok"), a.events.join());
 });
 
+Deno.test("GC through the agent releases exactly the invalid attachments and their host veths", async () => {
+  await using a = await agent();
+  await using node = await cniNode({ network: "ohno" });
+  const conf = (v: string, extra = {}) =>
+    node.conf(v, { ipam: { type: "ohno", daemonSocket: a.socket }, ...extra });
+  // Another node's attachment in the same datastore: not this agent's to collect.
+  const other = await a.ipam.allocate({ node: "node-2", containerID: "elsewhere", ifname: "eth0" });
+  const held: Record<string, { ips: string[]; veth: string }> = {};
+  for (const cid of ["gc-keep", "gc-drop"]) {
+    const pod = await node.pod();
+    const r = await node.call({
+      command: "ADD",
+      containerId: cid,
+      netns: pod.path,
+      ifname: "eth0",
+      config: conf("1.0.0"),
+    });
+    assertEquals(r.code, 0, r.stdout);
+    const ifaces = r.json?.interfaces as { name: string; sandbox?: string }[];
+    held[cid] = {
+      ips: (r.json?.ips as { address: string }[]).map((i) => i.address.replace(/\/\d+$/, "")),
+      veth: ifaces.find((i) => i.sandbox === undefined && i.name.startsWith("veth"))!.name,
+    };
+  }
+  const byContainer = async () => {
+    const m: Record<string, string[]> = {};
+    for (const row of await a.ipam.list()) (m[row.containerID] ??= []).push(row.ip);
+    for (const v of Object.values(m)) v.sort();
+    return m;
+  };
+  assertEquals(Object.keys(await byContainer()).sort(), ["elsewhere", "gc-drop", "gc-keep"]);
+  const gc = await node.call({
+    command: "GC",
+    config: conf("1.1.0", {
+      "cni.dev/valid-attachments": [{ containerID: "gc-keep", ifname: "eth0" }],
+    }),
+  });
+  assertEquals([gc.code, gc.stdout], [0, ""], gc.stdout);
+  assertEquals(await byContainer(), {
+    "elsewhere": other.map((o) => o.ip).sort(),
+    "gc-keep": held["gc-keep"]!.ips.sort(),
+  });
+  const links = (await node.state()).links;
+  assert(!links.includes(held["gc-drop"]!.veth), `gc-drop's veth is still there: ${links}`);
+  assert(links.includes(held["gc-keep"]!.veth), `gc-keep's veth is gone: ${links}`);
+  assert(a.events.includes("gc:ok"), a.events.join());
+});
+
 Deno.test("an agent that is not ready answers not-ready (CNI 11); wrong network is invalid", async () => {
   await using a = await agent(false);
   using client = new AgentClient(a.socket);
