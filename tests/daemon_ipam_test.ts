@@ -6,6 +6,7 @@ import { assert, assertEquals, assertMatch } from "./support/assert.ts";
 import { cniNode } from "./support/cni.ts";
 import { AgentClient, AgentError } from "../ipam/client.ts";
 import { ClusterIpam } from "../ipam/cluster.ts";
+import { containsIp, formatIp, nthAddress, parseCidr, parseIp } from "../ipam/addr.ts";
 import { MemoryStore } from "../ipam/memory.ts";
 import { Logger } from "../lib/log.ts";
 import { startIpamServer } from "../daemon/ipamserver.ts";
@@ -58,12 +59,17 @@ Deno.test("the plugin gets cluster addresses from the agent; DEL releases them",
   const ips = r.json?.ips as { address: string; gateway: string }[];
   const blocks = await a.ipam.nodeBlocks("node-1");
   assertEquals(ips.length, 2);
+  // Each address lies in one of node-1's blocks, with that block's prefix length; the
+  // gateway is the block's first address.
   for (const ip of ips) {
-    const b = blocks.find((x) =>
-      x.cidr.split("/")[1] === ip.address.split("/")[1] &&
-      ip.address.includes(":") === x.cidr.includes(":")
-    )!;
-    assert(b, `${ip.address} from a block of node-1`);
+    const [addr, len] = ip.address.split("/") as [string, string];
+    const b = blocks.find((x) => containsIp(parseCidr(x.cidr), parseIp(addr)));
+    assert(b, `${ip.address} from a block of node-1 (${blocks.map((x) => x.cidr)})`);
+    assertEquals(len, b.cidr.split("/")[1]);
+    assertEquals(
+      ip.gateway,
+      formatIp(b.cidr.includes(":") ? 6 : 4, nthAddress(parseCidr(b.cidr), 1n)),
+    );
   }
   const rows = await a.ipam.list();
   assertEquals(rows.map((x) => [x.podNamespace, x.podName]), [["default", "web"], [
