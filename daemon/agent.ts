@@ -1,9 +1,10 @@
 /**
  * `ohno daemon`: the node agent's start-up order and its loops.
  *
- * 1. config (the caller) → node name and node IP → the datastore (waits until etcd
- *    answers) → pools, node record, block claim → the IPAM socket (allocations only now:
- *    the state is loaded, so no address is handed out from a partial view);
+ * 1. config (the caller) → node name and node IP → the datastore → the IPAM socket,
+ *    refusing allocations (`not-ready`) → pools, node record, block claim (retried until
+ *    etcd answers) → allocations served (the state is loaded, so no address is handed out
+ *    from a partial view);
  * 2. routes: a full reconcile to every peer's blocks (host-gw), then masquerade;
  * 3. install: the plugin binary and the conflist naming the socket (written only now, so
  *    a runtime never picks ohno's config before the node can serve it);
@@ -120,6 +121,21 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   });
   try {
     const ipam = new ClusterIpam(store);
+    // The IPAM socket answers from now on, but allocations are refused (`not-ready`, CNI
+    // error 11) until the pools, the node record and the blocks are loaded below.
+    let ipamReady = false;
+    await using _server = startIpamServer({
+      socket: cfg.socket,
+      network: cfg.networkName,
+      node: cfg.nodeName,
+      ipam,
+      log,
+      ready: () => ipamReady,
+      // Refusals while the state loads are start-up, not etcd errors.
+      observe: (e) => metrics.observeIpam(e, { starting: !ipamReady }),
+    });
+
+    await testHoldLoad(log, signal);
     const blocks = await retrying("claiming the node's blocks", log, signal, async () => {
       for (const p of cfg.pools) await ipam.addPool(p.cidr, p.blockPrefix);
       await ipam.registerNode(cfg.nodeName, { ips: nodeIps });
@@ -128,18 +144,8 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     log.info("blocks", { blocks: blocks.map((b) => b.cidr).join(",") });
     const held = (await ipam.handles()).filter((h) => h.node === cfg.nodeName);
     metrics.allocatedAddresses.set(held.reduce((n, h) => n + h.ips.length, 0));
-
-    // The IPAM socket: allocations are served from here on (state loaded).
-    let ipamReady = true;
-    await using _server = startIpamServer({
-      socket: cfg.socket,
-      network: cfg.networkName,
-      node: cfg.nodeName,
-      ipam,
-      log,
-      ready: () => ipamReady,
-      observe: metrics.observeIpam,
-    });
+    // State loaded: allocations are served from here on.
+    ipamReady = true;
 
     // Routes to every peer's blocks.
     const sync = new RouteSync({
@@ -250,6 +256,26 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   } finally {
     kube?.close();
     await store.close();
+  }
+}
+
+/**
+ * Test-only: with `OHNO_TEST_HOLD_LOAD=FILE` the agent waits, before loading its pools,
+ * node record and blocks, until FILE no longer exists, so a test can prove that nothing
+ * is allocated from a state not yet loaded (docs/daemon.md). Nothing sets it outside tests.
+ */
+async function testHoldLoad(log: Logger, signal: AbortSignal): Promise<void> {
+  const file = Deno.env.get("OHNO_TEST_HOLD_LOAD");
+  if (!file) return;
+  log.warn("test hook: holding the state load until the file is removed", { file });
+  for (;;) {
+    try {
+      Deno.statSync(file);
+    } catch {
+      return;
+    }
+    if (signal.aborted) return;
+    await sleep(50, signal);
   }
 }
 

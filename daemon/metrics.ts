@@ -373,11 +373,11 @@ export class DaemonMetrics {
    * Counts addresses, not requests: a dual-stack allocation is 2, a release that freed
    * nothing is 0; the gauge of held addresses follows every allocate, release and GC.
    */
-  observeIpam = (e: IpamServerEvent): void => {
+  observeIpam = (e: IpamServerEvent, opts: { starting?: boolean } = {}): void => {
     this.ipamRequestSeconds.observe(e.ms / 1000, { op: e.op });
     if (!e.ok) {
       if (e.op === "allocate") this.allocationFailures.inc({ reason: e.reason ?? "internal" });
-      if (e.reason === "not-ready") this.etcdErrors.inc({ op: e.op });
+      if (e.reason === "not-ready" && !opts.starting) this.etcdErrors.inc({ op: e.op });
       return;
     }
     const n = e.addresses ?? 0;

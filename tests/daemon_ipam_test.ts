@@ -7,6 +7,7 @@ import { cniNode } from "./support/cni.ts";
 import { etcdMissing, startEtcd } from "./support/etcd.ts";
 import { AgentClient, AgentError } from "../ipam/client.ts";
 import { ClusterIpam } from "../ipam/cluster.ts";
+import { containsIp, formatIp, nthAddress, parseCidr, parseIp } from "../ipam/addr.ts";
 import { EtcdStore } from "../ipam/etcd.ts";
 import { MemoryStore } from "../ipam/memory.ts";
 import { MAX_REQUEST_BYTES } from "../ipam/protocol.ts";
@@ -93,12 +94,17 @@ Deno.test("the plugin gets cluster addresses from the agent; DEL releases them",
   const ips = r.json?.ips as { address: string; gateway: string }[];
   const blocks = await a.ipam.nodeBlocks("node-1");
   assertEquals(ips.length, 2);
+  // Each address lies in one of node-1's blocks, with that block's prefix length; the
+  // gateway is the block's first address.
   for (const ip of ips) {
-    const b = blocks.find((x) =>
-      x.cidr.split("/")[1] === ip.address.split("/")[1] &&
-      ip.address.includes(":") === x.cidr.includes(":")
-    )!;
-    assert(b, `${ip.address} from a block of node-1`);
+    const [addr, len] = ip.address.split("/") as [string, string];
+    const b = blocks.find((x) => containsIp(parseCidr(x.cidr), parseIp(addr)));
+    assert(b, `${ip.address} from a block of node-1 (${blocks.map((x) => x.cidr)})`);
+    assertEquals(len, b.cidr.split("/")[1]);
+    assertEquals(
+      ip.gateway,
+      formatIp(b.cidr.includes(":") ? 6 : 4, nthAddress(parseCidr(b.cidr), 1n)),
+    );
   }
   const rows = await a.ipam.list();
   assertEquals(rows.map((x) => [x.podNamespace, x.podName]), [["default", "web"], [
@@ -123,6 +129,54 @@ Deno.test("the plugin gets cluster addresses from the agent; DEL releases them",
   assertEquals(d.code, 0, d.stdout);
   assertEquals(await a.ipam.list(), []);
   assert(a.events.includes("allocate:ok") && a.events.includes("release:ok"), a.events.join());
+});
+
+Deno.test("GC through the agent releases exactly the invalid attachments and their host veths", async () => {
+  await using a = await agent();
+  await using node = await cniNode({ network: "ohno" });
+  const conf = (v: string, extra = {}) =>
+    node.conf(v, { ipam: { type: "ohno", daemonSocket: a.socket }, ...extra });
+  // Another node's attachment in the same datastore: not this agent's to collect.
+  const other = await a.ipam.allocate({ node: "node-2", containerID: "elsewhere", ifname: "eth0" });
+  const held: Record<string, { ips: string[]; veth: string }> = {};
+  for (const cid of ["gc-keep", "gc-drop"]) {
+    const pod = await node.pod();
+    const r = await node.call({
+      command: "ADD",
+      containerId: cid,
+      netns: pod.path,
+      ifname: "eth0",
+      config: conf("1.0.0"),
+    });
+    assertEquals(r.code, 0, r.stdout);
+    const ifaces = r.json?.interfaces as { name: string; sandbox?: string }[];
+    held[cid] = {
+      ips: (r.json?.ips as { address: string }[]).map((i) => i.address.replace(/\/\d+$/, "")),
+      veth: ifaces.find((i) => i.sandbox === undefined && i.name.startsWith("veth"))!.name,
+    };
+  }
+  const byContainer = async () => {
+    const m: Record<string, string[]> = {};
+    for (const row of await a.ipam.list()) (m[row.containerID] ??= []).push(row.ip);
+    for (const v of Object.values(m)) v.sort();
+    return m;
+  };
+  assertEquals(Object.keys(await byContainer()).sort(), ["elsewhere", "gc-drop", "gc-keep"]);
+  const gc = await node.call({
+    command: "GC",
+    config: conf("1.1.0", {
+      "cni.dev/valid-attachments": [{ containerID: "gc-keep", ifname: "eth0" }],
+    }),
+  });
+  assertEquals([gc.code, gc.stdout], [0, ""], gc.stdout);
+  assertEquals(await byContainer(), {
+    "elsewhere": other.map((o) => o.ip).sort(),
+    "gc-keep": held["gc-keep"]!.ips.sort(),
+  });
+  const links = (await node.state()).links;
+  assert(!links.includes(held["gc-drop"]!.veth), `gc-drop's veth is still there: ${links}`);
+  assert(links.includes(held["gc-keep"]!.veth), `gc-keep's veth is gone: ${links}`);
+  assert(a.events.includes("gc:ok"), a.events.join());
 });
 
 Deno.test("an agent that is not ready answers not-ready (CNI 11); wrong network is invalid", async () => {

@@ -193,7 +193,9 @@ Deno.test("host-gw: pods on different nodes ping each other through the routes, 
         peers: nodes.filter((_, j) => j !== i),
       })
     ));
-    for (const [from, to] of [[p1, p2], [p1, p3], [p2, p3], [p3, p1]] as const) {
+    // Every directed pair: each node routes to both others, each answers back.
+    const pairs = [[p1, p2], [p1, p3], [p2, p1], [p2, p3], [p3, p1], [p3, p2]] as const;
+    for (const [from, to] of pairs) {
       for (const addr of [to.ipv4, to.ipv6]) {
         const r = await runCommand(from.ns, "ping", { args: ["-c", "1", "-W", "2", addr] });
         assertEquals(r.code, 0, `ping ${addr}: ${r.stdout}${r.stderr}`);

@@ -97,8 +97,17 @@ Deno.test({
     try {
       await exercise(cli(["--data-dir", dir]));
       // The same through the environment.
+      // The same through the environment: it sees what the run above left (the IPv6 pool),
+      // and what it writes the flag form reads back.
       const viaEnv = cli([], { OHNO_DATASTORE: "local", OHNO_DATA_DIR: dir });
-      assertEquals((await viaEnv("pools", "-o", "json")).code, 0);
+      const cidrs = async (ipam: ReturnType<typeof cli>) => {
+        const r = await ipam("pools", "-o", "json");
+        assertEquals(r.code, 0, r.stderr);
+        return (JSON.parse(r.stdout) as { cidr: string }[]).map((p) => p.cidr).sort();
+      };
+      assertEquals(await cidrs(viaEnv), ["fd00:244::/48"]);
+      assertEquals((await viaEnv("pool", "add", "10.251.0.0/16")).code, 0);
+      assertEquals(await cidrs(cli(["--data-dir", dir])), ["10.251.0.0/16", "fd00:244::/48"]);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

@@ -9,6 +9,7 @@ import { EtcdStore } from "../ipam/etcd.ts";
 import { type EtcdFixture, etcdMissing, startEtcd } from "./support/etcd.ts";
 import { OHNO } from "./support/ohno.ts";
 import { runCommand } from "../netns/mod.ts";
+import { within } from "./support/wait.ts";
 
 const missing = etcdMissing();
 const skip = missing ? ` [SKIP: ${missing}]` : "";
@@ -29,8 +30,8 @@ const clusterMod = new URL("../ipam/cluster.ts", import.meta.url).href;
 const etcdMod = new URL("../ipam/etcd.ts", import.meta.url).href;
 
 /**
- * A script allocating `n` attachments on `node` (or, with `forMs`, as many as fit in that
- * time), printing one JSON line per outcome.
+ * A script allocating `n` attachments on `node` one after another (or, with `stopFile`,
+ * until that file exists), printing one JSON line per outcome.
  */
 function allocScript(
   endpoints: string[],
@@ -38,7 +39,7 @@ function allocScript(
   prefix: string,
   n: number,
   pauseMs = 0,
-  forMs = 0,
+  stopFile = "",
 ) {
   return `
     import { ClusterIpam } from "${clusterMod}";
@@ -47,8 +48,9 @@ function allocScript(
     JSON.stringify(endpoints)
   }, requestTimeoutMs: 2000, dialTimeoutMs: 1000 });
     const ipam = new ClusterIpam(store);
-    const until = Date.now() + ${forMs};
-    for (let i = 0; ${forMs} ? Date.now() < until : i < ${n}; i++) {
+    const stopFile = ${JSON.stringify(stopFile)};
+    const stopped = () => { try { Deno.statSync(stopFile); return true; } catch { return false; } };
+    for (let i = 0; stopFile ? !stopped() : i < ${n}; i++) {
       const id = "${prefix}-" + i;
       const t0 = performance.now();
       try {
@@ -72,13 +74,37 @@ function spawnScript(script: string): Deno.ChildProcess {
   }).spawn();
 }
 
-async function outcomes(child: Deno.ChildProcess) {
+interface Outcome {
+  id: string;
+  ok: boolean;
+  ips?: string[];
+  error?: string;
+  ms?: number;
+}
+
+async function outcomes(child: Deno.ChildProcess): Promise<Outcome[]> {
   const out = await child.output();
   const text = new TextDecoder().decode(out.stdout);
   assert(out.success, new TextDecoder().decode(out.stderr));
-  return text.trim().split("\n").filter(Boolean).map((l) =>
-    JSON.parse(l) as { id: string; ok: boolean; ips?: string[]; error?: string; ms?: number }
-  );
+  return text.trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as Outcome);
+}
+
+/** The outcomes as the script prints them (`seen` grows), and all of them at its exit. */
+function followOutcomes(child: Deno.ChildProcess): { seen: Outcome[]; done: Promise<Outcome[]> } {
+  const seen: Outcome[] = [];
+  const done = (async () => {
+    let rest = "";
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+      const lines = (rest + chunk).split("\n");
+      rest = lines.pop()!;
+      for (const l of lines) if (l.trim()) seen.push(JSON.parse(l) as Outcome);
+    }
+    const status = await child.status;
+    const err = await new Response(child.stderr).text();
+    assert(status.success, err);
+    return seen;
+  })();
+  return { seen, done };
 }
 
 Deno.test({
@@ -119,33 +145,51 @@ Deno.test({
     const ipam = new ClusterIpam(store);
     await ipam.addPool("10.245.0.0/16");
     await ipam.addPool("fd00:245::/48");
-    const child = spawnScript(allocScript(etcd.endpoints, "node-k", "k", 0, 50, 10_000));
-    await new Promise((r) => setTimeout(r, 1200));
+    const stop = `${await Deno.makeTempDir({ prefix: "ohnot-kill-" })}/stop-allocating`;
+    const child = spawnScript(allocScript(etcd.endpoints, "node-k", "k", 0, 50, stop));
+    const run = followOutcomes(child);
+    const { seen } = run;
+    // Each phase waits on what it needs to see, not on the clock.
+    await within(60_000, "allocations succeeding before the kill", () => seen.some((r) => r.ok));
     await etcd.kill();
-    await new Promise((r) => setTimeout(r, 1200));
+    const killedAt = seen.length;
+    await within(
+      60_000,
+      "allocations failing while etcd is down",
+      () => seen.slice(killedAt).some((r) => !r.ok),
+    );
     await etcd.restart();
-    const results = await outcomes(child);
+    await within(60_000, "allocations succeeding again after the restart", () => {
+      const lastFailed = seen.findLastIndex((r) => !r.ok);
+      return seen.slice(lastFailed + 1).filter((r) => r.ok).length >= 3;
+    });
+    Deno.writeTextFileSync(stop, "");
+    const results = await run.done;
+    await Deno.remove(stop.replace(/\/[^/]*$/, ""), { recursive: true });
     const ok = results.filter((r) => r.ok);
     const failed = results.filter((r) => !r.ok);
-    assert(
-      ok.length > 0 && failed.length > 0,
-      `some before, some during: ${ok.length} ok, ${failed.length} failed`,
-    );
     for (const f of failed) {
       assert(/unavailable|etcd/.test(f.error!), f.error);
       assert(f.ms! < 5000, `failed within the bound (${f.ms} ms)`);
     }
-    // Allocations after the restart worked again.
-    const lastFailed = results.findLastIndex((r) => !r.ok);
-    assert(lastFailed < results.length - 1, "allocations succeeded after etcd came back");
-    // Nothing lost: every success is stored. Nothing duplicated: no address twice.
+    // Nothing lost: every success is stored. Nothing duplicated: no address twice, and
+    // each stored attachment holds one address per pool.
     const rows = await ipam.list();
-    const stored = new Set(rows.map((r) => r.containerID));
-    for (const r of ok) assert(stored.has(r.id), `${r.id} was reported allocated and is stored`);
+    const byId = new Map<string, string[]>();
+    for (const r of rows) byId.set(r.containerID, [...(byId.get(r.containerID) ?? []), r.ip]);
+    for (const r of ok) assertEquals(byId.get(r.id)?.sort(), [...r.ips!].sort(), r.id);
     assertEquals(new Set(rows.map((r) => r.ip)).size, rows.length);
-    // A call that failed may still have committed (the answer was lost with etcd): that is
-    // an attachment the caller will DEL or GC, never a duplicate.
-    assert(stored.size <= ok.length + failed.length);
+    // Nothing invented: beyond the successes, only a call in flight when etcd died or came
+    // back (the script allocates one at a time: the first or the last failure) may have
+    // committed with its answer lost: an attachment its caller will DEL or GC.
+    const okIds = new Set(ok.map((r) => r.id));
+    const extra = [...byId.keys()].filter((id) => !okIds.has(id));
+    const edges = new Set([failed[0]!.id, failed.at(-1)!.id]);
+    assert(
+      extra.every((id) => edges.has(id)),
+      `stored beyond the successes: ${extra} (failures at the edges: ${[...edges]})`,
+    );
+    assertEquals(byId.size, ok.length + extra.length);
     assert((await ipam.check()).ok, JSON.stringify(await ipam.check()));
   },
 });

@@ -132,29 +132,65 @@ Deno.test({
       stdout: "piped",
       stderr: "piped",
     });
-    let added = 0, failedAdds = 0, deleted = 0;
+    // The schedule: an ADD, an ADD, a DEL of the oldest live pod, …; the agent is killed
+    // before step 30 and started again before step 45. While it is dead, every ADD and
+    // every DEL is CNI error 11 (try again later); a refused DEL is retried by the "runtime"
+    // once the agent is back, and must then succeed. Nothing is swallowed.
+    const codeOf = (e: unknown) => (e as { code?: number }).code;
+    let added = 0, refusedAdds = 0, deleted = 0, refusedDels = 0;
+    let addsAlive = 0, addsDead = 0, delsAlive = 0;
     const live: string[] = [];
+    const retry: string[] = [];
+    let dead = false;
     for (let i = 0; i < 100; i++) {
-      if (i === 30) await t.lab.stopAgent(t.name, "node1", true); // kill -9
-      if (i === 45) await t.lab.startAgent(t.name, "node1");
+      if (i === 30) {
+        await t.lab.stopAgent(t.name, "node1", true); // kill -9
+        dead = true;
+      }
+      if (i === 45) {
+        await t.lab.startAgent(t.name, "node1");
+        dead = false;
+        for (const p of retry.splice(0)) {
+          await t.lab.podDel(t.name, p);
+          deleted++;
+        }
+      }
       if (i % 3 === 2 && live.length) {
         const p = live.shift()!;
-        await t.lab.podDel(t.name, p).then(() => deleted++).catch(() => live.push(p));
+        if (dead) {
+          const e = await t.lab.podDel(t.name, p).then(() => undefined, (e) => e);
+          assertEquals(codeOf(e), 11, `DEL ${p} with the agent dead: ${e}`);
+          refusedDels++;
+          retry.push(p);
+        } else {
+          delsAlive++;
+          await t.lab.podDel(t.name, p);
+          deleted++;
+        }
         continue;
       }
       const p = `k${i}`;
-      try {
+      if (dead) {
+        addsDead++;
+        const e = await t.lab.podAdd(t.name, "node1", p).then(() => undefined, (e) => e);
+        assertEquals(codeOf(e), 11, `ADD ${p} with the agent dead: ${e}`);
+        refusedAdds++;
+      } else {
+        addsAlive++;
         await t.lab.podAdd(t.name, "node1", p);
         live.push(p);
         added++;
-      } catch {
-        failedAdds++;
       }
     }
     pinger.kill("SIGINT");
     const out = new TextDecoder().decode((await pinger.output()).stdout);
-    assert(failedAdds > 0, "some ADDs failed while the agent was dead");
-    assert(added > 40, `${added} pods added`);
+    assert(addsDead > 0 && refusedDels > 0, "the schedule put ADDs and DELs in the dead window");
+    assertEquals([added, refusedAdds], [addsAlive, addsDead]);
+    assertEquals(deleted, delsAlive + refusedDels, "every DEL succeeded (refused ones on retry)");
+    assertEquals(live.length, added - deleted);
+    const node1Pods = () =>
+      Object.values(t.state().pods).filter((p) => p.node === "node1").map((p) => p.name).sort();
+    assertEquals(node1Pods(), ["steady1", ...live].sort());
     const stats = /(\d+) packets transmitted, (\d+) received/.exec(out);
     assert(stats, out);
     assert(Number(stats[1]) > 20, out);
@@ -195,6 +231,18 @@ Deno.test({
     assertEquals(new Set(all.map((r) => r.ip)).size, all.length, "no duplicate addresses");
     assertEquals((await t.lab.ipam(t.name, ["check"])).code, 0);
     for (const r of await t.lab.ping(t.name, "steady1", "steady2")) assert(r.ok, r.ip);
+    // Every churn pod deleted: node1 holds exactly steady1's two addresses, nothing else.
+    for (const p of live.splice(0)) await t.lab.podDel(t.name, p);
+    const left = JSON.parse(
+      (await t.lab.ipam(t.name, ["ls", "--node", "node1", "-o", "json"])).stdout,
+    ) as { ip: string; containerID: string }[];
+    assertEquals(
+      left.map((r) => r.ip).sort(),
+      [...t.state().pods["steady1"]!.ips].sort(),
+      "only steady1's addresses are left",
+    );
+    const check = await t.lab.ipam(t.name, ["check"]);
+    assertEquals(check.code, 0, check.stdout + check.stderr);
     // The restarted agent kept its node's blocks (the steady pod's addresses stay routed).
     assertEquals(await blocksOf("node1"), blocksBefore, "node1 kept its blocks across kill -9");
   },

@@ -79,7 +79,7 @@ Deno.test("route sync: events wake the loop at once; a burst during a reconcile 
   // Five events while idle-then-busy: the first wakes the loop, the rest arrive during its
   // reconcile and are handled by exactly one more.
   sync.apply([{ type: "put", peer: peer(2) }]);
-  await tick(5);
+  await until("the first event's reconcile started", () => backend.seen.length === 2);
   for (const n of [3, 4, 5, 6]) sync.apply([{ type: "put", peer: peer(n) }]);
   await until("both reconciles", () => backend.seen.length >= 3);
   await tick(100);

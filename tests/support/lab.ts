@@ -63,18 +63,5 @@ export async function testLab(
   };
 }
 
-/** Polls until `ok()` or the deadline; returns how long it took (ms), throws on timeout. */
-export async function within(
-  ms: number,
-  what: string,
-  ok: () => Promise<boolean>,
-): Promise<number> {
-  const t0 = performance.now();
-  while (performance.now() - t0 < ms) {
-    if (await ok()) return performance.now() - t0;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${what}: not within ${ms} ms`);
-}
-
+export { within } from "./wait.ts";
 export { Netns };
