@@ -259,6 +259,124 @@ function decodeCursor(store: Store, kv: KV, family?: Family): bigint {
   return ip.value;
 }
 
+/** What `ohno ipam check` finds wrong in the embedded allocations. */
+export interface EmbeddedProblem {
+  kind:
+    | "bad-entry"
+    | "orphan-address"
+    | "missing-address"
+    | "duplicate-handle"
+    | "handle-mismatch";
+  key: string;
+  message: string;
+}
+
+export interface EmbeddedCheck {
+  networks: number;
+  handles: number;
+  addresses: number;
+  problems: EmbeddedProblem[];
+}
+
+/**
+ * The consistency check of the embedded allocations (every network): each entry decodes;
+ * each address record belongs to a handle of its network that lists it; each address a
+ * handle lists has a record of that handle; no address is listed by two handles; a
+ * handle's key names the attachment of its record.
+ */
+export async function checkEmbedded(store: Store): Promise<EmbeddedCheck> {
+  const problems: EmbeddedProblem[] = [];
+  type Net = {
+    ips: Map<string, { key: string; rec: AddressRecord }>;
+    handles: Map<string, { key: string; rec: HandleRecord }>;
+  };
+  const nets = new Map<string, Net>();
+  let handles = 0, addresses = 0;
+  for (const kv of await store.list(NETWORKS)) {
+    const m = /^([^/]+)\/(ips|handles|cursor)\/(.+)$/.exec(kv.key.slice(NETWORKS.length));
+    if (!m) {
+      problems.push({ kind: "bad-entry", key: kv.key, message: "not a key of the embedded IPAM" });
+      continue;
+    }
+    let net = nets.get(m[1]!);
+    if (!net) nets.set(m[1]!, net = { ips: new Map(), handles: new Map() });
+    try {
+      if (m[2] === "ips") {
+        addresses++;
+        const ip = ipOfKey(store, kv);
+        const rec = decodeAddress(store, kv);
+        const text = formatIp(ip.family, ip.value);
+        if (rec.ip !== text) {
+          problems.push({
+            kind: "bad-entry",
+            key: kv.key,
+            message: `the record of ${text} says it is ${rec.ip}`,
+          });
+        }
+        net.ips.set(text, { key: kv.key, rec });
+      } else if (m[2] === "handles") {
+        handles++;
+        const rec = decodeHandle(store, kv);
+        if (handleId(rec) !== m[3]) {
+          problems.push({
+            kind: "handle-mismatch",
+            key: kv.key,
+            message: `handle ${m[3]} holds the record of ${handleId(rec)}`,
+          });
+        }
+        net.handles.set(m[3]!, { key: kv.key, rec });
+      } else {
+        decodeCursor(store, kv);
+      }
+    } catch (e) {
+      if (!(e instanceof StoreDataError)) throw e;
+      problems.push({ kind: "bad-entry", key: kv.key, message: e.problem });
+    }
+  }
+  for (const [name, net] of nets) {
+    const holders = new Map<string, string[]>();
+    for (const [id, h] of net.handles) {
+      for (const ip of h.rec.ips) {
+        const a = parseIp(ip);
+        const text = formatIp(a.family, a.value);
+        holders.set(text, [...holders.get(text) ?? [], id]);
+      }
+    }
+    for (const [ip, ids] of holders) {
+      if (ids.length > 1) {
+        problems.push({
+          kind: "duplicate-handle",
+          key: net.handles.get(ids.at(-1)!)!.key,
+          message: `${ip} in network ${name} is held by ${ids.length} handles: ${ids.join(", ")}`,
+        });
+        continue;
+      }
+      const id = ids[0]!;
+      const a = net.ips.get(ip);
+      if (!a || handleId(a.rec) !== id) {
+        problems.push({
+          kind: "missing-address",
+          key: net.handles.get(id)!.key,
+          message: `${id} holds ${ip} in network ${name}, ${
+            a ? `whose record belongs to ${handleId(a.rec)}` : "which has no address record"
+          }`,
+        });
+      }
+    }
+    for (const [ip, a] of net.ips) {
+      const h = net.handles.get(handleId(a.rec));
+      if (!h || !(holders.get(ip) ?? []).includes(handleId(a.rec))) {
+        problems.push({
+          kind: "orphan-address",
+          key: a.key,
+          message: `${ip} in network ${name} has no live handle (${handleId(a.rec)})`,
+        });
+      }
+    }
+  }
+  return { networks: nets.size, handles, addresses, problems };
+}
+
 /** Allocation of one network's addresses from its range sets, in a Store. */
 export class RangeAllocator {
   readonly #prefix: string;
