@@ -7,7 +7,7 @@
 import type { Command } from "commander";
 import { ClusterIpam } from "../ipam/cluster.ts";
 import type { AllocationRow } from "../ipam/records.ts";
-import { embeddedAllocations } from "../ipam/ranges.ts";
+import { checkEmbedded, embeddedAllocations } from "../ipam/ranges.ts";
 import { isIp, normalizeIp } from "../ipam/addr.ts";
 import type { Store } from "../ipam/store.ts";
 import { type DatastoreFlags, openDatastore, resolveDatastore } from "./datastore.ts";
@@ -348,7 +348,27 @@ export function registerIpam(program: Command): void {
     .option("-o, --output <format>", "table or json", "table")
     .action(async (opts: Out, cmd: Command) => {
       const fmt = outputFormat(opts.output, ["table", "json"] as const);
-      const report = await withIpam(cmd, (c) => c.check());
+      const report = await withIpam(cmd, async (c, store) => {
+        const cluster = await c.check();
+        if (store.kind !== "local") return cluster;
+        // A local store also holds the plugin's embedded allocations (what `ls` lists).
+        const e = await checkEmbedded(store);
+        const problems: { kind: string; key: string; message: string }[] = [
+          ...cluster.problems,
+          ...e.problems,
+        ];
+        return {
+          ...cluster,
+          ok: problems.length === 0,
+          counts: {
+            ...cluster.counts,
+            networks: e.networks,
+            handles: cluster.counts.handles + e.handles,
+            addresses: cluster.counts.addresses + e.addresses,
+          },
+          problems,
+        };
+      });
       if (fmt === "json") printJson(report);
       else {
         const n = report.counts;

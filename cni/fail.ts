@@ -11,7 +11,7 @@ import {
   IpamConfigError,
   IpamExhaustedError,
 } from "../ipam/errors.ts";
-import { StoreConflictError, StoreUnavailableError } from "../ipam/store.ts";
+import { StoreBusyError, StoreConflictError, StoreUnavailableError } from "../ipam/store.ts";
 import { IpError, NetnsError, NetnsNotFoundError } from "../netns/errors.ts";
 import { CniCode, CniError } from "./errors.ts";
 
@@ -39,6 +39,7 @@ export function toCniError(e: unknown): CniError {
     return new CniError(code, `node agent: ${e.message}`);
   }
   if (e instanceof StoreConflictError) return new CniError(CniCode.TryAgainLater, e.message);
+  if (e instanceof StoreBusyError) return new CniError(CniCode.TryAgainLater, e.message);
   if (e instanceof StoreUnavailableError) return new CniError(CniCode.IoFailure, e.message);
   if (e instanceof NetnsNotFoundError) {
     return new CniError(

@@ -82,9 +82,11 @@ function checkHeld(held: string[], prev: Result, where: string): void {
 }
 
 class EmbeddedIpam implements IpamDriver {
+  readonly #store: LocalStore;
   readonly #alloc: RangeAllocator;
   constructor(readonly ctx: IpamContext, conf: Extract<NetConf["ipam"], { mode: "embedded" }>) {
-    this.#alloc = new RangeAllocator(new LocalStore(conf.dataDir), ctx.conf.name, conf.sets);
+    this.#store = new LocalStore(conf.dataDir);
+    this.#alloc = new RangeAllocator(this.#store, ctx.conf.name, conf.sets);
   }
   async add(): Promise<IpamOutcome> {
     const ips = await this.#alloc.allocate({
@@ -117,9 +119,14 @@ class EmbeddedIpam implements IpamDriver {
   async status(): Promise<void> {
     let free: bigint[];
     try {
+      // What ADD reads must decode, and what ADD writes must be writable now.
       free = await this.#alloc.free();
+      await this.#store.probeWrite();
     } catch (e) {
-      throw new CniError(CniCode.NotAvailable, `IPAM store unreadable: ${(e as Error).message}`);
+      throw new CniError(
+        CniCode.NotAvailable,
+        `store unusable, ADD would fail: ${(e as Error).message}`,
+      );
     }
     const empty = free.findIndex((n) => n <= 0n);
     if (empty >= 0) {

@@ -1,7 +1,13 @@
-import { assert, assertEquals, assertRejects } from "../tests/support/assert.ts";
+import {
+  assert,
+  assertEquals,
+  assertRejects,
+  assertStringIncludes,
+} from "../tests/support/assert.ts";
 import { storeContract } from "./store_contract.ts";
-import { LocalStore } from "./local.ts";
-import { atomically, StoreUnavailableError } from "./store.ts";
+import { LocalStore, lockHolder } from "./local.ts";
+import { atomically, StoreBusyError, StoreUnavailableError } from "./store.ts";
+import { sleep } from "../lib/async.ts";
 
 const dirs: string[] = [];
 storeContract("local", async () => {
@@ -88,6 +94,74 @@ Deno.test("local store: a directory that cannot be created is StoreUnavailableEr
     StoreUnavailableError,
     "/proc/ohno-no/ipam",
   );
+});
+
+Deno.test("local store: a lock held elsewhere is StoreBusyError naming the holder, after the wait", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ohnot-store-" });
+  const lock = `${dir}/store.lock`;
+  await Deno.writeTextFile(lock, "");
+  // flock --no-fork: the spawned process itself holds the lock.
+  const holder = new Deno.Command("flock", {
+    args: ["--no-fork", "--exclusive", lock, "sh", "-c", "echo held; exec sleep 600"],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const out = holder.stdout.getReader();
+  try {
+    assertEquals(new TextDecoder().decode((await out.read()).value).trim(), "held");
+    assertEquals(lockHolder(lock), `pid ${holder.pid} (sleep 600)`);
+    const s = new LocalStore(dir, { lockWaitMs: 200 });
+    const commit = s.commit({ mutations: [{ put: "/a", value: "1" }] });
+    commit.catch(() => {});
+    const gaveUp = new AbortController();
+    const late = sleep(60_000, gaveUp.signal).then(() => "still waiting");
+    const first = await Promise.race([commit.then(() => "committed", (e) => e), late]);
+    gaveUp.abort();
+    if (first === "still waiting") holder.kill("SIGKILL");
+    assert(first instanceof StoreBusyError, `expected StoreBusyError, got ${first}`);
+    assertStringIncludes(first.message, lock);
+    assertStringIncludes(first.message, `pid ${holder.pid} (sleep 600)`);
+    assertEquals(await s.get("/a"), undefined);
+    assertEquals([...Deno.readDirSync(dir)].map((e) => e.name), ["store.lock"]);
+  } finally {
+    try {
+      holder.kill("SIGKILL");
+    } catch {
+      // already killed above
+    }
+    await out.cancel();
+    await holder.status;
+  }
+  try {
+    // Released: the next commit goes through.
+    const s = new LocalStore(dir, { lockWaitMs: 200 });
+    assert((await s.commit({ mutations: [{ put: "/a", value: "1" }] })).ok);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("local store: temp files of writers that died are removed by the next write", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ohnot-store-" });
+  try {
+    const s = new LocalStore(dir);
+    await s.commit({ mutations: [{ put: "/a", value: "1" }] });
+    // A writer SIGKILLed between creating its temp file and the rename leaves this behind.
+    const dead = new Deno.Command("true").spawn();
+    await dead.status;
+    const stale = `${dir}/store.json.${dead.pid}.tmp`;
+    await Deno.writeTextFile(stale, '{"revision":1,"keys":{}}');
+    await Deno.writeTextFile(`${dir}/store.json.1.tmp`, "");
+    assertEquals((await s.get("/a"))?.value, "1", "a read does not need them gone");
+    await s.commit({ mutations: [{ put: "/b", value: "2" }] });
+    assertEquals([...Deno.readDirSync(dir)].map((e) => e.name).sort(), [
+      "store.json",
+      "store.lock",
+    ]);
+    assertEquals((await s.get("/b"))?.value, "2");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 globalThis.addEventListener("unload", () => {

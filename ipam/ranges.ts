@@ -22,6 +22,8 @@ import {
   type Family,
   formatCidr,
   formatIp,
+  type Ip,
+  isIp,
   lastAddress,
   parseCidr,
   parseIp,
@@ -42,7 +44,14 @@ import {
   handleId,
   type HandleRecord,
 } from "./records.ts";
-import { atomically, type Mutation, type Store, type StoreReader } from "./store.ts";
+import {
+  atomically,
+  type KV,
+  type Mutation,
+  type Store,
+  StoreDataError,
+  type StoreReader,
+} from "./store.ts";
 
 /** One range as written in the config. */
 export interface RangeSpec {
@@ -176,13 +185,197 @@ export async function embeddedAllocations(store: Store): Promise<AllocationRow[]
   for (const kv of await store.list(NETWORKS)) {
     const m = /^([^/]+)\/ips\//.exec(kv.key.slice(NETWORKS.length));
     if (!m) continue;
-    const rec = JSON.parse(kv.value) as AddressRecord;
+    const rec = decodeAddress(store, kv);
     rows.push(allocationRow(rec, { node: "(this host)", pool: `network ${m[1]}`, block: "-" }));
   }
   return rows;
 }
 
 const NETWORKS = "/ohno/v1/networks/";
+
+// Decoders of what the embedded allocator reads back: anything else than what the key
+// promises is a StoreDataError naming the file, the key and the value (CNI code 5).
+
+function decodeObject(store: Store, kv: KV): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(kv.value);
+  } catch (e) {
+    throw new StoreDataError(store, kv.key, `not JSON (${(e as Error).message})`, kv.value);
+  }
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+    throw new StoreDataError(store, kv.key, "not a JSON object", kv.value);
+  }
+  return v as Record<string, unknown>;
+}
+
+function attachmentOf(store: Store, kv: KV, o: Record<string, unknown>): void {
+  for (const f of ["containerID", "ifname"]) {
+    if (typeof o[f] !== "string" || o[f] === "") {
+      throw new StoreDataError(store, kv.key, `${f} is missing or not a string`, kv.value);
+    }
+  }
+}
+
+function decodeHandle(store: Store, kv: KV): HandleRecord {
+  const o = decodeObject(store, kv);
+  attachmentOf(store, kv, o);
+  if (!Array.isArray(o.ips) || !o.ips.every((ip) => typeof ip === "string" && isIp(ip))) {
+    throw new StoreDataError(store, kv.key, "ips is not a list of addresses", kv.value);
+  }
+  return o as unknown as HandleRecord;
+}
+
+function decodeAddress(store: Store, kv: KV): AddressRecord {
+  const o = decodeObject(store, kv);
+  attachmentOf(store, kv, o);
+  if (typeof o.ip !== "string" || !isIp(o.ip)) {
+    throw new StoreDataError(store, kv.key, "ip is not an address", kv.value);
+  }
+  return o as unknown as AddressRecord;
+}
+
+/** The address an `ips/<ip>` key is for. */
+function ipOfKey(store: Store, kv: KV): Ip {
+  const text = kv.key.slice(kv.key.lastIndexOf("/") + 1);
+  try {
+    return parseIp(text);
+  } catch {
+    throw new StoreDataError(store, kv.key, `${JSON.stringify(text)} is not an IP address`);
+  }
+}
+
+/** A `cursor/<set>` value: an address (of `family`, when given). */
+function decodeCursor(store: Store, kv: KV, family?: Family): bigint {
+  let ip: Ip;
+  try {
+    ip = parseIp(kv.value);
+  } catch {
+    throw new StoreDataError(store, kv.key, "not an IP address", kv.value);
+  }
+  if (family !== undefined && ip.family !== family) {
+    throw new StoreDataError(store, kv.key, `not an IPv${family} address`, kv.value);
+  }
+  return ip.value;
+}
+
+/** What `ohno ipam check` finds wrong in the embedded allocations. */
+export interface EmbeddedProblem {
+  kind:
+    | "bad-entry"
+    | "orphan-address"
+    | "missing-address"
+    | "duplicate-handle"
+    | "handle-mismatch";
+  key: string;
+  message: string;
+}
+
+export interface EmbeddedCheck {
+  networks: number;
+  handles: number;
+  addresses: number;
+  problems: EmbeddedProblem[];
+}
+
+/**
+ * The consistency check of the embedded allocations (every network): each entry decodes;
+ * each address record belongs to a handle of its network that lists it; each address a
+ * handle lists has a record of that handle; no address is listed by two handles; a
+ * handle's key names the attachment of its record.
+ */
+export async function checkEmbedded(store: Store): Promise<EmbeddedCheck> {
+  const problems: EmbeddedProblem[] = [];
+  type Net = {
+    ips: Map<string, { key: string; rec: AddressRecord }>;
+    handles: Map<string, { key: string; rec: HandleRecord }>;
+  };
+  const nets = new Map<string, Net>();
+  let handles = 0, addresses = 0;
+  for (const kv of await store.list(NETWORKS)) {
+    const m = /^([^/]+)\/(ips|handles|cursor)\/(.+)$/.exec(kv.key.slice(NETWORKS.length));
+    if (!m) {
+      problems.push({ kind: "bad-entry", key: kv.key, message: "not a key of the embedded IPAM" });
+      continue;
+    }
+    let net = nets.get(m[1]!);
+    if (!net) nets.set(m[1]!, net = { ips: new Map(), handles: new Map() });
+    try {
+      if (m[2] === "ips") {
+        addresses++;
+        const ip = ipOfKey(store, kv);
+        const rec = decodeAddress(store, kv);
+        const text = formatIp(ip.family, ip.value);
+        if (rec.ip !== text) {
+          problems.push({
+            kind: "bad-entry",
+            key: kv.key,
+            message: `the record of ${text} says it is ${rec.ip}`,
+          });
+        }
+        net.ips.set(text, { key: kv.key, rec });
+      } else if (m[2] === "handles") {
+        handles++;
+        const rec = decodeHandle(store, kv);
+        if (handleId(rec) !== m[3]) {
+          problems.push({
+            kind: "handle-mismatch",
+            key: kv.key,
+            message: `handle ${m[3]} holds the record of ${handleId(rec)}`,
+          });
+        }
+        net.handles.set(m[3]!, { key: kv.key, rec });
+      } else {
+        decodeCursor(store, kv);
+      }
+    } catch (e) {
+      if (!(e instanceof StoreDataError)) throw e;
+      problems.push({ kind: "bad-entry", key: kv.key, message: e.problem });
+    }
+  }
+  for (const [name, net] of nets) {
+    const holders = new Map<string, string[]>();
+    for (const [id, h] of net.handles) {
+      for (const ip of h.rec.ips) {
+        const a = parseIp(ip);
+        const text = formatIp(a.family, a.value);
+        holders.set(text, [...holders.get(text) ?? [], id]);
+      }
+    }
+    for (const [ip, ids] of holders) {
+      if (ids.length > 1) {
+        problems.push({
+          kind: "duplicate-handle",
+          key: net.handles.get(ids.at(-1)!)!.key,
+          message: `${ip} in network ${name} is held by ${ids.length} handles: ${ids.join(", ")}`,
+        });
+        continue;
+      }
+      const id = ids[0]!;
+      const a = net.ips.get(ip);
+      if (!a || handleId(a.rec) !== id) {
+        problems.push({
+          kind: "missing-address",
+          key: net.handles.get(id)!.key,
+          message: `${id} holds ${ip} in network ${name}, ${
+            a ? `whose record belongs to ${handleId(a.rec)}` : "which has no address record"
+          }`,
+        });
+      }
+    }
+    for (const [ip, a] of net.ips) {
+      const h = net.handles.get(handleId(a.rec));
+      if (!h || !(holders.get(ip) ?? []).includes(handleId(a.rec))) {
+        problems.push({
+          kind: "orphan-address",
+          key: a.key,
+          message: `${ip} in network ${name} has no live handle (${handleId(a.rec)})`,
+        });
+      }
+    }
+  }
+  return { networks: nets.size, handles, addresses, problems };
+}
 
 /** Allocation of one network's addresses from its range sets, in a Store. */
 export class RangeAllocator {
@@ -213,7 +406,7 @@ export class RangeAllocator {
     return atomically(this.store, async (r) => {
       const existing = await r.get(this.#handleKey(req));
       if (existing) {
-        const h = JSON.parse(existing.value) as HandleRecord;
+        const h = decodeHandle(this.store, existing);
         throw new HandleExistsError(req.containerID, req.ifname, h.ips);
       }
       const used = await this.#used(r);
@@ -236,7 +429,7 @@ export class RangeAllocator {
           }
         } else {
           const cursorKv = await r.get(this.#cursorKey(i));
-          const cursor = cursorKv ? parseIp(cursorKv.value).value : undefined;
+          const cursor = cursorKv ? decodeCursor(this.store, cursorKv, set[0]!.family) : undefined;
           const pick = pickNext(set, used[set[0]!.family], cursor);
           if (!pick) {
             throw new IpamExhaustedError(
@@ -284,7 +477,7 @@ export class RangeAllocator {
     checkAttachment(a);
     const kv = await this.store.get(this.#handleKey(a));
     if (!kv) return undefined;
-    const h = JSON.parse(kv.value) as HandleRecord;
+    const h = decodeHandle(this.store, kv);
     return h.ips.map((ip) => this.#describe(ip)).filter((x): x is AllocatedIp => !!x);
   }
 
@@ -294,13 +487,13 @@ export class RangeAllocator {
     return atomically(this.store, async (r) => {
       const kv = await r.get(this.#handleKey(a));
       if (!kv) return { result: [] };
-      const h = JSON.parse(kv.value) as HandleRecord;
+      const h = decodeHandle(this.store, kv);
       const mutations: Mutation[] = [{ delete: this.#handleKey(a) }];
       for (const ip of h.ips) {
         const ipKv = await r.get(this.#ipKey(ip));
         // Only delete an address record that still belongs to this attachment.
         if (ipKv) {
-          const rec = JSON.parse(ipKv.value) as AddressRecord;
+          const rec = decodeAddress(this.store, ipKv);
           if (rec.containerID === a.containerID && rec.ifname === a.ifname) {
             mutations.push({ delete: this.#ipKey(ip) });
           }
@@ -316,7 +509,7 @@ export class RangeAllocator {
   /** Every attachment holding addresses in this network. */
   async list(): Promise<HandleRecord[]> {
     const kvs = await this.store.list(`${this.#prefix}handles/`);
-    return kvs.map((kv) => JSON.parse(kv.value) as HandleRecord);
+    return kvs.map((kv) => decodeHandle(this.store, kv));
   }
 
   /**
@@ -339,7 +532,7 @@ export class RangeAllocator {
     // since one commit writes both, but an operator's edit can): release them too.
     const handles = new Set((await this.list()).map(handleId));
     for (const kv of await this.store.list(`${this.#prefix}ips/`)) {
-      const rec = JSON.parse(kv.value) as AddressRecord;
+      const rec = decodeAddress(this.store, kv);
       if (handles.has(handleId(rec)) || keep.has(handleId(rec))) continue;
       const r = await this.store.commit({
         compare: [{ key: kv.key, modRevision: kv.modRevision }],
@@ -350,9 +543,16 @@ export class RangeAllocator {
     return { released, errors };
   }
 
-  /** Free addresses left in each range set (for STATUS: can ADD be served?). */
+  /**
+   * Free addresses left in each range set (for STATUS: can ADD be served?). Reads what
+   * ADD reads (addresses, cursors), so a bad entry there throws {@link StoreDataError}.
+   */
   async free(): Promise<bigint[]> {
     const used = await this.#used(this.store);
+    for (let i = 0; i < this.sets.length; i++) {
+      const kv = await this.store.get(this.#cursorKey(i));
+      if (kv) decodeCursor(this.store, kv, this.sets[i]![0]!.family);
+    }
     return this.sets.map((set) => {
       let n = capacity(set);
       for (const u of used[set[0]!.family]) {
@@ -366,7 +566,7 @@ export class RangeAllocator {
   async #used(r: StoreReader): Promise<Record<Family, Set<bigint>>> {
     const used: Record<Family, Set<bigint>> = { 4: new Set(), 6: new Set() };
     for (const kv of await r.list(`${this.#prefix}ips/`)) {
-      const ip = parseIp(kv.key.slice(kv.key.lastIndexOf("/") + 1));
+      const ip = ipOfKey(this.store, kv);
       used[ip.family].add(ip.value);
     }
     return used;

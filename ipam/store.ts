@@ -76,6 +76,8 @@ export interface Store extends StoreReader, AsyncDisposable {
   readonly kind: string;
   /** Where it is: a directory, endpoints. For messages. */
   readonly location: string;
+  /** The one file holding the whole state, when there is one (the local store). For messages. */
+  readonly file?: string;
   /** The store's current revision. */
   revision(): Promise<number>;
   /** Applies a transaction atomically if all compares hold. */
@@ -94,7 +96,10 @@ export interface Store extends StoreReader, AsyncDisposable {
   close(): Promise<void>;
 }
 
-/** The store could not be reached or answered an error (CNI code 11: try again later). */
+/**
+ * The store could not be reached, read or written (CNI code 5, I/O failure; the agent
+ * answers `not-ready`, which the plugin reports as 11).
+ */
 export class StoreUnavailableError extends Error {
   override name = "StoreUnavailableError";
 }
@@ -105,6 +110,38 @@ export class StoreUnavailableError extends Error {
  */
 export class StoreRequestError extends Error {
   override name = "StoreRequestError";
+}
+
+/**
+ * Another process has held the store's lock for longer than the lock wait (CNI code 11:
+ * try again later). The message names the lock file and, when it can be found, the holder.
+ */
+export class StoreBusyError extends StoreUnavailableError {
+  override name = "StoreBusyError";
+}
+
+/**
+ * The store is readable but holds an entry that is not what its key says it is (a cursor
+ * that is not an address, a record that is not JSON, an address key that is not an
+ * address): CNI code 5. The message names the file (or store), the key, the value when
+ * it is the value that is bad, and what is wrong; nothing is written over it.
+ */
+export class StoreDataError extends StoreUnavailableError {
+  override name = "StoreDataError";
+  constructor(
+    store: Store,
+    readonly key: string,
+    readonly problem: string,
+    readonly value?: string,
+  ) {
+    const shown = value === undefined
+      ? ""
+      : ` = ${JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value)}`;
+    super(
+      `the IPAM store ${store.file ?? `${store.kind} ${store.location}`} holds a bad entry: ` +
+        `${key}${shown}: ${problem}; fix or remove that key`,
+    );
+  }
 }
 
 /** {@link atomically} lost every attempt to concurrent writers. */

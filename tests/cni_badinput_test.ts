@@ -5,7 +5,9 @@
  */
 import { assert, assertEquals } from "./support/assert.ts";
 import { cniNode } from "./support/cni.ts";
+import type { CniReply } from "./support/ohno.ts";
 import { ipJson, type IpLink } from "../netns/mod.ts";
+import { sleep } from "../lib/async.ts";
 
 interface Case {
   name: string;
@@ -295,4 +297,199 @@ Deno.test("the log file gets the error; stdout stays one document even if the lo
   });
   assertEquals(r2.json?.code, 4);
   assertEquals(r2.stdout.trim().split("\n").length, 1);
+});
+
+// ---------------------------------------------------------------------------------------
+// The local store under faults (issue 9, defects 5–7): a lock held by another process, a
+// read-only or full file system, bad entries in an otherwise valid store.json. Each is its
+// error code with a message that names the file and the cause (no stack), and nothing is
+// left behind. Kept apart from the corpus above.
+
+const sq = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+
+/**
+ * Runs the plugin in a private mount namespace (`unshare --mount`) after `setup` (sh);
+ * `after` runs once it has exited, its output on stderr. The mounts die with the namespace.
+ */
+function inPrivateMounts(setup: string, after = ""): string[] {
+  const script = `set -e\n${setup}\nset +e\n"$@"\nrc=$?\n${after}\nexit $rc`;
+  return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"];
+}
+
+const tempFiles = (dir: string) =>
+  [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.endsWith(".tmp"));
+
+/** The store's message: names what it should, and carries no JavaScript stack. */
+function assertPlainMessage(r: CniReply, ...parts: string[]) {
+  const msg = String(r.json?.msg);
+  for (const p of parts) assert(msg.includes(p), `message should name ${p}: ${msg}`);
+  assert(
+    !/\n\s+at /.test(msg) && r.json?.details === undefined,
+    `no stack: ${JSON.stringify(r.json)}`,
+  );
+}
+
+Deno.test("local store: a lock held by another process is 11 naming the holder, within the wait", async () => {
+  await using node = await cniNode({ network: "lockwait" });
+  const pod = await node.pod();
+  const lock = `${node.dataDir}/store.lock`;
+  const before = await node.state();
+  // flock --no-fork: the process holding the lock is the one we spawn (then `sleep`).
+  const holder = new Deno.Command("flock", {
+    args: ["--no-fork", "--exclusive", lock, "sh", "-c", "echo held; exec sleep 600"],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const out = holder.stdout.getReader();
+  try {
+    const first = await out.read();
+    assertEquals(new TextDecoder().decode(first.value).trim(), "held");
+    const add = node.call({
+      command: "ADD",
+      containerId: "waiter",
+      netns: pod.path,
+      ifname: "eth0",
+    });
+    const gaveUp = new AbortController();
+    const late = sleep(60_000, gaveUp.signal).then(() => undefined);
+    const r = await Promise.race([add, late]);
+    gaveUp.abort();
+    if (!r) {
+      holder.kill("SIGKILL");
+      await add;
+      throw new Error("ADD was still waiting for the lock after 60 s");
+    }
+    assertEquals([r.code, r.json?.code], [1, 11], r.stdout);
+    assertPlainMessage(r, lock, `pid ${holder.pid}`, "sleep 600");
+    assertEquals(await node.state(), before, "nothing left in the node");
+    assertEquals(tempFiles(node.dataDir), []);
+  } finally {
+    try {
+      holder.kill("SIGKILL");
+    } catch {
+      // already killed above
+    }
+    await out.cancel();
+    await holder.status;
+  }
+  // The lock free again, the same ADD goes through.
+  await node.add(pod, "waiter");
+});
+
+Deno.test("local store: bad entries in store.json are 5 naming file, key and value; STATUS is 50", async () => {
+  await using node = await cniNode({ network: "badentry" });
+  const pod = await node.pod();
+  const other = await node.pod();
+  await node.add(other, "seed");
+  const file = `${node.dataDir}/store.json`;
+  const good = await Deno.readTextFile(file);
+  const net = "/ohno/v1/networks/badentry";
+  const record = JSON.stringify({ containerID: "x", ifname: "eth0", ip: "banana", createdAt: "" });
+  const cases: { name: string; key: string; value: string; id?: string; shows: string }[] = [
+    {
+      name: "a cursor that is not an address",
+      key: `${net}/cursor/0`,
+      value: "zzz",
+      shows: '"zzz"',
+    },
+    {
+      name: "an ips key that is not an address",
+      key: `${net}/ips/banana`,
+      value: record,
+      shows: "banana",
+    },
+    {
+      name: "a handle that is not JSON",
+      key: `${net}/handles/broken/eth0`,
+      value: "{nope",
+      id: "broken",
+      shows: "{nope",
+    },
+  ];
+  const before = await node.state();
+  for (const c of cases) {
+    const planted = JSON.parse(good) as { keys: Record<string, unknown> };
+    planted.keys[c.key] = [c.value, 1, 1];
+    const text = JSON.stringify(planted);
+    await Deno.writeTextFile(file, text);
+    const r = await node.call({
+      command: "ADD",
+      containerId: c.id ?? "victim",
+      netns: pod.path,
+      ifname: "eth0",
+    });
+    assertEquals([r.code, r.json?.code], [1, 5], `${c.name}: ${r.stdout}`);
+    assertPlainMessage(r, file, c.key, c.shows);
+    assertEquals(await Deno.readTextFile(file), text, `${c.name}: the store is not rewritten`);
+    assertEquals((await node.state()).links, before.links, `${c.name}: nothing left`);
+    if (c.id === undefined) {
+      // What ADD reads is bad: STATUS says ADD cannot be served, and why.
+      const s = await node.call({ command: "STATUS", config: node.conf("1.1.0") });
+      assertEquals(s.json?.code, 50, `${c.name}: ${s.stdout}`);
+      assertPlainMessage(s, c.key);
+    }
+  }
+  await Deno.writeTextFile(file, good);
+  assertEquals(await node.state(), before);
+});
+
+Deno.test("local store: a read-only dataDir is 5 for ADD and DEL, and STATUS reports it (50)", async () => {
+  await using node = await cniNode({ network: "rostore" });
+  const pod = await node.pod();
+  const other = await node.pod();
+  await node.add(other, "seed");
+  const before = await node.state();
+  const stored = await Deno.readTextFile(`${node.dataDir}/store.json`);
+  const D = sq(node.dataDir);
+  const wrap = inPrivateMounts(`mount --bind ${D} ${D} >&2\nmount -o remount,bind,ro ${D} >&2`);
+  const add = await node.call({
+    command: "ADD",
+    containerId: "victim",
+    netns: pod.path,
+    ifname: "eth0",
+    wrap,
+  });
+  assertEquals([add.code, add.json?.code], [1, 5], add.stdout + add.stderr);
+  assertPlainMessage(add, node.dataDir, "Read-only file system");
+  const del = await node.call({
+    command: "DEL",
+    containerId: "seed",
+    netns: "",
+    ifname: "eth0",
+    wrap,
+  });
+  assertEquals(del.json?.code, 5, del.stdout);
+  const status = await node.call({ command: "STATUS", config: node.conf("1.1.0"), wrap });
+  assertEquals(status.json?.code, 50, status.stdout);
+  assertPlainMessage(status, "unusable", "Read-only file system");
+  assertEquals(await Deno.readTextFile(`${node.dataDir}/store.json`), stored);
+  assertEquals((await node.state()).addresses, before.addresses);
+  assertEquals(tempFiles(node.dataDir), []);
+});
+
+Deno.test("local store: a full file system is 5 naming the file, and leaves no temp file", async () => {
+  await using node = await cniNode({ network: "fullstore" });
+  const pod = await node.pod();
+  const before = await node.state();
+  const D = sq(node.dataDir);
+  // A small tmpfs over dataDir, filled up; what is in it afterwards is printed to stderr.
+  const wrap = inPrivateMounts(
+    `mount -t tmpfs -o size=64k ohnot-full ${D} >&2\nhead -c 1M /dev/zero > ${D}/fill 2>/dev/null || true`,
+    `echo "left: $(ls -A ${D} | tr '\\n' ' ')" >&2`,
+  );
+  const add = await node.call({
+    command: "ADD",
+    containerId: "victim",
+    netns: pod.path,
+    ifname: "eth0",
+    wrap,
+  });
+  assertEquals([add.code, add.json?.code], [1, 5], add.stdout + add.stderr);
+  assertPlainMessage(add, `${node.dataDir}/store.json`, "No space left on device");
+  assertEquals(/left: (.*)/.exec(add.stderr)?.[1]?.trim(), "fill store.lock", add.stderr);
+  const status = await node.call({ command: "STATUS", config: node.conf("1.1.0"), wrap });
+  assertEquals(status.json?.code, 50, status.stdout);
+  assertPlainMessage(status, "No space left on device");
+  assertEquals(/left: (.*)/.exec(status.stderr)?.[1]?.trim(), "fill store.lock", status.stderr);
+  assertEquals(await node.state(), before);
 });

@@ -184,3 +184,56 @@ Deno.test("ohno ipam ls and show read what the plugin's embedded IPAM allocated"
   assertEquals(show.code, 0, show.stderr);
   assertMatch(show.stdout, /embedded-ls-1/);
 });
+
+Deno.test("ohno ipam check --datastore local checks the plugin's embedded allocations", async () => {
+  await using node = await cniNode({ network: "checknet" });
+  const pod = await node.pod();
+  assertEquals((await node.add(pod, "embedded-check-1")).code, 0);
+  const ipam = cli(["--datastore", "local", "--data-dir", node.dataDir]);
+  const live = await ipam("check");
+  assertEquals(live.code, 0, live.stdout + live.stderr);
+  assertMatch(live.stdout, /\b1 attachments, 2 addresses\n/);
+  assertMatch(live.stdout, /^consistent$/m);
+
+  // Plant a second handle holding the live attachment's addresses, and an address that
+  // no handle holds.
+  const file = `${node.dataDir}/store.json`;
+  const state = JSON.parse(await Deno.readTextFile(file)) as {
+    revision: number;
+    keys: Record<string, [string, number, number]>;
+  };
+  const net = "/ohno/v1/networks/checknet";
+  const [liveHandle] = state.keys[`${net}/handles/embedded-check-1/eth0`]!;
+  const rev = ++state.revision;
+  state.keys[`${net}/handles/copycat/eth0`] = [
+    JSON.stringify({ ...JSON.parse(liveHandle), containerID: "copycat" }),
+    rev,
+    rev,
+  ];
+  state.keys[`${net}/ips/10.88.0.77`] = [
+    JSON.stringify({ containerID: "ghost", ifname: "eth0", ip: "10.88.0.77", createdAt: "" }),
+    rev,
+    rev,
+  ];
+  await Deno.writeTextFile(file, JSON.stringify(state));
+
+  const bad = await ipam("check", "-o", "json");
+  assert(bad.code !== 0, "check must fail");
+  const report = JSON.parse(bad.stdout) as {
+    ok: boolean;
+    counts: Record<string, number>;
+    problems: { kind: string; key: string; message: string }[];
+  };
+  assertEquals(report.ok, false);
+  assertEquals([report.counts.handles, report.counts.addresses], [2, 3]);
+  const found = report.problems.map((p) => `${p.kind} ${p.key}`).sort();
+  assertEquals(found, [
+    `duplicate-handle ${net}/handles/embedded-check-1/eth0`,
+    `duplicate-handle ${net}/handles/embedded-check-1/eth0`,
+    `orphan-address ${net}/ips/10.88.0.77`,
+  ]);
+  assert(report.problems.some((p) => p.message.includes("copycat/eth0")), bad.stdout);
+  const table = await ipam("check");
+  assert(table.code !== 0);
+  assertMatch(table.stdout, /duplicate-handle .*\n(.|\n)*orphan-address .*10\.88\.0\.77/);
+});

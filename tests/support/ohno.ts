@@ -28,6 +28,8 @@ export interface CniCall {
   bin?: string;
   /** Extra environment (e.g. OHNO_LOG_FILE). */
   env?: Record<string, string>;
+  /** A command the plugin runs under, e.g. `["unshare", "--mount", …]`: the plugin is its last argument. */
+  wrap?: string[];
 }
 
 export interface CniReply {
@@ -56,7 +58,9 @@ export async function callCni(c: CniCall): Promise<CniReply> {
     ...c.env,
   };
   const stdinText = typeof c.config === "string" ? c.config : JSON.stringify(c.config);
-  const r = await runCommand(c.host, c.bin ?? OHNO, { env, clearEnv: true, stdinText });
+  const bin = c.bin ?? OHNO;
+  const [cmd, ...args] = c.wrap?.length ? [...c.wrap, bin] : [bin];
+  const r = await runCommand(c.host, cmd!, { args, env, clearEnv: true, stdinText });
   const text = r.stdout.trim();
   let json: Record<string, unknown> | undefined;
   if (text !== "") {
