@@ -64,6 +64,11 @@ export function allocationRow(
 }
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.\-]*$/;
+/**
+ * The longest container ID ohno takes (the CNI face refuses longer ones with error 4):
+ * runtimes use 64 hex digits, and a store key stays about 1 KB.
+ */
+export const MAX_CONTAINER_ID_LENGTH = 1024;
 const IFNAME_RE = /^[^\s/:]{1,15}$/;
 
 /**
@@ -71,7 +76,7 @@ const IFNAME_RE = /^[^\s/:]{1,15}$/;
  * earlier with CNI error codes; this guards the agent's socket and the CLI.
  */
 export function checkAttachment(a: Attachment): void {
-  if (!ID_RE.test(a.containerID) || a.containerID.length > 1024) {
+  if (!ID_RE.test(a.containerID) || a.containerID.length > MAX_CONTAINER_ID_LENGTH) {
     throw new TypeError(`container ID ${JSON.stringify(a.containerID)} is not valid`);
   }
   if (!IFNAME_RE.test(a.ifname) || a.ifname === "." || a.ifname === "..") {
