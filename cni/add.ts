@@ -6,8 +6,8 @@
  */
 
 import { parseIpPrefix } from "../ipam/addr.ts";
-import { defaultRouteInterface, linkMtu, linkNames } from "../netns/links.ts";
-import { Netns } from "../netns/netns.ts";
+import { ipJson, type IpLink } from "../netns/ip.ts";
+import { defaultRouteInterface, linkDriver, linkMtu, linkNames } from "../netns/links.ts";
 import { sysctlSet } from "../netns/sysctl.ts";
 import {
   deleteLink,
@@ -18,7 +18,9 @@ import {
   setupHost,
   setupPod,
 } from "./bridge.ts";
+import { IPV6_MIN_MTU } from "./config.ts";
 import { faultPoint, type VerbContext } from "./context.ts";
+import { openPodNetns } from "./env.ts";
 import { CniCode, CniError } from "./errors.ts";
 import { ipamFor } from "./ipam.ts";
 import { ensureMasq } from "./masq.ts";
@@ -32,13 +34,41 @@ export function hostMtu(configured: number | undefined): number {
   return (uplink && linkMtu(uplink)) || 1500;
 }
 
+/**
+ * Whether the bridge exists; error 7 naming the link and its kind when the name belongs
+ * to a link that is not a bridge. Costs a procfs read and one ioctl (no process) on the
+ * hot path; only a refusal asks ip for the link's kind.
+ */
+export async function checkBridge(name: string): Promise<boolean> {
+  if (!linkNames().includes(name)) return false;
+  const driver = linkDriver(name);
+  if (driver === undefined) return false; // gone meanwhile: ADD creates it
+  if (driver === "bridge") return true;
+  let kind = driver;
+  try {
+    const link = (await ipJson<IpLink[]>(["-d", "link", "show", "dev", name]))[0];
+    kind = link?.linkinfo?.info_kind ?? (driver ? `${driver} device` : "device");
+  } catch {
+    // the driver's name says enough
+  }
+  throw new CniError(
+    CniCode.InvalidConfig,
+    `invalid network config: bridge ${JSON.stringify(name)} exists but is a ${
+      kind || "non-bridge"
+    } link, not a bridge`,
+  );
+}
+
 export async function cmdAdd(ctx: VerbContext): Promise<Result> {
   const { env, conf, log } = ctx;
   const t0 = performance.now();
   const marks: Record<string, string> = {};
   const mark = (name: string) => (marks[name] = (performance.now() - t0).toFixed(1));
   const hostVeth = hostVethName(env.containerID, env.ifname);
-  using pod = Netns.open(env.netns);
+  using pod = openPodNetns(env);
+  // The bridge may exist already: it must be a bridge, or ADD would put the gateway
+  // address on (and set up) someone else's link. Checked before anything is touched.
+  const bridgeExists = await checkBridge(conf.bridge);
 
   // Refuse a second ADD for the same attachment before touching anything (this also
   // protects a delegated IPAM plugin's allocation from our own rollback).
@@ -73,6 +103,15 @@ export async function cmdAdd(ctx: VerbContext): Promise<Result> {
     return [{ family: fam, gw: i.gateway, cidr: `${i.gateway}/${prefix}` }];
   });
   const mtu = hostMtu(conf.mtu);
+  const v6 = addrs.find((a) => a.family === 6);
+  if (v6 && mtu < IPV6_MIN_MTU) {
+    throw new CniError(
+      CniCode.InvalidConfig,
+      `invalid network config: mtu ${mtu}${
+        conf.mtu ? "" : " (the uplink's)"
+      } is below ${IPV6_MIN_MTU}, the least IPv6 works with, and IPAM gave ${v6.cidr}`,
+    );
+  }
   const podMac = conf.mac ?? env.args.mac?.toLowerCase();
 
   if (conf.isGateway) {
@@ -81,7 +120,7 @@ export async function cmdAdd(ctx: VerbContext): Promise<Result> {
   }
   const hostPlan = {
     bridge: conf.bridge,
-    createBridge: !linkNames().includes(conf.bridge),
+    createBridge: !bridgeExists,
     // Seeded with the gateway too: every node's bridge gets its own MAC.
     bridgeMac: derivedMac(`bridge:${conf.bridge}:${gateways[0]?.cidr ?? ""}`),
     mtu,

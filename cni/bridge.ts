@@ -39,7 +39,11 @@ export interface HostPlan {
   promisc: boolean;
 }
 
-/** The host-side commands, ending with the two `link show`s ADD reports. */
+/**
+ * The host-side commands, ending with the two `link show`s ADD reports. Every name comes
+ * after the keyword that introduces it (`dev`, `name`, `master`, `netns`), so ip never
+ * reads a link called `help` or `up` as a keyword; IpBatch quotes what needs quoting.
+ */
 export function hostCommands(p: HostPlan): string[][] {
   const c: string[][] = [];
   if (p.createBridge) {
@@ -56,11 +60,11 @@ export function hostCommands(p: HostPlan): string[][] {
       "bridge",
     ]);
   }
-  c.push(["link", "set", p.bridge, "up"]);
+  c.push(["link", "set", "dev", p.bridge, "up"]);
   for (const g of p.gateways) {
     c.push(["addr", "replace", g.cidr, "dev", p.bridge, ...(g.family === 6 ? ["nodad"] : [])]);
   }
-  if (p.promisc) c.push(["link", "set", p.bridge, "promisc", "on"]);
+  if (p.promisc) c.push(["link", "set", "dev", p.bridge, "promisc", "on"]);
   c.push([
     "link",
     "add",
@@ -78,11 +82,11 @@ export function hostCommands(p: HostPlan): string[][] {
     "netns",
     p.podNetns,
   ]);
-  c.push(["link", "set", p.hostVeth, "master", p.bridge]);
+  c.push(["link", "set", "dev", p.hostVeth, "master", p.bridge]);
   if (p.hairpin) {
     c.push(["link", "set", "dev", p.hostVeth, "type", "bridge_slave", "hairpin", "on"]);
   }
-  c.push(["link", "set", p.hostVeth, "up"]);
+  c.push(["link", "set", "dev", p.hostVeth, "up"]);
   c.push(["link", "show", "dev", p.bridge]);
   c.push(["link", "show", "dev", p.hostVeth]);
   return c;
@@ -106,7 +110,7 @@ export function podCommands(p: PodPlan): string[][] {
     // nodad: the address is usable at once (IPAM guarantees it is unique).
     c.push(["addr", "add", a.cidr, "dev", p.ifname, ...(a.family === 6 ? ["nodad"] : [])]);
   }
-  c.push(["link", "set", p.ifname, "up"]);
+  c.push(["link", "set", "dev", p.ifname, "up"]);
   for (const r of p.routes) {
     c.push(["route", "replace", r.dst, ...(r.gw ? ["via", r.gw] : []), "dev", p.ifname]);
   }
@@ -227,7 +231,7 @@ export async function setupPod(plan: PodPlan, pod: Netns): Promise<IpLink> {
 /** Deletes a link; true when it existed. */
 export async function deleteLink(name: string, ns?: Netns): Promise<boolean> {
   try {
-    await new IpBatch().add("link", "del", name).run({ netns: ns });
+    await new IpBatch().add("link", "del", "dev", name).run({ netns: ns });
     return true;
   } catch (e) {
     if (e instanceof IpNotFoundError) return false;

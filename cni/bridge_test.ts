@@ -19,13 +19,13 @@ Deno.test("host plan: create the bridge only when missing, veth straight into th
   };
   const c = hostCommands(plan).map((x) => x.join(" "));
   assertEquals(c, [
-    "link set ohno0 up",
+    "link set dev ohno0 up",
     "addr replace 10.1.0.1/24 dev ohno0",
     "addr replace fd00::1/64 dev ohno0 nodad",
     "link add veth0123456789a mtu 1450 type veth peer name eth0 mtu 1450 netns /var/run/netns/p",
-    "link set veth0123456789a master ohno0",
+    "link set dev veth0123456789a master ohno0",
     "link set dev veth0123456789a type bridge_slave hairpin on",
-    "link set veth0123456789a up",
+    "link set dev veth0123456789a up",
     "link show dev ohno0",
     "link show dev veth0123456789a",
   ]);
@@ -53,7 +53,7 @@ Deno.test("pod routes: one default per family, configured routes use the family 
   assertEquals(c.map((x) => x.join(" ")), [
     "link set lo up",
     "addr add fd00::2/64 dev eth0 nodad",
-    "link set eth0 up",
+    "link set dev eth0 up",
     "link show dev eth0",
   ]);
 });

@@ -6,9 +6,9 @@
  */
 
 import { type IpAddr, ipJson, type IpLink, type IpRoute } from "../netns/ip.ts";
-import { Netns } from "../netns/netns.ts";
 import { IpNotFoundError } from "../netns/errors.ts";
 import type { VerbContext } from "./context.ts";
+import { openPodNetns } from "./env.ts";
 import { CniCode, CniError } from "./errors.ts";
 import { ipamFor } from "./ipam.ts";
 import { hostVethName } from "./names.ts";
@@ -30,7 +30,7 @@ export async function cmdCheck(ctx: VerbContext): Promise<void> {
   if (!prev) {
     throw new CniError(CniCode.InvalidConfig, "invalid network config: CHECK needs prevResult");
   }
-  using pod = Netns.open(env.netns);
+  using pod = openPodNetns(env);
 
   // Pod side: the interface and its addresses.
   let podAddr: IpAddr | undefined;

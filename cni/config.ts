@@ -10,11 +10,15 @@ import { IpamConfigError } from "../ipam/errors.ts";
 import { DEFAULT_DATA_DIR } from "../ipam/local.ts";
 import { parseRangeSets, type RangeSet } from "../ipam/ranges.ts";
 import { type Level, parseLevel } from "../lib/log.ts";
+import { ifnameProblem } from "./env.ts";
 import { CniCode, CniError } from "./errors.ts";
 import { type Dns, parseResult, type Result, type Route } from "./result.ts";
 import { type CniVersion, isSupportedVersion, SUPPORTED_VERSIONS } from "./versions.ts";
 
 export const DEFAULT_BRIDGE = "ohno0";
+
+/** The kernel turns IPv6 off on a link with a smaller MTU (RFC 8200). */
+export const IPV6_MIN_MTU = 1280;
 
 export type IpamConf =
   /** Embedded: host-local shaped ranges in the local file store. */
@@ -320,8 +324,12 @@ export function loadNetConf(stdin: string, opts: { forIpamFace?: boolean } = {})
     }
   }
   const bridge = opts.forIpamFace ? DEFAULT_BRIDGE : (str(doc, "bridge") ?? DEFAULT_BRIDGE);
-  if (bridge.length > 15 || /[\s/:]/.test(bridge) || bridge === "." || bridge === "..") {
-    throw invalid("bridge", bridge, "is not a valid interface name (at most 15 characters)");
+  const bridgeProblem = ifnameProblem(bridge);
+  if (bridgeProblem) {
+    throw new CniError(
+      CniCode.InvalidConfig,
+      `invalid network config: bridge ${bridgeProblem}`,
+    );
   }
   let mtu: number | undefined;
   if (!opts.forIpamFace && doc.mtu !== undefined && doc.mtu !== null && doc.mtu !== 0) {
@@ -373,7 +381,19 @@ export function loadNetConf(stdin: string, opts: { forIpamFace?: boolean } = {})
     requestedIPs,
     raw: doc,
   };
-  if (mtu !== undefined) conf.mtu = mtu;
+  if (mtu !== undefined) {
+    conf.mtu = mtu;
+    const ipam = conf.ipam;
+    if (
+      mtu < IPV6_MIN_MTU && ipam.mode === "embedded" && ipam.sets.some((s) => s[0]!.family === 6)
+    ) {
+      throw invalid(
+        "mtu",
+        mtu,
+        `is below ${IPV6_MIN_MTU}, the least IPv6 works with, and ipam.ranges has an IPv6 range`,
+      );
+    }
+  }
   const dns = parseDns(doc.dns);
   if (dns) conf.dns = dns;
   if (logFile) conf.logFile = logFile;

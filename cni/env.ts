@@ -6,6 +6,9 @@
  */
 
 import { isIp } from "../ipam/addr.ts";
+import { MAX_CONTAINER_ID_LENGTH } from "../ipam/records.ts";
+import { batchWordProblem } from "../netns/ip.ts";
+import { Netns } from "../netns/netns.ts";
 import { CniCode, CniError } from "./errors.ts";
 
 export type Verb = "ADD" | "DEL" | "CHECK" | "GC" | "STATUS" | "VERSION";
@@ -30,6 +33,11 @@ export interface CniEnv {
   netns: string;
   ifname: string;
   args: CniArgs;
+  /**
+   * DEL only: why CNI_CONTAINERID breaks the rules ADD enforces. Nothing can have been
+   * added under such an ID, so DEL has nothing to do and succeeds (the reason is logged).
+   */
+  unusableContainerID?: string;
   /** CNI_PATH split on ':' (empty entries dropped). */
   path: string[];
   /** The raw environment, for forwarding to delegated plugins. */
@@ -42,15 +50,74 @@ function bad(variable: string, why: string): CniError {
   return new CniError(CniCode.InvalidEnvironment, `${variable} ${why}`);
 }
 
-/** Checks an interface name the way the kernel does (length ≤ 15, no '/', ':' or blanks). */
-export function checkIfname(name: string, variable = "CNI_IFNAME"): void {
-  if (name === "") throw bad(variable, "is empty");
+/** A value quoted for a message, cut to its first 64 characters (IDs may be huge). */
+export function quoteShort(value: string): string {
+  return value.length > 64
+    ? `${JSON.stringify(value.slice(0, 64)).slice(0, -1)}…"`
+    : JSON.stringify(value);
+}
+
+/**
+ * Why `name` cannot be an interface ohno creates, or undefined when it can: the kernel's
+ * rules (1–15 characters, no '/', ':' or blanks, not `.`, `..`, nor `all` or `default`, which
+ * the kernel keeps for `/proc/sys/net/…/conf/`), and what ip's batch reader can carry
+ * (no '#', not both kinds of quote).
+ */
+export function ifnameProblem(name: string): string | undefined {
+  if (name === "") return "is empty";
   if (name.length > 15) {
-    throw bad(variable, `${JSON.stringify(name)} is too long (${name.length} > 15 characters)`);
+    return `${quoteShort(name)} is too long (${name.length} > 15 characters)`;
   }
   if (name === "." || name === ".." || /[\s/:]/.test(name)) {
-    throw bad(variable, `${JSON.stringify(name)} is not a valid interface name`);
+    return `${JSON.stringify(name)} is not a valid interface name (no '/', ':' or blanks)`;
   }
+  if (name === "all" || name === "default") {
+    return `${JSON.stringify(name)} is reserved by the kernel`;
+  }
+  const batch = batchWordProblem(name);
+  if (batch) return `${JSON.stringify(name)} ${batch}, which ohno cannot pass to ip`;
+  return undefined;
+}
+
+/** Checks an interface name ({@link ifnameProblem}); error 4 naming the variable. */
+export function checkIfname(name: string, variable = "CNI_IFNAME"): void {
+  const problem = ifnameProblem(name);
+  if (problem) throw bad(variable, problem);
+}
+
+/** Why a container ID breaks the rules, or undefined when it keeps them. */
+function containerIdProblem(id: string): string | undefined {
+  if (id.length > MAX_CONTAINER_ID_LENGTH) {
+    return `${
+      quoteShort(id)
+    } is too long (${id.length} characters, at most ${MAX_CONTAINER_ID_LENGTH})`;
+  }
+  if (!ID_RE.test(id)) {
+    return `${quoteShort(id)} is not valid (letters, digits, '_', '.', '-'; first alphanumeric)`;
+  }
+  return undefined;
+}
+
+/**
+ * Opens the pod's namespace (CNI_NETNS). Error 4 when it does not exist or is the
+ * plugin's own namespace: the host must never be wired as if it were a pod.
+ */
+export function openPodNetns(env: CniEnv): Netns {
+  const ns = Netns.open(env.netns);
+  try {
+    if (ns.isHome()) {
+      throw bad(
+        "CNI_NETNS",
+        `${
+          JSON.stringify(env.netns)
+        } is the plugin's own network namespace (the host's), not a pod's`,
+      );
+    }
+  } catch (e) {
+    ns.close();
+    throw e;
+  }
+  return ns;
 }
 
 /** Parses the verb from `CNI_COMMAND`. */
@@ -70,15 +137,15 @@ export function parseEnv(raw: Record<string, string>): CniEnv {
   const containerID = raw.CNI_CONTAINERID ?? "";
   const ifname = raw.CNI_IFNAME ?? "";
   const netns = raw.CNI_NETNS ?? "";
+  let unusable: string | undefined;
   if (needsContainer) {
     if (containerID === "") throw bad("CNI_CONTAINERID", "is not set");
-    if (!ID_RE.test(containerID)) {
-      throw bad(
-        "CNI_CONTAINERID",
-        `${
-          JSON.stringify(containerID)
-        } is not valid (letters, digits, '_', '.', '-'; first alphanumeric)`,
-      );
+    const idProblem = containerIdProblem(containerID);
+    if (idProblem) {
+      // ADD has always refused such an ID, so DEL has nothing to undo: failing it would
+      // only make the runtime retry for ever.
+      if (command !== "DEL") throw bad("CNI_CONTAINERID", idProblem);
+      unusable = `CNI_CONTAINERID ${idProblem}`;
     }
     if (ifname === "") throw bad("CNI_IFNAME", "is not set");
     checkIfname(ifname);
@@ -87,6 +154,10 @@ export function parseEnv(raw: Record<string, string>): CniEnv {
       if (!netns.startsWith("/")) {
         throw bad("CNI_NETNS", `${JSON.stringify(netns)} is not an absolute path`);
       }
+      const batch = batchWordProblem(netns);
+      if (batch) {
+        throw bad("CNI_NETNS", `${JSON.stringify(netns)} ${batch}, which ohno cannot pass to ip`);
+      }
     }
   }
   return {
@@ -94,6 +165,7 @@ export function parseEnv(raw: Record<string, string>): CniEnv {
     containerID,
     netns,
     ifname,
+    ...(unusable ? { unusableContainerID: unusable } : {}),
     args: parseCniArgs(raw.CNI_ARGS ?? ""),
     path: (raw.CNI_PATH ?? "").split(":").filter((p) => p !== ""),
     raw,

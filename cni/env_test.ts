@@ -1,4 +1,4 @@
-import { assertEquals, assertThrows } from "../tests/support/assert.ts";
+import { assert, assertEquals, assertThrows } from "../tests/support/assert.ts";
 import { parseCniArgs, parseEnv } from "./env.ts";
 import { CniError } from "./errors.ts";
 
@@ -35,4 +35,17 @@ Deno.test("DEL needs no netns; ADD does", () => {
 Deno.test("GC and STATUS need no container", () => {
   assertEquals(parseEnv({ CNI_COMMAND: "GC", CNI_PATH: "/a::/b" }).path, ["/a", "/b"]);
   assertEquals(parseEnv({ CNI_COMMAND: "STATUS" }).command, "STATUS");
+});
+
+Deno.test("an over-long container ID is error 4 with a short message; on DEL it means nothing to do", () => {
+  const env = { CNI_COMMAND: "ADD", CNI_CONTAINERID: "c".repeat(10240), CNI_IFNAME: "eth0" };
+  const e = assertThrows(() => parseEnv({ ...env, CNI_NETNS: "/run/netns/p" }), CniError);
+  assertEquals(e.code, 4);
+  assert(e.message.length < 200 && e.message.includes("10240 characters"), e.message);
+  const del = parseEnv({ ...env, CNI_COMMAND: "DEL" });
+  assert(del.unusableContainerID?.includes("at most 1024"), del.unusableContainerID);
+  assertEquals(
+    parseEnv({ ...env, CNI_COMMAND: "DEL", CNI_CONTAINERID: "ok" }).unusableContainerID,
+    undefined,
+  );
 });

@@ -94,6 +94,13 @@ export async function runCni(face: Face, io: CniIo = processIo()): Promise<CniOu
     });
     const ctx: VerbContext = { env, conf, stdin, log };
     log.debug("start", { network: conf.name, netns: env.netns || "-", version });
+    if (env.unusableContainerID) {
+      // No ADD takes such an ID, so there is nothing to delete (docs/cni.md, DEL).
+      log.warn("DEL: nothing can have been added under this container ID", {
+        why: env.unusableContainerID,
+      });
+      return { exitCode: 0 };
+    }
     const result = face === "ohno-ipam" ? await runIpamFace(verb, ctx) : await runMain(verb, ctx);
     return result === undefined
       ? { exitCode: 0 }

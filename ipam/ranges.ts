@@ -25,6 +25,7 @@ import {
   type Ip,
   isIp,
   lastAddress,
+  overlaps,
   parseCidr,
   parseIp,
 } from "./addr.ts";
@@ -123,6 +124,27 @@ export function parseRangeSets(specs: unknown, field = "ipam.ranges"): RangeSet[
   return sets;
 }
 
+/**
+ * Blocks a pod subnet may not touch: the kernel will not put these addresses on a bridge
+ * or a pod, or gives them a meaning of their own (a subnet over them fails half-way
+ * through ADD, or worse, succeeds).
+ */
+const SPECIAL: Record<Family, { cidr: string; what: string }[]> = {
+  4: [
+    { cidr: "0.0.0.0/8", what: "'this network'" },
+    { cidr: "127.0.0.0/8", what: "loopback" },
+    { cidr: "224.0.0.0/4", what: "multicast" },
+    { cidr: "240.0.0.0/4", what: "reserved, with the broadcast address" },
+  ],
+  6: [
+    { cidr: "::/128", what: "the unspecified address" },
+    { cidr: "::1/128", what: "loopback" },
+    { cidr: "::ffff:0:0/96", what: "IPv4-mapped" },
+    { cidr: "fe80::/10", what: "link-local" },
+    { cidr: "ff00::/8", what: "multicast" },
+  ],
+};
+
 function parseRange(spec: unknown, field: string): Range {
   if (typeof spec !== "object" || spec === null || Array.isArray(spec)) {
     throw new IpamConfigError(field, "must be an object with a subnet");
@@ -136,6 +158,19 @@ function parseRange(spec: unknown, field: string): Range {
     subnet = parseCidr(s.subnet);
   } catch (e) {
     throw new IpamConfigError(`${field}.subnet`, (e as Error).message);
+  }
+  if (subnet.prefix === 0) {
+    throw new IpamConfigError(
+      `${field}.subnet`,
+      `${formatCidr(subnet)} covers every address (the host's own and its default route's)`,
+    );
+  }
+  const special = SPECIAL[subnet.family].find((b) => overlaps(subnet, parseCidr(b.cidr)));
+  if (special) {
+    throw new IpamConfigError(
+      `${field}.subnet`,
+      `${formatCidr(subnet)} overlaps ${special.cidr} (${special.what}), which pods cannot use`,
+    );
   }
   const hostBits = (subnet.family === 4 ? 32 : 128) - subnet.prefix;
   if (hostBits < 2) {

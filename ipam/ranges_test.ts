@@ -132,6 +132,12 @@ Deno.test("bad range configs name the field and the value", () => {
     [[[{ subnet: "10.0.0.0/24", gateway: "nope" }]], "ipam.ranges[0][0].gateway"],
     [[[{ subnet: "10.0.0.0/24" }, { subnet: "fd00::/64" }]], "ipam.ranges[0][1].subnet"],
     [[[{ subnet: "10.0.0.0/16" }], [{ subnet: "10.0.5.0/24" }]], "ipam.ranges[1][0]"],
+    [[[{ subnet: "0.0.0.0/0" }]], "0.0.0.0/0 covers every address"],
+    [[[{ subnet: "::/0" }]], "::/0 covers every address"],
+    [[[{ subnet: "127.0.0.0/16" }]], "overlaps 127.0.0.0/8"],
+    [[[{ subnet: "0.0.0.0/8" }]], "overlaps 0.0.0.0/8"],
+    [[[{ subnet: "fe80::/64" }]], "overlaps fe80::/10"],
+    [[[{ subnet: "::/120" }]], "overlaps ::/128"],
   ];
   for (const [spec, field] of cases) {
     const e = assertThrows(() => parseRangeSets(spec), IpamConfigError);

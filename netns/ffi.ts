@@ -60,6 +60,8 @@ export function sysSetns(fd: number): Sys {
 const AF_INET = 2;
 const SOCK_DGRAM = 2;
 const SIOCGIFMTU = 0x8921;
+const SIOCETHTOOL = 0x8946;
+const ETHTOOL_GDRVINFO = 3;
 
 /**
  * The MTU of interface `name` in the calling thread's namespace (SIOCGIFMTU on a
@@ -74,6 +76,34 @@ export function sysIfMtu(name: string): Sys {
     ifreq.set(encoder.encode(name).subarray(0, 15));
     if (l.ioctl(fd, BigInt(SIOCGIFMTU), ifreq) < 0) return { ok: false, errno: errno() };
     return { ok: true, value: new DataView(ifreq.buffer).getInt32(16, true) };
+  } finally {
+    l.close(fd);
+  }
+}
+
+/**
+ * The driver of interface `name` in the calling thread's namespace (ethtool's
+ * ETHTOOL_GDRVINFO: `bridge`, `veth`, `dummy`, `e1000`, …; for virtual links without
+ * their own answer the kernel reports the link kind). One ioctl, no process.
+ */
+export function sysIfDriver(
+  name: string,
+): { ok: true; value: string } | { ok: false; errno: number } {
+  const l = lib();
+  const fd = l.socket(AF_INET, SOCK_DGRAM | O_CLOEXEC, 0);
+  if (fd < 0) return { ok: false, errno: errno() };
+  try {
+    // struct ethtool_drvinfo: u32 cmd, char driver[32], … (196 bytes in all).
+    const info = new Uint8Array(196);
+    new DataView(info.buffer).setUint32(0, ETHTOOL_GDRVINFO, true);
+    const ifreq = new Uint8Array(40); // char[16] name, then ifr_data (a pointer)
+    ifreq.set(encoder.encode(name).subarray(0, 15));
+    const ptr = Deno.UnsafePointer.value(Deno.UnsafePointer.of(info));
+    new DataView(ifreq.buffer).setBigUint64(16, BigInt(ptr), true);
+    if (l.ioctl(fd, BigInt(SIOCETHTOOL), ifreq) < 0) return { ok: false, errno: errno() };
+    const driver = info.subarray(4, 36);
+    const end = driver.indexOf(0);
+    return { ok: true, value: new TextDecoder().decode(driver.subarray(0, end < 0 ? 32 : end)) };
   } finally {
     l.close(fd);
   }

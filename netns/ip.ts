@@ -50,14 +50,12 @@ export async function ipJson<T = unknown>(args: string[], opts: IpOptions = {}):
 export class IpBatch {
   readonly commands: string[][] = [];
 
-  /** Appends one command (the words after `ip`). */
+  /**
+   * Appends one command (the words after `ip`). Words are quoted as ip's batch reader
+   * needs ({@link batchWord}); a word it cannot carry is a TypeError.
+   */
   add(...args: string[]): this {
-    for (const a of args) {
-      if (/[\s"'\\#]/.test(a) || a === "") {
-        // ip's batch tokenizer splits on blanks; keep the contract simple and explicit.
-        throw new TypeError(`ip batch argument ${JSON.stringify(a)} contains blanks or quotes`);
-      }
-    }
+    for (const a of args) batchWord(a);
     this.commands.push(args);
     return this;
   }
@@ -82,7 +80,7 @@ export class IpBatch {
 
   async #exec(json: boolean, opts: IpOptions & { details?: boolean }): Promise<unknown[]> {
     if (this.commands.length === 0) return [];
-    const input = this.commands.map((c) => c.join(" ")).join("\n") + "\n";
+    const input = this.commands.map((c) => c.map(batchWord).join(" ")).join("\n") + "\n";
     const args = [...(json ? ["-j"] : []), ...(opts.details ? ["-d"] : []), "-batch", "-"];
     const r = await runCommand(opts.netns, IP_BIN, { args, stdinText: input });
     if (r.success) return json ? parseJsonDocs(r.stdout) : [];
@@ -98,6 +96,33 @@ export class IpBatch {
       opts.netns?.path,
     );
   }
+}
+
+/**
+ * Why ip's batch reader cannot carry `word`, or undefined when it can. iproute2 splits a
+ * batch line on blanks, reads a word that starts with `"` or `'` up to the same quote,
+ * cuts the line at the first `#` (inside quotes too), and joins a line that ends in a
+ * backslash to the next. So: no `#`, no line break or NUL, not both kinds of quote, not
+ * empty.
+ */
+export function batchWordProblem(word: string): string | undefined {
+  if (word === "") return "is empty";
+  if (word.includes("#")) return "contains '#'";
+  if (/[\n\r\0]/.test(word)) return "contains a line break or NUL";
+  if (word.includes('"') && word.includes("'")) return "contains both kinds of quote";
+  return undefined;
+}
+
+/**
+ * `word` as one word of an `ip -batch` line: as is when it has no blank, quote or
+ * backslash, else in the quote it does not contain. Throws TypeError for a word ip's
+ * batch reader cannot carry ({@link batchWordProblem}).
+ */
+export function batchWord(word: string): string {
+  const problem = batchWordProblem(word);
+  if (problem) throw new TypeError(`ip batch argument ${JSON.stringify(word)} ${problem}`);
+  if (!/[\s"'\\]/.test(word)) return word;
+  return word.includes('"') ? `'${word}'` : `"${word}"`;
 }
 
 /** Splits ip's output of several JSON documents (one per line) and parses each. */

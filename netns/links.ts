@@ -6,7 +6,7 @@
  */
 
 import { NetnsError } from "./errors.ts";
-import { sysIfMtu } from "./ffi.ts";
+import { sysIfDriver, sysIfMtu } from "./ffi.ts";
 import type { Netns } from "./netns.ts";
 
 type Opts = { netns?: Netns | undefined };
@@ -27,6 +27,18 @@ export function linkMtu(name: string, opts: Opts = {}): number | undefined {
   if (r.ok) return r.value;
   if (r.errno === 19) return undefined; // ENODEV
   throw new NetnsError(`cannot read the MTU of ${name}: errno ${r.errno}`);
+}
+
+/**
+ * The driver of a link (`bridge`, `veth`, …; see {@link sysIfDriver}), undefined when the
+ * link does not exist, "" when the kernel names none.
+ */
+export function linkDriver(name: string, opts: Opts = {}): string | undefined {
+  const r = inNs(opts, () => sysIfDriver(name));
+  if (r.ok) return r.value;
+  if (r.errno === 19) return undefined; // ENODEV
+  if (r.errno === 95) return ""; // EOPNOTSUPP: no driver information
+  throw new NetnsError(`cannot read the driver of ${name}: errno ${r.errno}`);
 }
 
 /**

@@ -128,6 +128,18 @@ export class Netns implements Disposable {
   }
 
   /**
+   * Whether this handle is the namespace the process started in (the one it calls home:
+   * on a node, the host's). Compared by identity, the device and inode of the two open
+   * namespace files, so any path to the same namespace (`/var/run/netns/NAME`,
+   * `/proc/PID/ns/net`, a bind mount) is recognised.
+   */
+  isHome(): boolean {
+    const mine = Deno.statSync(`/proc/self/fd/${this.fd}`);
+    const home = Deno.statSync(`/proc/self/fd/${homeFd()}`);
+    return mine.dev === home.dev && mine.ino === home.ino;
+  }
+
+  /**
    * Runs `fn` inside this namespace and returns to the previous one before returning
    * (also when `fn` throws). `fn` must be synchronous: a returned promise is an error,
    * because the thread would leave the namespace while the promise is still running.

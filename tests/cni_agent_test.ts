@@ -197,3 +197,31 @@ Deno.test("STATUS with no agent at all is error 50 naming the socket", async () 
   assertEquals(st.json?.code, 50);
   assert(String(st.json?.msg).includes("/run/ohnot-none/ipam.sock"));
 });
+
+Deno.test("the node's own namespace is error 4 before the agent is asked, for ADD and CHECK", async () => {
+  await using agent = await fakeAgent();
+  await using node = await cniNode({ network: "agenthost" });
+  const before = await node.state();
+  const conf = node.conf("1.1.0", { ipam: { type: "ohno", daemonSocket: agent.socket } });
+  const r = await node.call({
+    command: "ADD",
+    containerId: "host-as-pod",
+    netns: node.host.path,
+    ifname: "eth0",
+    config: conf,
+  });
+  assertEquals([r.code, r.json?.code], [1, 4], r.stdout);
+  const chk = await node.call({
+    command: "CHECK",
+    containerId: "host-as-pod",
+    netns: "/proc/self/ns/net",
+    ifname: "lo",
+    config: {
+      ...conf,
+      prevResult: { cniVersion: "1.1.0", ips: [{ address: "127.0.0.1/8" }] },
+    },
+  });
+  assertEquals([chk.code, chk.json?.code], [1, 4], chk.stdout);
+  assertEquals(agent.calls.map((c) => c.path), []);
+  assertEquals(await node.state(), before);
+});

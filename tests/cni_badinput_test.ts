@@ -3,10 +3,10 @@
  * JSON document on stdout with a non-zero exit, and leave nothing behind: no extra
  * link or address in the node's namespace, nothing in the pod's, no allocation.
  */
-import { assert, assertEquals } from "./support/assert.ts";
+import { assert, assertEquals, assertMatch } from "./support/assert.ts";
 import { cniNode } from "./support/cni.ts";
 import type { CniReply } from "./support/ohno.ts";
-import { ipJson, type IpLink } from "../netns/mod.ts";
+import { ip, type IpAddr, ipJson, type IpLink, type Netns } from "../netns/mod.ts";
 import { sleep } from "../lib/async.ts";
 
 interface Case {
@@ -14,10 +14,23 @@ interface Case {
   code: number;
   /** Config to send (default: the node's valid config). A string is sent as is. */
   config?: (base: Record<string, unknown>) => unknown;
-  /** Environment changes; `null` removes a variable. */
+  /**
+   * Environment changes; `null` removes a variable. `@other` is the other pod's namespace,
+   * `@host` the node's own namespace (the one the plugin runs in), `@hash` a path with a
+   * '#' to the pod's namespace.
+   */
   env?: Record<string, string | null>;
   command?: string;
+  /** The message must match. */
+  msg?: RegExp;
 }
+
+/** A prevResult for CHECK cases that must fail before comparing anything. */
+const PREV = {
+  cniVersion: "1.0.0",
+  interfaces: [{ name: "eth0" }],
+  ips: [{ address: "10.88.0.9/24", interface: 0 }],
+};
 
 const ipamOf = (b: Record<string, unknown>) => b.ipam as Record<string, unknown>;
 const withIpam = (b: Record<string, unknown>, ipam: Record<string, unknown>) => ({
@@ -106,11 +119,69 @@ const CASES: Case[] = [
       withIpam(b, { ranges: [[{ subnet: "10.0.0.0/24" }], [{ subnet: "10.1.0.0/24" }]] }),
   },
   { name: "mtu too small", code: 7, config: (b) => ({ ...b, mtu: 10 }) },
+  {
+    name: "a subnet of 0.0.0.0/0",
+    code: 7,
+    config: (b) => withIpam(b, { ranges: [[{ subnet: "0.0.0.0/0" }]] }),
+    msg: /0\.0\.0\.0\/0 covers every address/,
+  },
+  {
+    name: "a subnet of ::/0",
+    code: 7,
+    config: (b) => withIpam(b, { ranges: [[{ subnet: "::/0" }]] }),
+    msg: /::\/0 covers every address/,
+  },
+  {
+    name: "a subnet over the loopback block",
+    code: 7,
+    config: (b) => withIpam(b, { ranges: [[{ subnet: "127.0.0.0/16" }]] }),
+    msg: /127\.0\.0\.0\/8/,
+  },
+  {
+    name: "an IPv6 subnet holding ::1",
+    code: 7,
+    config: (b) => withIpam(b, { ranges: [[{ subnet: "::/64" }]] }),
+    msg: /::\/64 overlaps ::\/128/,
+  },
+  {
+    name: "mtu 100 with an IPv6 range",
+    code: 7,
+    config: (b) => ({ ...b, mtu: 100 }),
+    msg: /mtu 100 .*1280/,
+  },
+  {
+    name: "mtu 1279 with an IPv6 range",
+    code: 7,
+    config: (b) => ({ ...b, mtu: 1279 }),
+  },
   { name: "mtu not a number", code: 7, config: (b) => ({ ...b, mtu: "big" }) },
   {
     name: "bridge name too long",
     code: 7,
     config: (b) => ({ ...b, bridge: "a-very-long-bridge" }),
+  },
+  {
+    name: "bridge named all (the kernel reserves it)",
+    code: 7,
+    config: (b) => ({ ...b, bridge: "all" }),
+    msg: /bridge "all"/,
+  },
+  { name: "bridge named default", code: 7, config: (b) => ({ ...b, bridge: "default" }) },
+  {
+    name: "bridge name with a '#' (ip's batch cannot carry it)",
+    code: 7,
+    config: (b) => ({ ...b, bridge: "br#1" }),
+  },
+  {
+    name: "bridge name with both kinds of quote",
+    code: 7,
+    config: (b) => ({ ...b, bridge: `b"r'1` }),
+  },
+  {
+    name: "bridge that is an existing veth link",
+    code: 7,
+    config: (b) => ({ ...b, bridge: "uplink0" }),
+    msg: /"uplink0" .*veth/,
   },
   {
     name: "isDefaultGateway without isGateway",
@@ -169,9 +240,24 @@ const CASES: Case[] = [
   { name: "CNI_COMMAND unknown", code: 4, env: { CNI_COMMAND: "FROB" } },
   { name: "CNI_CONTAINERID missing", code: 4, env: { CNI_CONTAINERID: null } },
   { name: "CNI_CONTAINERID with a slash", code: 4, env: { CNI_CONTAINERID: "../etc" } },
+  {
+    name: "CNI_CONTAINERID of 1,025 characters",
+    code: 4,
+    env: { CNI_CONTAINERID: "c".repeat(1025) },
+    msg: /CNI_CONTAINERID .*1025 characters.*1024/,
+  },
+  {
+    name: "CNI_CONTAINERID of 10,240 characters (the message does not echo it)",
+    code: 4,
+    env: { CNI_CONTAINERID: "c".repeat(10240) },
+    msg: /^.{0,300}$/,
+  },
   { name: "CNI_IFNAME missing", code: 4, env: { CNI_IFNAME: null } },
   { name: "CNI_IFNAME too long", code: 4, env: { CNI_IFNAME: "averyveryverylongname" } },
   { name: "CNI_IFNAME with a slash", code: 4, env: { CNI_IFNAME: "eth/0" } },
+  { name: "CNI_IFNAME all (the kernel reserves it)", code: 4, env: { CNI_IFNAME: "all" } },
+  { name: "CNI_IFNAME default", code: 4, env: { CNI_IFNAME: "default" } },
+  { name: "CNI_IFNAME with a '#'", code: 4, env: { CNI_IFNAME: "eth#0" } },
   { name: "CNI_NETNS missing on ADD", code: 4, env: { CNI_NETNS: null } },
   { name: "CNI_NETNS relative", code: 4, env: { CNI_NETNS: "netns/x" } },
   {
@@ -180,6 +266,31 @@ const CASES: Case[] = [
     env: { CNI_NETNS: "/var/run/netns/ohnot-no-such" },
   },
   { name: "CNI_NETNS that is not a namespace", code: 4, env: { CNI_NETNS: "/etc/hostname" } },
+  {
+    name: "CNI_NETNS that is the plugin's own namespace",
+    code: 4,
+    env: { CNI_NETNS: "@host" },
+    msg: /own network namespace/,
+  },
+  {
+    name: "CNI_NETNS /proc/self/ns/net (the plugin's own, by another path)",
+    code: 4,
+    env: { CNI_NETNS: "/proc/self/ns/net" },
+    msg: /own network namespace/,
+  },
+  {
+    name: "CHECK with the plugin's own namespace",
+    code: 4,
+    command: "CHECK",
+    env: { CNI_NETNS: "@host" },
+    config: (b) => ({ ...b, prevResult: PREV }),
+  },
+  {
+    name: "CNI_NETNS with a '#' (ip's batch cannot carry it)",
+    code: 4,
+    env: { CNI_NETNS: "@hash" },
+    msg: /'#'/,
+  },
   { name: "CNI_ARGS malformed", code: 4, env: { CNI_ARGS: "K8S_POD_NAME" } },
   { name: "CNI_ARGS with an unknown key", code: 4, env: { CNI_ARGS: "FOO=bar" } },
   { name: "CNI_ARGS IP= not an address", code: 4, env: { CNI_ARGS: "IP=ten" } },
@@ -224,6 +335,12 @@ Deno.test(`bad input: ${CASES.length} cases, each its error code and nothing lef
   const pod = await node.pod("bad");
   const other = await node.pod("other");
   await node.add(other, "existing"); // 10.88.0.2, and eth0 in `other`
+  // A foreign link whose name a config may give as its bridge.
+  await ip(["link", "add", "uplink0", "type", "veth", "peer", "name", "uplink1"], {
+    netns: node.host.ns,
+  });
+  const hashed = `${node.dataDir}/pod#ns`;
+  await Deno.symlink(pod.path, hashed);
   const before = await node.state();
   const podLinks = async () =>
     (await ipJson<IpLink[]>(["link", "show"], { netns: pod.ns })).map((l) => l.ifname).sort();
@@ -239,7 +356,9 @@ Deno.test(`bad input: ${CASES.length} cases, each its error code and nothing lef
       };
       for (const [k, v] of Object.entries(c.env ?? {})) {
         if (v === null) delete env[k];
-        else env[k] = v === "@other" ? other.path : v;
+        else {
+          env[k] = { "@other": other.path, "@host": node.host.path, "@hash": hashed }[v] ?? v;
+        }
       }
       const base = node.conf("1.0.0");
       const config = c.config ? c.config(base) : base;
@@ -254,6 +373,8 @@ Deno.test(`bad input: ${CASES.length} cases, each its error code and nothing lef
       assert(r.code !== 0, `exit code ${r.code}`);
       assertEquals(r.json?.code, c.code, r.stdout);
       assert(typeof r.json?.msg === "string" && r.json.msg.length > 0, "a message");
+      if (c.msg) assertMatch(String(r.json?.msg), c.msg);
+      assert(r.stdout.length < 2048, `a short answer, not ${r.stdout.length} bytes`);
       assertEquals(r.stdout.trim().split("\n").length, 1, "one JSON document");
       assertEquals(await node.state(), before, "nothing left in the node");
       assertEquals(await podLinks(), podBefore, "nothing left in the pod");
@@ -298,6 +419,89 @@ Deno.test("the log file gets the error; stdout stays one document even if the lo
   assertEquals(r2.json?.code, 4);
   assertEquals(r2.stdout.trim().split("\n").length, 1);
 });
+
+Deno.test("names ip could misread work: keyword bridges and ifnames, quotes, a CNI_NETNS with a space", async (t) => {
+  await using node = await cniNode({ network: "kwnames" });
+  const pod = await node.pod("kw");
+  const dir = await Deno.makeTempDir({ prefix: "ohnot-netns dir " });
+  try {
+    const spaced = `${dir}/pod ns`;
+    await Deno.symlink(pod.path, spaced);
+    const clean = await node.state();
+    const cases = [
+      { bridge: "help", ifname: "up", netns: pod.path },
+      { bridge: "up", ifname: "help", netns: pod.path },
+      { bridge: "dev", ifname: "down", netns: pod.path },
+      { bridge: "type", ifname: "name", netns: pod.path },
+      { bridge: "master", ifname: "dev", netns: pod.path },
+      { bridge: `q"uo`, ifname: "s'q", netns: pod.path },
+      { bridge: "b\\", ifname: "e\\", netns: pod.path },
+      { bridge: "ohno0", ifname: "eth0", netns: spaced },
+    ];
+    for (const c of cases) {
+      await t.step(`bridge ${c.bridge}, ifname ${c.ifname}, netns ${c.netns}`, async () => {
+        const config = node.conf("1.0.0", { bridge: c.bridge, promiscMode: true });
+        const base = { containerId: "kw", netns: c.netns, ifname: c.ifname, config };
+        const r = await node.call({ command: "ADD", ...base });
+        assertEquals(r.code, 0, r.stdout);
+        const ifs = (r.json?.interfaces as { name: string }[]).map((i) => i.name);
+        assertEquals([ifs[0], ifs[2]], [c.bridge, c.ifname]);
+        const got = (r.json?.ips as { address: string }[]).map((i) => i.address).sort();
+        const inPod = await ipJson<IpAddr[]>(["addr", "show", "dev", c.ifname], { netns: pod.ns });
+        const have = inPod[0]?.addr_info.filter((a) => a.scope === "global").map((a) =>
+          `${a.local}/${a.prefixlen}`
+        ).sort();
+        assertEquals(have, got);
+        const s = await node.state();
+        assert(s.addresses.includes(`${c.bridge} 10.88.0.1/24`), s.addresses.join(","));
+        const chk = await node.call({
+          command: "CHECK",
+          ...base,
+          config: { ...config, prevResult: r.json },
+        });
+        assertEquals([chk.code, chk.stdout], [0, ""], chk.stdout);
+        const d = await node.call({ command: "DEL", ...base });
+        assertEquals([d.code, d.stdout], [0, ""], d.stdout);
+        assertEquals(await podNames(pod.ns), ["lo"]);
+        await ip(["link", "del", "dev", c.bridge], { netns: node.host.ns });
+        assertEquals(await node.state(), clean);
+      });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("DEL of what no ADD could have taken succeeds and touches nothing", async (t) => {
+  await using node = await cniNode({ network: "delnever" });
+  const pod = await node.pod("dn");
+  await node.add(pod, "kept");
+  const before = await node.state();
+  for (
+    const id of ["c".repeat(1025), "c".repeat(10240), "../etc", "never-added"]
+  ) {
+    await t.step(`${id.slice(0, 12)}… (${id.length} characters)`, async () => {
+      for (const netns of [pod.path, ""]) {
+        const r = await node.del(netns ? pod : undefined, id);
+        assertEquals([r.code, r.stdout], [0, ""], r.stdout);
+      }
+      assertEquals(await node.state(), before);
+    });
+  }
+  await t.step("a container ID of exactly 1,024 characters is added and deleted", async () => {
+    const q = await node.pod("dn");
+    const id = "d".repeat(1024);
+    await node.add(q, id);
+    assertEquals(node.allocations().length, before.allocations.length + 2);
+    const r = await node.del(q, id);
+    assertEquals([r.code, r.stdout], [0, ""], r.stdout);
+    assertEquals(await node.state(), before);
+  });
+});
+
+async function podNames(ns: Netns): Promise<string[]> {
+  return (await ipJson<IpLink[]>(["link", "show"], { netns: ns })).map((l) => l.ifname).sort();
+}
 
 // ---------------------------------------------------------------------------------------
 // The local store under faults (issue 9, defects 5–7): a lock held by another process, a

@@ -5,7 +5,7 @@
  */
 import { assert, assertEquals, assertMatch } from "./support/assert.ts";
 import { cniNode } from "./support/cni.ts";
-import { ipJson, type IpLink, type IpRoute, runCommand } from "../netns/mod.ts";
+import { ip, ipJson, type IpLink, type IpRoute, runCommand } from "../netns/mod.ts";
 import { tempNetnsSet } from "./support/netns.ts";
 
 function addrOf(r: { json?: Record<string, unknown> | undefined }, fam: 4 | 6): string {
@@ -204,4 +204,85 @@ Deno.test("ipMasq adds one nftables table for the network and DEL of the last po
   assertEquals(d.code, 0, d.stdout);
   const after = await runCommand(node.host.ns, "nft", { args: ["list", "ruleset"] });
   assertEquals(after.stdout.trim(), "");
+});
+
+Deno.test("the node's own namespace as CNI_NETNS: ADD and CHECK are error 4, DEL leaves the host alone", async () => {
+  await using node = await cniNode({ network: "hostns" });
+  const h = node.host.ns;
+  // The node's uplink is eth0 with the default route, as on a real host.
+  await ip(["link", "add", "eth0", "type", "veth", "peer", "name", "eth0peer"], { netns: h });
+  await ip(["link", "set", "dev", "eth0", "up"], { netns: h });
+  await ip(["link", "set", "dev", "eth0peer", "up"], { netns: h });
+  await ip(["addr", "add", "192.0.2.10/24", "dev", "eth0"], { netns: h });
+  await ip(["route", "add", "default", "via", "192.0.2.1", "dev", "eth0"], { netns: h });
+  const routes = async () =>
+    (await ipJson<IpRoute[]>(["route", "show"], { netns: h })).map((r) =>
+      `${r.dst} ${r.gateway ?? "-"} ${r.dev}`
+    ).sort();
+  const before = await node.state();
+  const routesBefore = await routes();
+  assert(routesBefore.includes("default 192.0.2.1 eth0"), routesBefore.join(","));
+
+  // The plugin's namespace by its name, and by a path that only resolves to it inside the
+  // plugin: identity, not path, decides.
+  for (const netns of [node.host.path, "/proc/self/ns/net"]) {
+    for (const ifname of ["eth1", "eth0"]) {
+      const r = await node.call({ command: "ADD", containerId: "x", netns, ifname });
+      assertEquals([r.code, r.json?.code], [1, 4], r.stdout);
+      assertMatch(String(r.json?.msg), /own network namespace/);
+    }
+  }
+  const chk = await node.call({
+    command: "CHECK",
+    containerId: "x",
+    netns: node.host.path,
+    ifname: "eth0",
+    config: node.conf("1.0.0", {
+      prevResult: { cniVersion: "1.0.0", ips: [{ address: "192.0.2.10/24" }] },
+    }),
+  });
+  assertEquals(chk.json?.code, 4, chk.stdout);
+  // DEL names no interface inside CNI_NETNS: only the ohno-named host veth and the
+  // allocation of (container ID, ifname), so the host's eth0 is never a candidate.
+  for (const ifname of ["eth0", "eth1"]) {
+    const d = await node.call({ command: "DEL", containerId: "x", netns: node.host.path, ifname });
+    assertEquals([d.code, d.stdout], [0, ""], d.stdout);
+  }
+  assertEquals(await node.state(), before);
+  assertEquals(await routes(), routesBefore);
+});
+
+Deno.test("a bridge name held by a non-bridge link is error 7 naming it and its kind; the link is untouched", async () => {
+  await using node = await cniNode({ network: "notbridge", bridge: "ext0" });
+  const h = node.host.ns;
+  await ip(["link", "add", "ext0", "type", "veth", "peer", "name", "ext1"], { netns: h });
+  const p = await node.pod();
+  const before = await node.state();
+  const r = await node.call({ command: "ADD", containerId: "nb", netns: p.path, ifname: "eth0" });
+  assertEquals([r.code, r.json?.code], [1, 7], r.stdout);
+  assertMatch(String(r.json?.msg), /bridge "ext0" .*veth/);
+  assertEquals(await node.state(), before);
+  const ext = await ipJson<IpLink[]>(["link", "show", "dev", "ext0"], { netns: h });
+  assert(!ext[0]?.flags.includes("UP"), `ext0 was set up: ${ext[0]?.flags}`);
+  assertEquals(await ipJson<IpRoute[]>(["route", "show", "dev", "ext0"], { netns: h }), []);
+  assertEquals((await ipJson<IpLink[]>(["link", "show"], { netns: p.ns })).length, 1);
+});
+
+Deno.test("an uplink MTU below 1280 with an IPv6 range is error 7 before the host is touched", async () => {
+  await using node = await cniNode({ network: "mtu6" });
+  const p = await node.pod();
+  const h = node.host.ns;
+  await ip(["link", "add", "uplink0", "mtu", "1200", "type", "veth", "peer", "name", "uplink1"], {
+    netns: h,
+  });
+  await ip(["link", "set", "dev", "uplink0", "up"], { netns: h });
+  await ip(["addr", "add", "192.0.2.10/24", "dev", "uplink0"], { netns: h });
+  await ip(["route", "add", "default", "via", "192.0.2.1", "dev", "uplink0", "onlink"], {
+    netns: h,
+  });
+  const before = await node.state();
+  const r = await node.call({ command: "ADD", containerId: "m6", netns: p.path, ifname: "eth0" });
+  assertEquals([r.code, r.json?.code], [1, 7], r.stdout);
+  assertMatch(String(r.json?.msg), /mtu 1200 \(the uplink's\) is below 1280.*fd00:88::/);
+  assertEquals(await node.state(), before);
 });

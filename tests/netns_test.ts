@@ -175,8 +175,14 @@ Deno.test("a failing batch reports the command that failed and stops there", asy
   assert(names.includes("v1") && !names.includes("v4"), names.join(","));
 });
 
-Deno.test("batch arguments with blanks are refused before anything runs", () => {
-  assertThrows(() => new IpBatch().add("link", "set", "a b", "up"), TypeError);
+Deno.test("batch arguments with blanks and quotes reach ip as one word; '#' is refused up front", async () => {
+  await using t = await tempNetns("bq");
+  for (const alias of ["an alias with blanks", `say "hi"`, "it's", "back\\"]) {
+    await new IpBatch().add("link", "set", "dev", "lo", "alias", alias).run({ netns: t.ns });
+    const lo = await ipJson<{ ifalias?: string }[]>(["link", "show", "dev", "lo"], { netns: t.ns });
+    assertEquals(lo[0]?.ifalias, alias);
+  }
+  assertThrows(() => new IpBatch().add("link", "set", "dev", "lo", "alias", "a#b"), TypeError);
 });
 
 Deno.test("sysctl written inside a namespace stays there", async () => {
