@@ -2,7 +2,7 @@
 import { assertEquals, assertStringIncludes } from "./support/assert.ts";
 import { countCases, denoErrorLines, parseJunit, verdict } from "./run.ts";
 import { diffRoot, type RootSnapshot } from "./support/rootguard.ts";
-import { sweepStaleTestNetns, testNetnsPid } from "./support/netns.ts";
+import { sweepStaleTestNetns, testLabOf, testNetnsPid } from "./support/netns.ts";
 import { createNamedNetns, deleteNamedNetns, listNamedNetns } from "../netns/mod.ts";
 
 const XML = `<testsuites>
@@ -140,4 +140,13 @@ Deno.test("a file whose tests all pass passes, and only its leaves count", async
   const r = await runRunner("tests/fixtures/runner/all_pass.ts");
   assertEquals(r.code, 0);
   assertEquals(r.last, "3 passed, 0 failed");
+});
+
+Deno.test("test labs carry their run's pid, so a run ignores and sweeps only its own", () => {
+  assertEquals(testNetnsPid("ohno-lab-t4194303z0a1bx12-node1"), 4194303);
+  assertEquals(testNetnsPid("ohno-lab-t77z0a1bx0"), 77);
+  assertEquals(testLabOf("ohno-lab-t77z0a1bx0-outside"), "t77z0a1bx0");
+  // `ohno lab up` labs of people, and bench labs, are not test labs.
+  assertEquals(testNetnsPid("ohno-lab-demo-node1"), undefined);
+  assertEquals(testLabOf("ohno-lab-bsc12x0-node1"), undefined);
 });

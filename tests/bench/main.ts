@@ -3,7 +3,7 @@
  * the same run, with the ratio printed (machines here are noisy; absolute times are
  * not comparable between runs, ratios are).
  *
- * Usage: deno task bench [suite…]   (default: all suites)
+ * Usage: deno task bench [suite…] [--baseline REF]   (default: all suites but scale, agents)
  * @module
  */
 
@@ -12,8 +12,18 @@ import { benchCni } from "./cni.ts";
 import { benchIpam } from "./ipam.ts";
 import { benchStartup } from "./startup.ts";
 import { benchRoutes } from "./routes.ts";
+import { benchAgents, benchScale } from "./scale.ts";
 import { note } from "./stats.ts";
 import { sweepStaleTestNetns, sweepTestNetnsOf } from "../support/netns.ts";
+
+// Suite names, and flags for the suites (`--baseline REF` for scale).
+const names: string[] = [];
+const flags: string[] = [];
+for (let i = 0; i < Deno.args.length; i++) {
+  const a = Deno.args[i]!;
+  if (a.startsWith("--")) flags.push(a, ...(a.includes("=") ? [] : [Deno.args[++i] ?? ""]));
+  else names.push(a);
+}
 
 /** Suites by name; later issues add theirs here. */
 const SUITES: Record<string, () => Promise<void>> = {
@@ -22,7 +32,11 @@ const SUITES: Record<string, () => Promise<void>> = {
   ipam: () => benchIpam(),
   agent: () => benchAgent(),
   routes: () => benchRoutes(),
+  scale: () => benchScale(flags),
+  agents: () => benchAgents(),
 };
+/** Suites that run only when named (minutes each, and a 30-node lab). */
+const ON_REQUEST = new Set(["scale", "agents"]);
 
 // Interrupted (Ctrl-C, a session's end): remove this run's namespaces before leaving, and
 // those an earlier interrupted run could not.
@@ -34,7 +48,7 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
 }
 await sweepStaleTestNetns();
 
-const wanted = Deno.args.length ? Deno.args : Object.keys(SUITES);
+const wanted = names.length ? names : Object.keys(SUITES).filter((s) => !ON_REQUEST.has(s));
 for (const name of wanted) {
   const suite = SUITES[name];
   if (!suite) {

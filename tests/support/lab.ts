@@ -12,7 +12,7 @@ import { OHNO } from "./ohno.ts";
 
 let n = 0;
 /** Test files run as workers of one process (same pid): each module load gets its own token. */
-const token = crypto.randomUUID().slice(0, 4);
+const token = crypto.randomUUID().slice(0, 4); // hex
 
 export interface TestLab extends AsyncDisposable {
   name: string;
@@ -33,7 +33,9 @@ export async function testLab(
     extraConfig?: Record<string, unknown>;
   },
 ): Promise<TestLab> {
-  const name = `t${Deno.pid % 100000}${token}x${n++}`; // at most 16: lowercase, digits
+  // At most 16 lowercase letters and digits; the pid lets the runner's guard tell this
+  // run's labs from another run's, and sweep those of a run that was killed.
+  const name = `t${Deno.pid}z${token}x${n++}`;
   await labs.up({
     name,
     nodes: opts.nodes,

@@ -14,6 +14,7 @@ import {
   namedNetnsPath,
   type Netns,
 } from "../../netns/mod.ts";
+import * as labs from "../../deploy/lab/lab.ts";
 
 /** Prefix of every namespace a test creates. */
 export const TEST_NETNS_PREFIX = "ohnot-";
@@ -75,10 +76,21 @@ export async function tempNetnsSet(
   return result;
 }
 
-/** The pid a test namespace name carries, or undefined for any other name. */
+/**
+ * The pid a test namespace name carries, or undefined for any other name: `ohnot-PID-…`
+ * (tempNetns) and the namespaces of test labs, `ohno-lab-tPIDz…` (tests/support/lab.ts).
+ */
 export function testNetnsPid(name: string): number | undefined {
-  const m = /^ohnot-(\d+)-/.exec(name);
+  const m = /^ohnot-(\d+)-/.exec(name) ?? TEST_LAB_NETNS.exec(name);
   return m ? Number(m[1]) : undefined;
+}
+
+/** A test lab's namespace: the lab's name is `tPIDzTOKENxN` (tests/support/lab.ts). */
+const TEST_LAB_NETNS = /^ohno-lab-t(\d+)z[0-9a-f]{4}x\d+(?:-|$)/;
+
+/** The lab a test lab namespace belongs to (`ohno-lab-t123z0a1bx0-node1` → `t123z0a1bx0`). */
+export function testLabOf(netns: string): string | undefined {
+  return TEST_LAB_NETNS.test(netns) ? netns.slice("ohno-lab-".length).split("-")[0] : undefined;
 }
 
 function alive(pid: number): boolean {
@@ -100,7 +112,10 @@ export async function sweepStaleTestNetns(): Promise<string[]> {
   for (const name of listNamedNetns()) {
     const pid = testNetnsPid(name);
     if (pid === undefined || pid === Deno.pid || alive(pid)) continue;
-    await deleteNamedNetns(name).then(() => removed.push(name), () => {});
+    const lab = testLabOf(name);
+    // A lab also has processes (etcd, agents) and a state dir: take it down whole.
+    if (lab) await labs.down(lab).then((r) => removed.push(...r), () => {});
+    else await deleteNamedNetns(name).then(() => removed.push(name), () => {});
   }
   return removed;
 }
@@ -108,6 +123,9 @@ export async function sweepStaleTestNetns(): Promise<string[]> {
 /** Removes every test namespace this process (or the given pid) created. */
 export async function sweepTestNetnsOf(pid = Deno.pid): Promise<void> {
   for (const name of listNamedNetns()) {
-    if (testNetnsPid(name) === pid) await deleteNamedNetns(name).catch(() => {});
+    if (testNetnsPid(name) !== pid) continue;
+    const lab = testLabOf(name);
+    if (lab) await labs.down(lab).catch(() => {});
+    else await deleteNamedNetns(name).catch(() => {});
   }
 }
