@@ -47,11 +47,11 @@ async function exercise(ipam: ReturnType<typeof cli>) {
   ]);
 
   const vm = JSON.parse(
-    await ok("allocate", "--node", "node-a", "--handle", "vm-42", "-o", "json"),
+    await ok("allocate", "--node", "node-a", "--create-node", "--handle", "vm-42", "-o", "json"),
   );
   assertEquals(vm.length, 2);
   const v4 = vm[0].ip as string;
-  await ok("allocate", "--node", "node-b", "--handle", "vm-43");
+  await ok("allocate", "--node", "node-b", "--create-node", "--handle", "vm-43");
   await fails(/already has addresses/, "allocate", "--node", "node-a", "--handle", "vm-42");
 
   const table = await ok("ls");
@@ -84,7 +84,7 @@ async function exercise(ipam: ReturnType<typeof cli>) {
   assertMatch(await ok("release", v4), /released/);
   await fails(/exactly one of/, "release");
   await fails(/is not allocated/, "release", v4);
-  await ok("allocate", "--node", "node-c", "--handle", "vm-44");
+  await ok("allocate", "--node", "node-c", "--create-node", "--handle", "vm-44");
   assertMatch(await ok("release", "--node", "node-c"), /node node-c: released 1 attachments/);
   await ok("pool", "rm", "10.244.0.0/16");
   assertEquals(JSON.parse(await ok("ls", "-o", "json")).length, 0);
@@ -155,6 +155,50 @@ Deno.test({
     assert(missingConfig.code !== 0);
     assertMatch(missingConfig.stderr, /cannot read \/nonexistent\/ohno\.json/);
   },
+});
+
+Deno.test("ohno ipam allocate refuses a node with no record unless --create-node", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ohnot-ipamcli-" });
+  try {
+    const ipam = cli(["--data-dir", dir]);
+    const ok = async (...args: string[]) => {
+      const r = await ipam(...args);
+      assertEquals(r.code, 0, `ohno ipam ${args.join(" ")}: ${r.stderr}`);
+      return r.stdout;
+    };
+    await ok("pool", "add", "10.245.0.0/16");
+    const r = await ipam("allocate", "--node", "no-such-node", "--handle", "vm-1");
+    assert(r.code !== 0, "allocate for a node with no record must fail");
+    assertEquals(r.stdout, "");
+    assertMatch(r.stderr, /node no-such-node has no record .*nothing allocated/);
+    assertMatch(r.stderr, /--create-node/);
+    assertEquals(JSON.parse(await ok("blocks", "-o", "json")), [], "no block was claimed");
+    assertEquals(JSON.parse(await ok("ls", "-o", "json")), [], "no address was allocated");
+    assertEquals(JSON.parse(await ok("nodes", "-o", "json")), []);
+
+    // --create-node writes the record (no addresses) and allocates.
+    const got = JSON.parse(
+      await ok(
+        "allocate",
+        "--node",
+        "no-such-node",
+        "--create-node",
+        "--handle",
+        "vm-1",
+        "-o",
+        "json",
+      ),
+    );
+    assertEquals(got.length, 1);
+    const nodes = JSON.parse(await ok("nodes", "-o", "json"));
+    assertEquals(nodes.map((n: { node: string; ips: string[] }) => [n.node, n.ips]), [
+      ["no-such-node", []],
+    ]);
+    // Now it has a record: no flag needed.
+    await ok("allocate", "--node", "no-such-node", "--handle", "vm-2");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test({
