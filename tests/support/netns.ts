@@ -14,6 +14,7 @@ import {
   namedNetnsPath,
   type Netns,
 } from "../../netns/mod.ts";
+import { processAlive } from "../../lib/proc.ts";
 
 /** Prefix of every namespace a test creates. */
 export const TEST_NETNS_PREFIX = "ohnot-";
@@ -81,15 +82,6 @@ export function testNetnsPid(name: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-function alive(pid: number): boolean {
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Removes test namespaces whose process is gone (a run killed before it could clean
  * up). Namespaces of live processes are left alone: another run may be using them.
@@ -99,7 +91,7 @@ export async function sweepStaleTestNetns(): Promise<string[]> {
   const removed: string[] = [];
   for (const name of listNamedNetns()) {
     const pid = testNetnsPid(name);
-    if (pid === undefined || pid === Deno.pid || alive(pid)) continue;
+    if (pid === undefined || pid === Deno.pid || processAlive(pid)) continue;
     await deleteNamedNetns(name).then(() => removed.push(name), () => {});
   }
   return removed;
