@@ -216,14 +216,29 @@ export function registerIpam(program: Command): void {
     .requiredOption("--handle <id>", "the owner, e.g. vm-42 (released with --handle)")
     .option("--ifname <name>", "interface name of the attachment", "eth0")
     .option("--ip <ip...>", "static addresses wanted")
+    .option("--create-node", "create the node's record if it has none (else refused)")
     .option("-o, --output <format>", "table or json", "table")
     .action(
       async (
-        opts: Out & { node: string; handle: string; ifname: string; ip?: string[] },
+        opts: Out & {
+          node: string;
+          handle: string;
+          ifname: string;
+          ip?: string[];
+          createNode?: boolean;
+        },
         cmd: Command,
       ) => {
         const fmt = outputFormat(opts.output, ["table", "json"] as const);
         await withIpam(cmd, async (c) => {
+          // A mistyped node would otherwise get blocks claimed for it that no agent uses.
+          if (opts.createNode) await c.createNode(opts.node);
+          else if (!await c.node(opts.node)) {
+            throw new CliError(
+              `node ${opts.node} has no record (see \`ohno ipam nodes\`; its agent writes it ` +
+                `when it starts): nothing allocated. To allocate for it anyway, add --create-node`,
+            );
+          }
           const got = await c.allocate({
             node: opts.node,
             containerID: opts.handle,

@@ -331,6 +331,26 @@ export class ClusterIpam {
     await this.store.commit({ mutations: [{ put: K.node(name), value: JSON.stringify(rec) }] });
   }
 
+  /**
+   * Creates a record with no addresses for a node that has none (the admin CLI's
+   * `allocate --create-node`); an existing record is left as it is. True when created.
+   */
+  async createNode(name: string): Promise<boolean> {
+    checkNodeName(name);
+    const rec: NodeRecord = { name, ips: [], updatedAt: new Date().toISOString() };
+    const r = await this.store.commit({
+      compare: [{ key: K.node(name), absent: true }],
+      mutations: [{ put: K.node(name), value: JSON.stringify(rec) }],
+    });
+    return r.ok;
+  }
+
+  async node(name: string): Promise<NodeRecord | undefined> {
+    checkNodeName(name);
+    const kv = await this.store.get(K.node(name));
+    return kv ? parse<NodeRecord>(kv) : undefined;
+  }
+
   async nodes(): Promise<NodeRecord[]> {
     return (await this.store.list(`${ROOT}nodes/`)).map((kv) => parse<NodeRecord>(kv));
   }

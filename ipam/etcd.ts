@@ -4,13 +4,20 @@
  * watch streams changes from a revision. Loaded only by the node agent and the admin
  * CLI (lazy import), never in CNI mode.
  *
- * Failure is bounded: connecting gives up after `dialTimeoutMs`, every call after
- * `requestTimeoutMs`, and then a per-host circuit breaker fails further calls at once
- * for 5 s before trying again — so an agent with etcd down answers "try again later"
- * quickly instead of piling up requests. Only transport failures (etcd unreachable, no
- * answer in time) count toward the breaker and are retried: an error etcd gives to one
- * request (too large, invalid) is that request's {@link StoreRequestError}, and every
- * other client of the store carries on.
+ * Failure is bounded: every call first waits at most `dialTimeoutMs` for a connection
+ * that etcd answers (a port that accepts and then says nothing fails here), then at most
+ * `requestTimeoutMs` for the answer, one deadline for etcd3's retries together; after
+ * that etcd3's per-host circuit breaker fails further calls at once for 5 s before
+ * trying again, so an agent with etcd down answers "try again later" quickly instead of
+ * piling up requests. Only transport failures (etcd unreachable, no answer in time) count
+ * toward the breaker and are retried: an error etcd gives to one request (too large,
+ * invalid) is that request's {@link StoreRequestError}, and every other client of the
+ * store carries on.
+ *
+ * TLS is checked per endpoint against the name it is reached by (or `serverName`): a
+ * host name against the certificate's DNS names, an IP address against its IP
+ * addresses. TLS failures are reported as what is wrong: the CA, the name, the client
+ * certificate.
  * @module
  */
 
@@ -28,7 +35,10 @@ import {
   GRPCResourceExhastedError,
   GRPCUnavailableError,
   type IOptions,
+  RecoverableError,
 } from "etcd3";
+import * as grpc from "@grpc/grpc-js";
+import { checkServerIdentity, type PeerCertificate } from "node:tls";
 import type { Buffer } from "node:buffer";
 import {
   type CommitResult,
@@ -48,23 +58,36 @@ export interface EtcdOptions {
   cert?: string | undefined;
   key?: string | undefined;
   /**
-   * The name the server certificate is checked against. Default: the endpoint's host,
-   * or `localhost` when that is an IP address (Deno's TLS takes no IP as server name;
-   * kubeadm's etcd certificates name `localhost`).
+   * The name the server certificate is checked against, for every endpoint. Default:
+   * each endpoint's host: a DNS name is checked against the certificate's DNS names, an
+   * IP address against its IP addresses.
    */
   serverName?: string | undefined;
-  /** Default 3000 ms. */
+  /** Default {@link DIAL_TIMEOUT_MS}. */
   dialTimeoutMs?: number;
-  /** Default 5000 ms. */
+  /** Default {@link REQUEST_TIMEOUT_MS}. */
   requestTimeoutMs?: number;
 }
 
+/** How long a call waits for a connection that etcd answers (ipam/SCHEMA.md). */
+export const DIAL_TIMEOUT_MS = 3000;
+/** How long a call waits for etcd's answer once connected, retries included. */
+export const REQUEST_TIMEOUT_MS = 5000;
+
+/**
+ * The SNI sent to an endpoint given by IP address: TLS carries no IP there (RFC 6066)
+ * and Deno refuses one, while gRPC always sends some name. The certificate is still
+ * checked against the IP address.
+ */
+const SNI_FOR_IP = "localhost";
+
 /**
  * A failure of the way to etcd, not of one request: etcd unreachable (refused, TLS,
- * dropped) or no answer in time. Only these open the circuit breaker and are retried.
+ * dropped), no connection it answers within the dial timeout, or no answer in time. Only these open the circuit breaker and are retried.
  */
 export function isTransportFailure(e: unknown): boolean {
-  return e instanceof GRPCUnavailableError || e instanceof GRPCDeadlineExceededError;
+  return e instanceof GRPCUnavailableError || e instanceof GRPCDeadlineExceededError ||
+    e instanceof DialTimeoutError;
 }
 
 /** etcd3's fault handling, with the breaker and the retries kept to transport failures. */
@@ -115,16 +138,103 @@ function toKv(k: RawKv): KV {
   };
 }
 
+/** A call found no connection that etcd answers within the dial timeout. */
+class DialTimeoutError extends Error {
+  // etcd3's circuit breaker counts only errors marked recoverable.
+  readonly [RecoverableError] = true;
+  constructor(readonly endpoint: string, readonly ms: number) {
+    super(`${endpoint} did not answer`);
+  }
+}
+
+/** What the TLS part of an endpoint is checked with. */
+interface TlsMaterial {
+  ca?: string | undefined;
+  cert?: string | undefined;
+}
+
+/**
+ * Etcd3 with access to its connection pool (protected in etcd3): to wait for a
+ * connection, and to give each endpoint TLS credentials that check its own name.
+ */
+class Client extends Etcd3 {
+  /** Waits until the connection etcd3 picks is up or has failed, at most `ms`. */
+  dial(ms: number, endpointOf: (target: string) => string): Promise<void> {
+    const deadline = Date.now() + ms;
+    return this.pool.withConnection("KV", ({ client }) => {
+      const channel = client.getChannel();
+      const { READY, TRANSIENT_FAILURE, SHUTDOWN } = grpc.connectivityState;
+      return new Promise<void>((resolve, reject) => {
+        const check = () => {
+          const state = channel.getConnectivityState(true);
+          // A failed connection lets the call through: it fails at once, saying why.
+          if (state === READY || state === TRANSIENT_FAILURE || state === SHUTDOWN) {
+            return resolve();
+          }
+          channel.watchConnectivityState(state, deadline, (err) => {
+            if (!err) return check();
+            reject(new DialTimeoutError(endpointOf(channel.getTarget()), ms));
+          });
+        };
+        check();
+      });
+    });
+  }
+
+  /**
+   * Gives endpoint i the credentials and channel options `tls(i)` returns. etcd3 takes
+   * one set of credentials for all endpoints and no way to check a server's name, so
+   * this sets its hosts' (private) fields; etcd3 is pinned (deno.json), and a layout
+   * it no longer has fails here, loudly, rather than connecting unchecked.
+   */
+  useTls(
+    endpoints: string[],
+    tls: (i: number) => { credentials: grpc.ChannelCredentials; options: grpc.ChannelOptions },
+  ): void {
+    const hosts = (this.pool as unknown as { hosts?: unknown }).hosts;
+    type Host = { host: unknown; channelCredentials: unknown; channelOptions: unknown };
+    const ok = Array.isArray(hosts) && hosts.length === endpoints.length &&
+      hosts.every((h: Host, i) =>
+        "channelCredentials" in h && h.host === endpoints[i]!.replace(/^https?:\/\//, "")
+      );
+    if (!ok) throw new Error("etcd3's connection pool is not laid out as ipam/etcd.ts expects");
+    (hosts as Host[]).forEach((h, i) => {
+      const t = tls(i);
+      h.channelCredentials = t.credentials;
+      h.channelOptions = { ...(h.channelOptions ?? {}), ...t.options };
+    });
+  }
+}
+
+/** An endpoint URL's host, without the brackets of an IPv6 address. */
+function hostOf(endpoint: string): string {
+  return new URL(endpoint).hostname.replace(/^\[|\]$/g, "");
+}
+
+const isIpAddress = (h: string) => /^[\d.]+$/.test(h) || h.includes(":");
+
+const CERT_NAMES = "etcd's certificate names";
+
+/** The names and addresses a certificate is for, as openssl prints them. */
+function namesOf(cert: PeerCertificate): string {
+  const alt = cert.subjectaltname?.replace(/IP Address:/g, "IP:");
+  return alt || `only CN ${cert.subject?.CN ?? "(none)"}`;
+}
+
 export class EtcdStore implements Store {
   readonly kind = "etcd";
   readonly location: string;
-  readonly #client: Etcd3;
-  readonly #timeout: number;
+  /** What each call waits for a connection, then for an answer (ms). */
+  readonly dialTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly #client: Client;
+  readonly #tls: TlsMaterial | undefined;
 
   constructor(readonly options: EtcdOptions) {
     if (options.endpoints.length === 0) throw new TypeError("etcd: no endpoints given");
     this.location = options.endpoints.join(",");
-    this.#timeout = options.requestTimeoutMs ?? 5000;
+    this.dialTimeoutMs = options.dialTimeoutMs ?? DIAL_TIMEOUT_MS;
+    this.requestTimeoutMs = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
     const read = (p: string | undefined, what: string) => {
       if (!p) return undefined;
       try {
@@ -140,66 +250,136 @@ export class EtcdStore implements Store {
     const key = read(options.key, "client key");
     const opts: IOptions = {
       hosts: options.endpoints,
-      dialTimeout: options.dialTimeoutMs ?? 3000,
-      defaultCallOptions: () => ({ deadline: new Date(Date.now() + this.#timeout) }),
+      // Watch streams; unary calls bring their own deadline (#call).
+      defaultCallOptions: () => ({ deadline: new Date(Date.now() + this.requestTimeoutMs) }),
       faultHandling,
     };
-    if (ca) {
-      const host = new URL(options.endpoints[0]!).hostname.replace(/^\[|\]$/g, "");
-      const isIp = /^[\d.]+$/.test(host) || host.includes(":");
-      const serverName = options.serverName ?? (isIp ? "localhost" : host);
-      opts.grpcOptions = { "grpc.ssl_target_name_override": serverName };
-      opts.credentials = {
-        rootCertificate: ca,
-        ...(cert ? { certChain: cert } : {}),
-        ...(key ? { privateKey: key } : {}),
+    this.#client = new Client(opts);
+    const secure = !!ca || options.endpoints.some((e) => e.startsWith("https:"));
+    if (!secure) return;
+    this.#tls = { ca: options.ca, cert: options.cert };
+    this.#client.useTls(options.endpoints, (i) => {
+      const expected = options.serverName ?? hostOf(options.endpoints[i]!);
+      return {
+        credentials: grpc.credentials.createSsl(ca ?? null, key ?? null, cert ?? null, {
+          checkServerIdentity: (_sni, peer) =>
+            checkServerIdentity(expected, peer) &&
+            new Error(`${CERT_NAMES} ${namesOf(peer)}, not ${expected}`),
+        }),
+        options: { "grpc.ssl_target_name_override": isIpAddress(expected) ? SNI_FOR_IP : expected },
       };
-    }
-    this.#client = new Etcd3(opts);
+    });
   }
 
   /**
-   * Runs an etcd call, turning transport failures into StoreUnavailableError and an
-   * error etcd answered this one request with into StoreRequestError.
+   * Runs an etcd call: waits for a connection (dial timeout), then gives the call one
+   * deadline (request timeout) for all of etcd3's attempts; failures become
+   * StoreUnavailableError saying what is wrong.
    */
-  async #call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  async #call<T>(what: string, fn: (opts: grpc.CallOptions) => Promise<T>): Promise<T> {
     try {
-      return await fn();
+      await this.#client.dial(this.dialTimeoutMs, (t) => this.#endpointOf(t));
+      return await fn({ deadline: Date.now() + this.requestTimeoutMs });
     } catch (e) {
       if (isRequestError(e)) {
         throw new StoreRequestError(
-          `etcd at ${this.location} refused the request (${what}): ${describe(e)}`,
+          `etcd at ${this.location} refused the request (${what}): ${this.#describe(e)}`,
           { cause: e },
         );
       }
       throw new StoreUnavailableError(
-        `etcd at ${this.location} is unavailable (${what}): ${describe(e)}`,
+        `etcd at ${
+          e instanceof DialTimeoutError ? e.endpoint : this.location
+        } is unavailable (${what}): ${this.#describe(e)}`,
         { cause: e },
       );
     }
   }
 
+  /** The endpoint URL a gRPC channel target ("dns:host:port") stands for. */
+  #endpointOf(target: string): string {
+    const hostPort = target.replace(/^dns:(\/\/\/)?/, "");
+    return this.options.endpoints.find((e) => e.replace(/^https?:\/\//, "") === hostPort) ??
+      hostPort;
+  }
+
+  /** Why a call failed, in words that say what to fix. */
+  #describe(e: unknown): string {
+    const ms = (n: number) => `${n / 1000} s`;
+    if (e instanceof DialTimeoutError) {
+      return `it did not answer within ${ms(e.ms)} (dial timeout: no connection that etcd ` +
+        `answers)`;
+    }
+    const m = String((e as Error)?.message ?? e);
+    if (/circuit breaker is open/i.test(m)) {
+      return "recent calls failed; not retrying for a few seconds";
+    }
+    if (/DEADLINE_EXCEEDED|deadline exceeded/i.test(m)) {
+      return `it did not answer within ${ms(this.requestTimeoutMs)} (request timeout)`;
+    }
+    if (/ECONNREFUSED/.test(m)) return "connection refused";
+    // gRPC's "No connection established. Last error: <why> (<time>). Resolution note: …"
+    const last = /Last error: (.*?)(?: \(\d{4}-\d\d-\d\dT[^)]*\))?\.?(?: Resolution note:.*)?$/s
+      .exec(m);
+    if (!last) return m.replace(/^\d+ [A-Z_]+: /, "");
+    const why = last[1]!.replace(/^Error(?: \[\w+\])?: /, "");
+    const tls = this.#tls;
+    if (!tls) {
+      if (/Failed to connect|Socket closed|ECONNRESET/.test(why)) {
+        return `the connection was closed before etcd answered (${why}); ` +
+          `if etcd serves TLS, use an https:// endpoint and --etcd-ca`;
+      }
+      return why;
+    }
+    if (why.startsWith(CERT_NAMES)) {
+      return `TLS: ${why} (use an endpoint it names, or set datastore.etcd.serverName)`;
+    }
+    if (
+      /unable to verify|self[- ]signed|local issuer|UnknownIssuer|certificate signature|BadSignature/i
+        .test(why)
+    ) {
+      return `TLS: etcd's certificate is not signed by ${
+        tls.ca ? `the CA in ${tls.ca}` : "a CA this host trusts (give etcd's CA with --etcd-ca)"
+      } (${why})`;
+    }
+    // etcd refuses a missing or untrusted client certificate after the handshake: the
+    // client sees its alert, or only the closed connection.
+    const closed = /EPIPE|ECONNRESET|Socket closed|Failed to connect/;
+    if (closed.test(why) || /alert.*(Certificate|UnknownCA|AccessDenied)/i.test(why)) {
+      return tls.cert
+        ? `TLS: etcd closed the connection during the handshake: it did not accept the ` +
+          `client certificate ${tls.cert} (not signed by a CA etcd trusts, or not for client auth)`
+        : `TLS: etcd closed the connection during the handshake: it demands a client ` +
+          `certificate (give --etcd-cert and --etcd-key)`;
+    }
+    if (/before secure TLS connection|wrong version number|corrupt message/i.test(why)) {
+      return `TLS: the connection closed before the TLS handshake finished: if etcd serves ` +
+        `plain HTTP, use an http:// endpoint (${why})`;
+    }
+    return `TLS: ${why}`;
+  }
+
   async get(key: string): Promise<KV | undefined> {
-    const r = await this.#call("get", () => this.#client.kv.range({ key: buf(key) }));
+    const r = await this.#call("get", (o) => this.#client.kv.range({ key: buf(key) }, o));
     const k = r.kvs[0];
     return k ? toKv(k as RawKv) : undefined;
   }
 
   async list(prefix: string): Promise<KV[]> {
-    const r = await this.#call("list", () =>
+    const r = await this.#call("list", (o) =>
       this.#client.kv.range({
         key: buf(prefix),
         range_end: buf(prefixEnd(prefix)),
         sort_order: "Ascend",
         sort_target: "Key",
-      }));
+      }, o));
     return r.kvs.map((k) => toKv(k as RawKv));
   }
 
   async revision(): Promise<number> {
     const r = await this.#call(
       "revision",
-      () => this.#client.kv.range({ key: buf("/ohno/"), count_only: true }),
+      (o) => this.#client.kv.range({ key: buf("/ohno/"), count_only: true }, o),
     );
     return Number(r.header.revision);
   }
@@ -241,7 +421,7 @@ export class EtcdStore implements Store {
     });
     const r = await this.#call(
       "commit",
-      () => this.#client.kv.txn({ compare, success, failure: [] }),
+      (o) => this.#client.kv.txn({ compare, success, failure: [] }, o),
     );
     return { ok: r.succeeded, revision: Number(r.header.revision) };
   }
@@ -324,15 +504,4 @@ function isRequestError(e: unknown): boolean {
     GRPCNotImplementedError,
     EtcdError,
   ].some((c) => e instanceof c);
-}
-
-function describe(e: unknown): string {
-  const m = String((e as Error)?.message ?? e);
-  if (/circuit breaker is open/i.test(m)) {
-    return "recent calls failed; not retrying for a few seconds";
-  }
-  if (/ECONNREFUSED/.test(m)) return "connection refused";
-  if (/DEADLINE_EXCEEDED|deadline/i.test(m)) return "no answer in time";
-  if (/certificate|SSL|TLS|handshake/i.test(m)) return `TLS failed: ${m}`;
-  return m.replace(/^\d+ [A-Z_]+: /, "");
 }

@@ -1,6 +1,6 @@
 /**
  * lib/: small helpers every part of ohno shares: logging, the invoked name, the version,
- * sleeping, joining bytes.
+ * sleeping, joining bytes, whether a process runs.
  *
  * Imports: nothing of ohno's (the innermost folder).
  * @module
@@ -10,3 +10,4 @@ export * from "./argv0.ts";
 export * from "./version.ts";
 export * from "./async.ts";
 export * from "./bytes.ts";
+export * from "./proc.ts";

@@ -87,9 +87,11 @@ async function compile(): Promise<void> {
 /**
  * npm packages that cannot be bundled (they read files next to their own sources, e.g.
  * gRPC's `__dirname`): left as imports and pointed at their exact npm versions, which
- * Deno loads from its cache. Only the daemon and the admin CLI import them.
+ * Deno loads from its cache. Only the daemon and the admin CLI import them. ipam/etcd.ts
+ * also imports etcd3's gRPC directly: it must be the very module etcd3 loads (gRPC checks
+ * its credentials with `instanceof`), so it stays external too.
  */
-const EXTERNAL = ["etcd3"];
+const EXTERNAL = ["etcd3", "@grpc/grpc-js"];
 
 /**
  * The bundler's CommonJS runtime makes `require` with `createRequire` from `node:module`

@@ -4,7 +4,7 @@
  * non-zero exit.
  */
 import { assert, assertEquals, assertMatch } from "./support/assert.ts";
-import { etcdMissing, startEtcd } from "./support/etcd.ts";
+import { etcdMissing, silentEndpoint, startEtcd } from "./support/etcd.ts";
 import { OHNO } from "./support/ohno.ts";
 import { cniNode } from "./support/cni.ts";
 import { runCommand } from "../netns/mod.ts";
@@ -47,11 +47,11 @@ async function exercise(ipam: ReturnType<typeof cli>) {
   ]);
 
   const vm = JSON.parse(
-    await ok("allocate", "--node", "node-a", "--handle", "vm-42", "-o", "json"),
+    await ok("allocate", "--node", "node-a", "--create-node", "--handle", "vm-42", "-o", "json"),
   );
   assertEquals(vm.length, 2);
   const v4 = vm[0].ip as string;
-  await ok("allocate", "--node", "node-b", "--handle", "vm-43");
+  await ok("allocate", "--node", "node-b", "--create-node", "--handle", "vm-43");
   await fails(/already has addresses/, "allocate", "--node", "node-a", "--handle", "vm-42");
 
   const table = await ok("ls");
@@ -84,7 +84,7 @@ async function exercise(ipam: ReturnType<typeof cli>) {
   assertMatch(await ok("release", v4), /released/);
   await fails(/exactly one of/, "release");
   await fails(/is not allocated/, "release", v4);
-  await ok("allocate", "--node", "node-c", "--handle", "vm-44");
+  await ok("allocate", "--node", "node-c", "--create-node", "--handle", "vm-44");
   assertMatch(await ok("release", "--node", "node-c"), /node node-c: released 1 attachments/);
   await ok("pool", "rm", "10.244.0.0/16");
   assertEquals(JSON.parse(await ok("ls", "-o", "json")).length, 0);
@@ -163,6 +163,141 @@ Deno.test({
     });
     assert(missingConfig.code !== 0);
     assertMatch(missingConfig.stderr, /cannot read \/nonexistent\/ohno\.json/);
+  },
+});
+
+Deno.test("ohno ipam allocate refuses a node with no record unless --create-node", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ohnot-ipamcli-" });
+  try {
+    const ipam = cli(["--data-dir", dir]);
+    const ok = async (...args: string[]) => {
+      const r = await ipam(...args);
+      assertEquals(r.code, 0, `ohno ipam ${args.join(" ")}: ${r.stderr}`);
+      return r.stdout;
+    };
+    await ok("pool", "add", "10.245.0.0/16");
+    const r = await ipam("allocate", "--node", "no-such-node", "--handle", "vm-1");
+    assert(r.code !== 0, "allocate for a node with no record must fail");
+    assertEquals(r.stdout, "");
+    assertMatch(r.stderr, /node no-such-node has no record .*nothing allocated/);
+    assertMatch(r.stderr, /--create-node/);
+    assertEquals(JSON.parse(await ok("blocks", "-o", "json")), [], "no block was claimed");
+    assertEquals(JSON.parse(await ok("ls", "-o", "json")), [], "no address was allocated");
+    assertEquals(JSON.parse(await ok("nodes", "-o", "json")), []);
+
+    // --create-node writes the record (no addresses) and allocates.
+    const got = JSON.parse(
+      await ok(
+        "allocate",
+        "--node",
+        "no-such-node",
+        "--create-node",
+        "--handle",
+        "vm-1",
+        "-o",
+        "json",
+      ),
+    );
+    assertEquals(got.length, 1);
+    const nodes = JSON.parse(await ok("nodes", "-o", "json"));
+    assertEquals(nodes.map((n: { node: string; ips: string[] }) => [n.node, n.ips]), [
+      ["no-such-node", []],
+    ]);
+    // Now it has a record: no flag needed.
+    await ok("allocate", "--node", "no-such-node", "--handle", "vm-2");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name: `ohno ipam against a port that accepts and never answers: the 3 s dial timeout, named`,
+  async fn() {
+    await using silent = silentEndpoint();
+    const r = await runCommand(undefined, OHNO, {
+      args: ["ipam", "--etcd-endpoints", silent.endpoint, "pools"],
+    });
+    assert(r.code !== 0);
+    assertEquals(
+      r.stderr.trim(),
+      `ohno: etcd at ${silent.endpoint} is unavailable (list): it did not answer within 3 s ` +
+        `(dial timeout: no connection that etcd answers)`,
+    );
+    assertEquals(r.stdout, "");
+  },
+});
+
+Deno.test({
+  name:
+    `ohno ipam over TLS says what is wrong: the CA, the server name, the client certificate${skip}`,
+  ignore: !!missing,
+  sanitizeResources: false,
+  async fn() {
+    // etcd's certificate names IP:127.0.0.1 and DNS:localhost; the second one only the IP.
+    await using etcd = await startEtcd({ tls: true });
+    await using ipOnly = await startEtcd({ tls: true, serverSans: "IP:127.0.0.1" });
+    const t = etcd.tls!;
+    const ipam = async (
+      endpoint: string,
+      etcdConfig: { ca?: string; cert?: string; key?: string; serverName?: string },
+    ) => {
+      const config = `${t.dir}/ohno-${crypto.randomUUID()}.json`;
+      await Deno.writeTextFile(
+        config,
+        JSON.stringify({
+          datastore: { type: "etcd", etcd: { endpoints: [endpoint], ...etcdConfig } },
+        }),
+      );
+      return await runCommand(undefined, OHNO, { args: ["ipam", "--config", config, "pools"] });
+    };
+    const works = (r: { code: number; stderr: string; stdout: string }) => {
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(r.stdout.trim(), "no pools");
+    };
+    const fails = (r: { code: number; stderr: string }, endpoint: string, why: string) => {
+      assert(r.code !== 0, `should fail with: ${why}`);
+      assertEquals(r.stderr.trim(), `ohno: etcd at ${endpoint} is unavailable (list): TLS: ${why}`);
+    };
+    const [url] = etcd.endpoints as [string];
+    const client = { cert: t.clientCert, key: t.clientKey };
+
+    works(await ipam(url, { ca: t.ca, ...client }));
+    fails(
+      await ipam(url, { ca: t.otherCa, ...client }),
+      url,
+      `etcd's certificate is not signed by the CA in ${t.otherCa} (unable to verify the first certificate)`,
+    );
+    fails(
+      await ipam(url, { ca: t.ca }),
+      url,
+      "etcd closed the connection during the handshake: it demands a client certificate " +
+        "(give --etcd-cert and --etcd-key)",
+    );
+    fails(
+      await ipam(url, { ca: t.ca, ...client, serverName: "etcd.example" }),
+      url,
+      "etcd's certificate names IP:127.0.0.1, DNS:localhost, not etcd.example " +
+        "(use an endpoint it names, or set datastore.etcd.serverName)",
+    );
+    // An IP address is checked against the certificate's IP addresses, never sent as the
+    // TLS server name (Deno refuses one: "servername must not be an IP address").
+    works(await ipam(url, { ca: t.ca, ...client, serverName: "127.0.0.1" }));
+    fails(
+      await ipam(url, client),
+      url,
+      "etcd's certificate is not signed by a CA this host trusts (give etcd's CA with --etcd-ca) " +
+        "(unable to verify the first certificate)",
+    );
+    const [ipUrl] = ipOnly.endpoints as [string];
+    const ipTls = ipOnly.tls!;
+    const ipClient = { ca: ipTls.ca, cert: ipTls.clientCert, key: ipTls.clientKey };
+    works(await ipam(ipUrl, ipClient));
+    fails(
+      await ipam(ipUrl.replace("127.0.0.1", "localhost"), ipClient),
+      ipUrl.replace("127.0.0.1", "localhost"),
+      "etcd's certificate names IP:127.0.0.1, not localhost " +
+        "(use an endpoint it names, or set datastore.etcd.serverName)",
+    );
   },
 });
 

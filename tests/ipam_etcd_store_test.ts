@@ -6,7 +6,8 @@ import { assert, assertEquals, assertRejects } from "./support/assert.ts";
 import { storeContract } from "../ipam/store_contract.ts";
 import { EtcdStore } from "../ipam/etcd.ts";
 import { StoreRequestError, StoreUnavailableError } from "../ipam/store.ts";
-import { type EtcdFixture, etcdMissing, startEtcd } from "./support/etcd.ts";
+import { type EtcdFixture, etcdMissing, silentEndpoint, startEtcd } from "./support/etcd.ts";
+import { openDatastore } from "../daemon/datastore.ts";
 
 const missing = etcdMissing();
 const skip = missing ? ` [SKIP: ${missing}]` : "";
@@ -134,5 +135,75 @@ Deno.test({
       assert(e.message.includes("refused the request (commit)"), e.message);
     }
     assertEquals(await s.get("/big"), undefined);
+  },
+});
+
+Deno.test({
+  ...opts,
+  name:
+    `etcd store: a port that accepts and never answers fails at the dial timeout, naming it${skip}`,
+  async fn() {
+    await using silent = silentEndpoint();
+    await using s = new EtcdStore({
+      endpoints: [silent.endpoint],
+      dialTimeoutMs: 1000,
+      requestTimeoutMs: 1500,
+    });
+    for (const what of ["list", "commit"] as const) {
+      const e = await assertRejects(
+        () => what === "list" ? s.list("/") : s.commit({ mutations: [{ put: "/k", value: "v" }] }),
+        StoreUnavailableError,
+      );
+      assertEquals(
+        e.message,
+        `etcd at ${silent.endpoint} is unavailable (${what}): it did not answer within 1 s ` +
+          `(dial timeout: no connection that etcd answers)`,
+      );
+    }
+    assert(silent.accepted() > 0, "the client did connect");
+  },
+});
+
+Deno.test({
+  ...opts,
+  name: `etcd store: a stopped etcd fails at the request timeout, naming it${skip}`,
+  async fn() {
+    await using etcd = await startEtcd();
+    await using s = new EtcdStore({
+      endpoints: etcd.endpoints,
+      dialTimeoutMs: 1000,
+      requestTimeoutMs: 1500,
+    });
+    assert((await s.commit({ mutations: [{ put: "/k", value: "1" }] })).ok);
+    etcd.pause();
+    try {
+      const e = await assertRejects(() => s.get("/k"), StoreUnavailableError);
+      assertEquals(
+        e.message,
+        `etcd at ${etcd.endpoints[0]} is unavailable (get): it did not answer within 1.5 s ` +
+          `(request timeout)`,
+      );
+    } finally {
+      etcd.resume();
+    }
+  },
+});
+
+Deno.test({
+  ...opts,
+  name: `etcd store: the timeouts are the documented 3 s to connect and 5 s to answer${skip}`,
+  async fn() {
+    await using s = new EtcdStore({ endpoints: ["http://127.0.0.1:2379"] });
+    assertEquals([s.dialTimeoutMs, s.requestTimeoutMs], [3000, 5000]);
+    const schema = await Deno.readTextFile(new URL("../ipam/SCHEMA.md", import.meta.url));
+    assert(/dial timeout 3 s, request timeout 5 s/.test(schema.replace(/\s+/g, " ")));
+    // What the CLI and the agent open: the same defaults.
+    await using viaConfig = await openDatastore({
+      type: "etcd",
+      dataDir: "/nonexistent",
+      etcd: { endpoints: ["http://127.0.0.1:2379"] },
+    });
+    const opened = viaConfig as EtcdStore;
+    assertEquals([opened.dialTimeoutMs, opened.requestTimeoutMs], [3000, 5000]);
   },
 });

@@ -17,6 +17,7 @@ import {
   runCommand,
 } from "../../netns/mod.ts";
 import { OHNO_ROUTE_PROTOCOL } from "../../daemon/routing/hostgw.ts";
+import { processAlive } from "../../lib/proc.ts";
 import { CniRuntime, type ConfList } from "./runtime.ts";
 import { type Lab, labDown, labNetnsName, labOpen, labUp } from "./topology.ts";
 
@@ -91,15 +92,6 @@ async function updateState<T>(name: string, fn: (s: LabState) => T): Promise<T> 
     return out;
   } finally {
     lock.close();
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    Deno.kill(pid, "SIGCONT");
-    return true;
-  } catch {
-    return false;
   }
 }
 
@@ -223,7 +215,7 @@ export async function up(o: LabUpOptions): Promise<LabState> {
     Deno.writeTextFileSync(stateFile(o.name), JSON.stringify(state, null, 2));
     for (const n of nodes) {
       await waitFor(`the agent on ${n.name} ready (see ${n.dir}/daemon.log)`, 60_000, async () => {
-        if (!alive(n.pid)) {
+        if (!processAlive(n.pid)) {
           throw new Error(`the agent on ${n.name} exited:\n${tail(`${n.dir}/daemon.out`)}`);
         }
         return await curlOk(lab.node(n.name).ns, "http://127.0.0.1:9753/readyz");
@@ -469,7 +461,7 @@ export async function status(name: string): Promise<LabStatus> {
   try {
     const nodes: LabStatus["nodes"] = [];
     for (const n of state.nodes) {
-      const agent = !alive(n.pid)
+      const agent = !processAlive(n.pid)
         ? "down"
         : (await curlOk(lab.node(n.name).ns, "http://127.0.0.1:9753/readyz"))
         ? "ready"
@@ -486,7 +478,7 @@ export async function status(name: string): Promise<LabStatus> {
       : [];
     return {
       name,
-      etcd: { endpoint: state.etcd.endpoint, running: alive(state.etcd.pid) },
+      etcd: { endpoint: state.etcd.endpoint, running: processAlive(state.etcd.pid) },
       nodes,
       blocks,
       pods: Object.values(state.pods).map((p) => ({ name: p.name, node: p.node, ips: p.ips })),
@@ -505,7 +497,11 @@ export async function stopAgent(name: string, node: string, kill = false): Promi
   } catch {
     // gone
   }
-  await waitFor(`the agent on ${node} to exit`, 10_000, () => Promise.resolve(!alive(n.pid)));
+  await waitFor(
+    `the agent on ${node} to exit`,
+    10_000,
+    () => Promise.resolve(!processAlive(n.pid)),
+  );
 }
 
 /** Starts a node's agent again (after stopAgent), waiting until it is ready. */
@@ -514,7 +510,9 @@ export async function startAgent(name: string, node: string): Promise<void> {
   try {
     const n = state.nodes.find((x) => x.name === node);
     if (!n) throw new Error(`lab ${name} has no node ${node}`);
-    if (alive(n.pid)) throw new Error(`the agent on ${node} is running (pid ${n.pid})`);
+    // A killed agent stays a zombie until its parent (init, once `ohno lab up` has
+    // exited) reaps it, which may take a moment: processAlive counts zombies as down.
+    if (processAlive(n.pid)) throw new Error(`the agent on ${node} is running (pid ${n.pid})`);
     const pid = spawnDetached(lab.node(node).ns, state.ohno, [
       "daemon",
       "--config",
@@ -524,7 +522,7 @@ export async function startAgent(name: string, node: string): Promise<void> {
       s.nodes.find((x) => x.name === node)!.pid = pid;
     });
     await waitFor(`the agent on ${node} ready`, 60_000, async () => {
-      if (!alive(pid)) {
+      if (!processAlive(pid)) {
         throw new Error(`the agent on ${node} exited:\n${tail(`${n.dir}/daemon.out`)}`);
       }
       return await curlOk(lab.node(node).ns, "http://127.0.0.1:9753/readyz");
@@ -542,7 +540,7 @@ export async function etcdStop(name: string): Promise<void> {
   } catch {
     // gone
   }
-  await waitFor("etcd to exit", 10_000, () => Promise.resolve(!alive(s.etcd.pid)));
+  await waitFor("etcd to exit", 10_000, () => Promise.resolve(!processAlive(s.etcd.pid)));
 }
 
 export async function etcdStart(name: string): Promise<void> {

@@ -28,10 +28,15 @@ export interface EtcdFixture extends AsyncDisposable {
   kill(): Promise<void>;
   stop(): Promise<void>;
   restart(): Promise<void>;
+  /** SIGSTOP: connections stay open, nothing is answered; `resume()` is SIGCONT. */
+  pause(): void;
+  resume(): void;
 }
 
 export interface EtcdFixtureOptions {
   tls?: boolean;
+  /** The server certificate's subjectAltName (default `IP:<host>,DNS:localhost`). */
+  serverSans?: string;
   /** Start inside this namespace, listening on `host` (default 127.0.0.1). */
   netns?: Netns;
   host?: string;
@@ -63,8 +68,15 @@ async function openssl(args: string[], cwd: string): Promise<void> {
   if (r.code !== 0) throw new Error(`openssl ${args[0]} failed: ${r.stderr}`);
 }
 
-/** A CA, a server certificate for `host`, and a client certificate, all by openssl. */
-export async function makeTls(dir: string, host: string): Promise<EtcdTls> {
+/**
+ * A CA, a server certificate for `host` (or for `serverSans`, openssl's subjectAltName
+ * syntax), and a client certificate, all by openssl.
+ */
+export async function makeTls(
+  dir: string,
+  host: string,
+  serverSans = `IP:${host},DNS:localhost`,
+): Promise<EtcdTls> {
   Deno.mkdirSync(dir, { recursive: true });
   const sub = (cn: string) => ["-subj", `/CN=${cn}`];
   for (const ca of ["ca", "other-ca"]) {
@@ -85,7 +97,7 @@ export async function makeTls(dir: string, host: string): Promise<EtcdTls> {
   }
   Deno.writeTextFileSync(
     `${dir}/server.ext`,
-    `subjectAltName=IP:${host},DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n`,
+    `subjectAltName=${serverSans}\nextendedKeyUsage=serverAuth,clientAuth\n`,
   );
   Deno.writeTextFileSync(`${dir}/client.ext`, `extendedKeyUsage=clientAuth\n`);
   for (const who of ["server", "client"]) {
@@ -135,7 +147,7 @@ export async function startEtcd(opts: EtcdFixtureOptions = {}): Promise<EtcdFixt
   const host = opts.host ?? "127.0.0.1";
   const clientPort = opts.clientPort ?? (opts.netns ? 2379 : freePort());
   const peerPort = opts.peerPort ?? (opts.netns ? 2380 : freePort());
-  const tls = opts.tls ? await makeTls(`${dir}/tls`, host) : undefined;
+  const tls = opts.tls ? await makeTls(`${dir}/tls`, host, opts.serverSans) : undefined;
   const scheme = tls ? "https" : "http";
   const fmt = (h: string) => (h.includes(":") ? `[${h}]` : h);
   const clientUrl = `${scheme}://${fmt(host)}:${clientPort}`;
@@ -226,11 +238,45 @@ export async function startEtcd(opts: EtcdFixtureOptions = {}): Promise<EtcdFixt
       await halt("SIGTERM");
       await start();
     },
+    pause: () => child?.kill("SIGSTOP"),
+    resume: () => child?.kill("SIGCONT"),
     async [Symbol.asyncDispose]() {
+      if (alive) child?.kill("SIGCONT");
       await halt("SIGKILL");
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     },
   };
   if (tls) fixture.tls = tls;
   return fixture;
+}
+
+/** A loopback port that accepts connections and never says a word. */
+export interface SilentEndpoint extends AsyncDisposable {
+  /** `http://127.0.0.1:<port>` */
+  endpoint: string;
+  /** How many connections it has accepted. */
+  accepted(): number;
+}
+
+export function silentEndpoint(): SilentEndpoint {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const c of l) conns.push(c);
+  })().catch(() => {});
+  return {
+    endpoint: `http://127.0.0.1:${(l.addr as Deno.NetAddr).port}`,
+    accepted: () => conns.length,
+    async [Symbol.asyncDispose]() {
+      l.close();
+      await accepting;
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch {
+          // closed by the peer
+        }
+      }
+    },
+  };
 }

@@ -15,6 +15,7 @@ import {
   type Netns,
 } from "../../netns/mod.ts";
 import * as labs from "../../deploy/lab/lab.ts";
+import { processAlive } from "../../lib/proc.ts";
 
 /** Prefix of every namespace a test creates. */
 export const TEST_NETNS_PREFIX = "ohnot-";
@@ -93,15 +94,6 @@ export function testLabOf(netns: string): string | undefined {
   return TEST_LAB_NETNS.test(netns) ? netns.slice("ohno-lab-".length).split("-")[0] : undefined;
 }
 
-function alive(pid: number): boolean {
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Removes test namespaces whose process is gone (a run killed before it could clean
  * up). Namespaces of live processes are left alone: another run may be using them.
@@ -111,7 +103,7 @@ export async function sweepStaleTestNetns(): Promise<string[]> {
   const removed: string[] = [];
   for (const name of listNamedNetns()) {
     const pid = testNetnsPid(name);
-    if (pid === undefined || pid === Deno.pid || alive(pid)) continue;
+    if (pid === undefined || pid === Deno.pid || processAlive(pid)) continue;
     const lab = testLabOf(name);
     // A lab also has processes (etcd, agents) and a state dir: take it down whole.
     if (lab) await labs.down(lab).then((r) => removed.push(...r), () => {});
