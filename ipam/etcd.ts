@@ -71,6 +71,8 @@ export interface EtcdOptions {
 
 /** How long a call waits for a connection that etcd answers (ipam/SCHEMA.md). */
 export const DIAL_TIMEOUT_MS = 3000;
+/** How often an idle connection is pinged, so a dead one ends its watch streams. */
+const KEEPALIVE_MS = 10_000;
 /** How long a call waits for etcd's answer once connected, retries included. */
 export const REQUEST_TIMEOUT_MS = 5000;
 
@@ -250,8 +252,16 @@ export class EtcdStore implements Store {
     const key = read(options.key, "client key");
     const opts: IOptions = {
       hosts: options.endpoints,
-      // Watch streams; unary calls bring their own deadline (#call).
-      defaultCallOptions: () => ({ deadline: new Date(Date.now() + this.requestTimeoutMs) }),
+      // Unary calls bring their own deadline (#call). A watch stream gets none: with a
+      // deadline etcd3 ended and re-created every watch each `requestTimeoutMs`, a new
+      // watch on etcd every 5 s from every agent. A dead connection is found by gRPC
+      // keepalive instead (etcd accepts pings every 5 s or slower).
+      defaultCallOptions: (ctx) =>
+        ctx.isStream ? {} : { deadline: new Date(Date.now() + this.requestTimeoutMs) },
+      grpcOptions: {
+        "grpc.keepalive_time_ms": KEEPALIVE_MS,
+        "grpc.keepalive_timeout_ms": KEEPALIVE_MS / 2,
+      },
       faultHandling,
     };
     this.#client = new Client(opts);

@@ -41,7 +41,7 @@ export const MUTANTS: Mutant[] = [
     file: "ipam/cluster.ts",
     from: "        compare.push({ key: K.ip(block, text), absent: true }, {",
     to: "        compare.push({ key: K.ip(block, text) + '\\u0000', absent: true }, {",
-    tests: ["ipam/cluster_test.ts", "tests/ipam_cluster_test.ts"],
+    tests: ["ipam/cluster_test.ts"],
   },
   {
     id: "stale-route-delete",
@@ -66,7 +66,7 @@ export const MUTANTS: Mutant[] = [
     file: "cni/gc.ts",
     from: "    await ipamFor(ctx).gc(valid);",
     to: "    void valid;",
-    tests: ["tests/cni_verbs_test.ts"],
+    tests: ["tests/cni_negative_test.ts"],
   },
   {
     id: "check-address",
@@ -74,7 +74,7 @@ export const MUTANTS: Mutant[] = [
     file: "cni/check.ts",
     from: "if (!have.has(ip.address)) throw",
     to: "if (have.size < 0) throw",
-    tests: ["tests/cni_verbs_test.ts"],
+    tests: ["tests/cni_negative_test.ts"],
   },
   {
     id: "check-route",
@@ -82,7 +82,7 @@ export const MUTANTS: Mutant[] = [
     file: "cni/check.ts",
     from: "if (!routes.some((r) => r.gateway === ip.gateway && r.dev === env.ifname)) {",
     to: "if (routes.length < 0) {",
-    tests: ["tests/cni_verbs_test.ts"],
+    tests: ["tests/cni_negative_test.ts"],
   },
   {
     id: "ifname-limit",
@@ -90,6 +90,31 @@ export const MUTANTS: Mutant[] = [
     file: "cni/env.ts",
     from: "  if (name.length > 15) {",
     to: "  if (name.length > 16) {",
-    tests: ["tests/cni_badinput_test.ts", "cni/"],
+    tests: ["tests/cni_negative_test.ts"],
+  },
+  {
+    id: "readiness-order",
+    what: "the agent serves allocations before its pools, node and blocks are loaded",
+    file: "daemon/agent.ts",
+    from: "    let ipamReady = false;",
+    to: "    let ipamReady = true;",
+    tests: ["tests/daemon_ready_test.ts"],
+  },
+  {
+    id: "peer-relist",
+    what: "the agent re-lists the cluster on every watch event (the O(N²) storm)",
+    file: "ipam/peers.ts",
+    from: "        if (reset || touched.size === 0) continue;",
+    to:
+      "        if (touched.size) reset = true;\n        if (reset || touched.size === 0) continue;",
+    tests: ["ipam/peers_test.ts", "tests/peers_burst_test.ts"],
+  },
+  {
+    id: "cross-node-release",
+    what: "an agent releases another node's attachment",
+    file: "ipam/cluster.ts",
+    from: "      if (!inScope(h, scope)) return { result: [] as string[] };",
+    to: "      void inScope;",
+    tests: ["ipam/cluster_test.ts"],
   },
 ];

@@ -8,6 +8,7 @@ import { etcdMissing } from "./support/etcd.ts";
 import { agentMetrics, fakeNode, fakeNodes } from "./support/fakenodes.ts";
 import { testLab, within } from "./support/lab.ts";
 import { labOpen } from "../deploy/lab/topology.ts";
+import { type Netns, runCommand } from "../netns/mod.ts";
 
 const missing = etcdMissing();
 const skip = missing ? ` [SKIP: ${missing}]` : "";
@@ -26,6 +27,16 @@ function counters(m: Map<string, number>) {
   };
 }
 
+/** Watch streams etcd has started (its own metric), read inside the lab namespace. */
+async function etcdWatchStreams(ns: Netns): Promise<number> {
+  const r = await runCommand(ns, "curl", { args: ["-s", "http://127.0.0.1:2379/metrics"] });
+  const line = r.stdout.split("\n").find((l) =>
+    l.startsWith("grpc_server_started_total{") && l.includes('grpc_method="Watch"')
+  );
+  assert(line, "etcd reports the watch streams it started");
+  return Number(line.slice(line.lastIndexOf(" ") + 1));
+}
+
 Deno.test({
   name:
     `agent: ${N} nodes joining and then leaving at once cost a few reconciles and no re-list${skip}`,
@@ -38,6 +49,8 @@ Deno.test({
     using lab = labOpen(t.name);
     const node = t.node("node1");
     const before = counters(await agentMetrics(node));
+    const watchStreams = () => etcdWatchStreams(lab.ns);
+    const streamsBefore = await watchStreams();
     assertEquals(before.lists, 1, "the agent listed the cluster once at start-up");
     assertEquals(before.peers, 0);
 
@@ -86,6 +99,8 @@ Deno.test({
     assertEquals(left.peers, 0);
     assertEquals(left.lists, 1);
     assertEquals(left.storeLists, before.storeLists);
+    // One watch stream for the whole test (more than 10 s): none ended and re-created.
+    assertEquals(await watchStreams(), streamsBefore, "the agent's watch stream was re-created");
     const leaveReconciles = left.reconciles - joined.reconciles;
     assert(
       leaveReconciles >= 1 && leaveReconciles <= 5,

@@ -5,8 +5,9 @@
  *
  * 1. N nodes join at once (N = 1,000 and 5,000);
  * 2. then 10 % of them leave at once;
- * 3. then an etcd compaction forces a re-list: the agent is paused, 10 more nodes join,
- *    etcd compacts and restarts (breaking the agent's watch), the agent resumes.
+ * 3. then an etcd compaction forces a re-list: the agent's node is cut off from etcd, 10
+ *    more nodes join, etcd compacts and restarts, the partition heals; the agent's watch
+ *    resumes from a compacted revision and must list again.
  *
  * For each phase: time until the kernel holds every route, the agent's CPU seconds and
  * reconcile count until it settles (its counters still for 3 s), its peak and settled
@@ -162,8 +163,14 @@ export async function scenario(
     );
     phases.push(
       await measure("compaction → re-list", ctx, 2 * (n - leave + 10), async () => {
-        const pid = ctx.pid();
-        Deno.kill(pid, "SIGSTOP");
+        // A partition during which etcd compacts: the agent's node drops etcd's packets,
+        // 10 nodes join, etcd compacts and restarts, the partition heals. The agent's
+        // watch resumes from a revision etcd no longer has, and must list again.
+        const nft = (script: string) =>
+          runCommand(ctx.node, "nft", { args: ["-f", "-"], stdinText: script });
+        await nft(
+          "table inet ohnobench { chain in { type filter hook input priority 0; tcp sport 2379 drop; } }",
+        );
         try {
           await fakeNodes(lab.ns, etcd, "put", n, n + 10);
           const st = await runCommand(lab.ns, "etcdctl", {
@@ -174,7 +181,7 @@ export async function scenario(
           await labs.etcdStop(name);
           await labs.etcdStart(name);
         } finally {
-          Deno.kill(pid, "SIGCONT");
+          await nft("delete table inet ohnobench");
         }
       }),
     );
