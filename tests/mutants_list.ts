@@ -117,4 +117,13 @@ export const MUTANTS: Mutant[] = [
     to: "      void inScope;",
     tests: ["ipam/cluster_test.ts"],
   },
+  {
+    id: "watch-deadline",
+    what: "etcd watch streams get the request deadline and are re-created every 5 s",
+    file: "ipam/etcd.ts",
+    from: "        ctx.isStream ? {} : { deadline: new Date(Date.now() + this.requestTimeoutMs) },",
+    to:
+      "        ({ deadline: new Date(Date.now() + this.requestTimeoutMs + 0 * Number(ctx.isStream)) }),",
+    tests: ["tests/peers_burst_test.ts"],
+  },
 ];
