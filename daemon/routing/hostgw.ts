@@ -78,6 +78,30 @@ interface Command {
   op: "replace" | "delete";
   dst: string;
   node?: string;
+  via?: string;
+}
+
+/** The kernel's words for a gateway that is not on any link of the node. */
+const OFF_LINK = /invalid gateway|Network is unreachable|No route to host/i;
+
+/**
+ * What a refused route means. A next hop the kernel calls invalid is, for host-gw, a peer
+ * that is not on this node's L2 segment (another subnet behind a router): say so, and
+ * what fixes it, rather than leave the kernel's terse "Nexthop has invalid gateway".
+ */
+export function explainRouteFailure(
+  c: { op: "replace" | "delete"; dst: string; node?: string; via?: string },
+  stderr: string,
+): Pick<FailedRoute, "reason" | "error"> {
+  if (c.op === "replace" && c.via && OFF_LINK.test(stderr)) {
+    return {
+      reason: "next-hop-unreachable",
+      error: `next hop ${c.via}${
+        c.node ? ` (node ${c.node})` : ""
+      } is not on a link of this node: host-gw needs every node on one L2 segment; a node in another subnet needs backend vxlan (kernel: ${stderr})`,
+    };
+  }
+  return { error: stderr };
 }
 
 /** The host-gw backend. Stateless: every reconcile starts from what the kernel holds. */
@@ -170,6 +194,7 @@ export class HostGwBackend implements Backend {
       op: "replace",
       dst: w.dst,
       node: w.node,
+      via: w.via,
       args: [
         "route",
         "replace",
@@ -210,11 +235,14 @@ export class HostGwBackend implements Backend {
         const c = cmds[at]!;
         // A route that vanished between read and delete is what we wanted anyway.
         if (!(c.op === "delete" && e instanceof IpNotFoundError)) {
+          const why = explainRouteFailure(c, e.stderr.trim() || e.message);
           failed.push({
             op: c.op,
             dst: c.dst,
             ...(c.node ? { node: c.node } : {}),
-            error: e.stderr.trim() || e.message,
+            ...(c.via ? { via: c.via } : {}),
+            ...(why.reason ? { reason: why.reason } : {}),
+            error: why.error,
           });
         }
         start = at + 1;

@@ -71,6 +71,14 @@ export interface FailedRoute {
   op: "replace" | "delete";
   dst: string;
   node?: string;
+  /** The next hop of a refused replace. */
+  via?: string;
+  /**
+   * `next-hop-unreachable` when the kernel refused the next hop as not on any link of the
+   * node (host-gw across subnets); absent for other errors.
+   */
+  reason?: "next-hop-unreachable";
+  /** What went wrong, in words (with the kernel's own message). */
   error: string;
 }
 

@@ -31,6 +31,9 @@ export async function testLab(
     mtu?: number;
     kubeconfig?: string;
     extraConfig?: Record<string, unknown>;
+    /** `routed`: nodes in subnets joined by a router (default flat). */
+    underlay?: "flat" | "routed";
+    subnets?: number;
   },
 ): Promise<TestLab> {
   // At most 16 lowercase letters and digits; the pid lets the runner's guard tell this
@@ -44,6 +47,8 @@ export async function testLab(
     ...(opts.mtu ? { mtu: opts.mtu } : {}),
     ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}),
     ...(opts.extraConfig ? { extraConfig: opts.extraConfig } : {}),
+    ...(opts.underlay ? { underlay: opts.underlay } : {}),
+    ...(opts.subnets ? { subnets: opts.subnets } : {}),
   }).catch(async (e) => {
     await labs.down(name).catch(() => {});
     throw e;
