@@ -4,23 +4,14 @@
  * subnet, and the agent says so (metrics, log) instead of failing silently.
  */
 import { assert, assertEquals, assertMatch } from "./support/assert.ts";
-import { testLab } from "./support/lab.ts";
+import { metric, testLab } from "./support/lab.ts";
 import { etcdMissing } from "./support/etcd.ts";
-import { ipJson, type IpRoute, Netns, runCommand } from "../netns/mod.ts";
+import { ipJson, type IpRoute } from "../netns/mod.ts";
 import { labOpen } from "../deploy/lab/topology.ts";
 
 const missing = etcdMissing();
 const skip = missing ? ` [SKIP: ${missing}]` : "";
 const opts = { ignore: !!missing, sanitizeResources: false, sanitizeOps: false };
-
-/** A metric's value from a node's agent (`name` exactly, no labels), or undefined. */
-export async function metric(ns: Netns, name: string): Promise<number | undefined> {
-  const r = await runCommand(ns, "curl", {
-    args: ["-s", "--max-time", "2", "http://127.0.0.1:9753/metrics"],
-  });
-  const m = new RegExp(`^${name} (\\S+)$`, "m").exec(r.stdout);
-  return m ? Number(m[1]) : undefined;
-}
 
 Deno.test({
   ...opts,

@@ -7,7 +7,7 @@
 
 import * as labs from "../../deploy/lab/lab.ts";
 import { labOpen } from "../../deploy/lab/topology.ts";
-import { Netns } from "../../netns/mod.ts";
+import { Netns, runCommand } from "../../netns/mod.ts";
 import { OHNO } from "./ohno.ts";
 
 let n = 0;
@@ -72,3 +72,12 @@ export async function testLab(
 
 export { within } from "./wait.ts";
 export { Netns };
+
+/** A metric's value from a node's agent (`name` exactly, no labels), or undefined. */
+export async function metric(ns: Netns, name: string): Promise<number | undefined> {
+  const r = await runCommand(ns, "curl", {
+    args: ["-s", "--max-time", "2", "http://127.0.0.1:9753/metrics"],
+  });
+  const m = new RegExp(`^${name} (\\S+)$`, "m").exec(r.stdout);
+  return m ? Number(m[1]) : undefined;
+}
