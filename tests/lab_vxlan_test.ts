@@ -49,7 +49,8 @@ async function kernel(ns: Netns): Promise<KernelView> {
   const links =
     (await ipJson<{ ifname: string; address: string; mtu: number }[]>(["link", "show"], {
       netns: ns,
-    })).filter((l) => l.ifname.startsWith("ohno.vxlan"));
+    })).filter((l) => l.ifname.startsWith("ohno.vxlan"))
+      .map((l) => ({ ifname: l.ifname, address: l.address, mtu: l.mtu }));
   const neigh: string[] = [];
   const fdb: string[] = [];
   for (const l of links) {
@@ -239,5 +240,74 @@ Deno.test({
     });
     assertEquals(r.code, 0, r.stderr);
     assertEquals(await kernel(ns), { routes: [], neigh: [], fdb: [], links: [] });
+  },
+});
+
+Deno.test({
+  ...opts,
+  name: `vxlan on an IPv6-only underlay: one device, IPv4 and IPv6 pods ping across subnets${skip}`,
+  async fn() {
+    await using t = await testLab({
+      nodes: 3,
+      underlay: "routed",
+      nodeFamilies: "ipv6",
+      extraConfig: VXLAN,
+    });
+    for (const n of ["node1", "node2", "node3"]) await t.lab.podAdd(t.name, n, `p${n.slice(-1)}`);
+    assertEquals(await pingAll(t, ["p1", "p2", "p3"]), []);
+    const k = await kernel(t.node("node1"));
+    assertEquals(k.links.map((l) => [l.ifname, l.mtu]), [["ohno.vxlan6", 1430]]);
+    // Both pod families through the IPv6-outer device; FDB entries point at IPv6 addresses.
+    assertEquals(k.routes.length, 4, k.routes.join("\n"));
+    assert(k.routes.every((r) => r.endsWith(" dev ohno.vxlan6")), k.routes.join("\n"));
+    const s = t.state();
+    assertEquals(
+      k.fdb.map((f) => f.split(" ")[2]).sort(),
+      [s.nodes[1]!.ipv6, s.nodes[2]!.ipv6].sort(),
+    );
+    using p1 = Netns.named(s.pods["p1"]!.netns);
+    assertEquals(
+      (await ipJson<{ mtu: number }[]>(["link", "show", "eth0"], { netns: p1 }))[0]?.mtu,
+      1430,
+    );
+  },
+});
+
+Deno.test({
+  ...opts,
+  name:
+    `switching a live node: vxlan to host-gw and back leaves nothing of the other backend${skip}`,
+  async fn() {
+    // A flat underlay: host-gw can reach every node, so both backends must work on it.
+    await using t = await testLab({ nodes: 2, extraConfig: VXLAN });
+    await t.lab.podAdd(t.name, "node1", "p1");
+    await t.lab.podAdd(t.name, "node2", "p2");
+    const s = t.state();
+    const setBackend = async (backend: string) => {
+      for (const n of s.nodes) {
+        await t.lab.stopAgent(t.name, n.name);
+        const file = `${n.dir}/ohno.json`;
+        const cfg = JSON.parse(Deno.readTextFileSync(file));
+        cfg.backend = backend;
+        Deno.writeTextFileSync(file, JSON.stringify(cfg, null, 2));
+        await t.lab.startAgent(t.name, n.name);
+      }
+    };
+    const vx = await kernel(t.node("node1"));
+    assertEquals(vx.links.length, 2);
+    await setBackend("host-gw");
+    await within(20_000, "host-gw routes on node1", async () => {
+      const k = await kernel(t.node("node1"));
+      return k.routes.length === 2 && k.routes.every((r) => !r.includes(" dev "));
+    });
+    assertEquals((await kernel(t.node("node1"))).links, [], "no VXLAN device left");
+    assertEquals(await pingAll(t, ["p1", "p2"]), []);
+    await setBackend("vxlan");
+    await within(20_000, "vxlan routes on node1", async () => {
+      const k = await kernel(t.node("node1"));
+      return k.routes.length === 2 && k.routes.every((r) => r.includes(" dev ohno.vxlan"));
+    });
+    assertEquals(await kernel(t.node("node1")), vx, "the same vxlan state as before the switch");
+    assertEquals(await pingAll(t, ["p1", "p2"]), []);
   },
 });

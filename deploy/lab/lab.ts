@@ -67,6 +67,11 @@ export interface LabUpOptions {
   /** Subnets of a routed underlay (default 2). */
   subnets?: number;
   /**
+   * The node addresses the agents use (`dual`, default, or `ipv6`: an IPv6-only underlay
+   * as far as ohno is concerned; the links keep their IPv4 addresses, which reach etcd).
+   */
+  nodeFamilies?: "dual" | "ipv6";
+  /**
    * A kubeconfig for the agents: Kubernetes on, node addresses from the Nodes'
    * InternalIPs (the API server must be reachable from the nodes, e.g. in the lab namespace).
    */
@@ -200,9 +205,10 @@ export async function up(o: LabUpOptions): Promise<LabState> {
       Deno.mkdirSync(nd, { recursive: true });
       const config = {
         nodeName: n.name,
-        nodeIP: o.kubeconfig
-          ? { source: "kubernetes" }
-          : { source: "addresses", addresses: [n.ipv4, n.ipv6] },
+        nodeIP: o.kubeconfig ? { source: "kubernetes" } : {
+          source: "addresses",
+          addresses: o.nodeFamilies === "ipv6" ? [n.ipv6] : [n.ipv4, n.ipv6],
+        },
         pools: LAB_POOLS.map((cidr) => ({ cidr })),
         datastore: { type: "etcd", etcd: { endpoints: [endpoint] } },
         kubernetes: o.kubeconfig ? { enabled: "on", kubeconfig: o.kubeconfig } : { enabled: "off" },

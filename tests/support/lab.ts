@@ -34,6 +34,8 @@ export async function testLab(
     /** `routed`: nodes in subnets joined by a router (default flat). */
     underlay?: "flat" | "routed";
     subnets?: number;
+    /** `ipv6`: the agents get only their IPv6 node addresses (an IPv6-only underlay). */
+    nodeFamilies?: "dual" | "ipv6";
   },
 ): Promise<TestLab> {
   // At most 16 lowercase letters and digits; the pid lets the runner's guard tell this
@@ -49,6 +51,7 @@ export async function testLab(
     ...(opts.extraConfig ? { extraConfig: opts.extraConfig } : {}),
     ...(opts.underlay ? { underlay: opts.underlay } : {}),
     ...(opts.subnets ? { subnets: opts.subnets } : {}),
+    ...(opts.nodeFamilies ? { nodeFamilies: opts.nodeFamilies } : {}),
   }).catch(async (e) => {
     await labs.down(name).catch(() => {});
     throw e;
