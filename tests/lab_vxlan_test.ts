@@ -311,3 +311,61 @@ Deno.test({
     assertEquals(await pingAll(t, ["p1", "p2"]), []);
   },
 });
+
+Deno.test({
+  ...opts,
+  name:
+    `vxlan: a peer's old MAC (a reinstall) and hand-made entries on ohno's devices are put right by the resync; other devices untouched${skip}`,
+  async fn() {
+    await using t = await testLab({
+      nodes: 2,
+      underlay: "routed",
+      resyncPeriod: "1s",
+      extraConfig: VXLAN,
+    });
+    const ns = t.node("node1");
+    const want = await kernel(ns);
+    const n2 = t.state().nodes[1]!;
+    const oldMac = "02:00:00:00:00:99";
+    // What a reinstalled peer with a new MAC leaves behind, seen from the other side: the
+    // neighbour points at the old MAC, and an FDB entry for the old MAC still exists.
+    const [, ip4] = want.neigh.find((n) => n.startsWith("ohno.vxlan4 "))!.split(" ");
+    await ip(
+      ["neigh", "replace", ip4!, "lladdr", oldMac, "dev", "ohno.vxlan4", "nud", "permanent"],
+      {
+        netns: ns,
+      },
+    );
+    const add = [
+      "fdb",
+      "append",
+      oldMac,
+      "dev",
+      "ohno.vxlan4",
+      "dst",
+      n2.ipv4,
+      "self",
+      "permanent",
+    ];
+    assertEquals((await runCommand(ns, "bridge", { args: add })).code, 0);
+    // A neighbour on a device that is not ohno's stays.
+    await ip([
+      "neigh",
+      "replace",
+      "172.31.0.99",
+      "lladdr",
+      oldMac,
+      "dev",
+      "eth0",
+      "nud",
+      "permanent",
+    ], {
+      netns: ns,
+    });
+    await within(20_000, "the resync restores node1's vxlan state", async () => {
+      return JSON.stringify(await kernel(ns)) === JSON.stringify(want);
+    });
+    const eth0 = await ipJson<{ dst: string }[]>(["neigh", "show", "dev", "eth0"], { netns: ns });
+    assert(eth0.some((n) => n.dst === "172.31.0.99"), "foreign neighbour left alone");
+  },
+});
