@@ -160,9 +160,23 @@ export function registerLab(program: Command): void {
 
   named(cmd.command("demo"))
     .description("ohno's main job: 2 nodes, 4 pods, pings within and across nodes, then teardown")
-    .action(async (o: Named) => {
+    .option("--backend <type>", "host-gw or vxlan", "host-gw")
+    .option("--underlay <kind>", "flat or routed (the nodes in two subnets)", "flat")
+    .action(async (o: Named & { backend: string; underlay: string }) => {
+      if (o.backend !== "host-gw" && o.backend !== "vxlan") {
+        throw new CliError(`--backend ${JSON.stringify(o.backend)} is not host-gw or vxlan`, 2);
+      }
+      if (o.underlay !== "flat" && o.underlay !== "routed") {
+        throw new CliError(`--underlay ${JSON.stringify(o.underlay)} is not flat or routed`, 2);
+      }
       const { demo } = await import("../deploy/lab/demo.ts");
-      const ok = await demo({ name: o.name, ohno: selfExecutable(), say: print });
+      const ok = await demo({
+        name: o.name,
+        ohno: selfExecutable(),
+        say: print,
+        backend: o.backend,
+        underlay: o.underlay,
+      });
       if (!ok) throw new CliError("the demo found problems (see above)", 1);
     });
 }
