@@ -9,7 +9,10 @@ export function registerDaemon(program: Command): void {
   for (const f of DAEMON_FLAGS) {
     cmd.option(f.flags, f.env ? `${f.description} (env ${f.env})` : f.description);
   }
-  cmd.option("--cleanup", "remove ohno's routes, nftables table and conflist, then exit");
+  cmd.option(
+    "--cleanup",
+    "remove ohno's routes, VXLAN devices, nftables table and conflist, then exit",
+  );
   cmd.action(async (opts: DaemonFlags & { cleanup?: boolean }) => {
     // Loaded here: the CLI's other commands do not need the agent.
     const { loadDaemonConfig, DaemonConfigError } = await import("../daemon/config.ts");

@@ -21,7 +21,23 @@ export function registerLab(program: Command): void {
     .option("--nodes <n>", "how many nodes", "2")
     .option("--resync-period <duration>", "the agents' full route reconcile period")
     .option("--mtu <bytes>", "the underlay's MTU (pods get it, host-gw adds no overhead)", "1500")
-    .action(async (o: Named & { nodes: string; resyncPeriod?: string; mtu: string }) => {
+    .option(
+      "--underlay <kind>",
+      "flat (one L2 segment) or routed (nodes in subnets joined by a router)",
+      "flat",
+    )
+    .option("--subnets <n>", "subnets of a routed underlay", "2")
+    .option("--backend <type>", "the agents' routing backend: host-gw or vxlan", "host-gw")
+    .action(async (
+      o: Named & {
+        nodes: string;
+        resyncPeriod?: string;
+        mtu: string;
+        underlay: string;
+        subnets: string;
+        backend: string;
+      },
+    ) => {
       const n = Number(o.nodes);
       if (!Number.isInteger(n) || n < 1) {
         throw new CliError(`--nodes ${JSON.stringify(o.nodes)} is not a count`, 2);
@@ -30,12 +46,25 @@ export function registerLab(program: Command): void {
       if (!Number.isInteger(mtu) || mtu < 1280 || mtu > 65535) {
         throw new CliError(`--mtu ${JSON.stringify(o.mtu)} is not an MTU from 1280 to 65535`, 2);
       }
+      if (o.underlay !== "flat" && o.underlay !== "routed") {
+        throw new CliError(`--underlay ${JSON.stringify(o.underlay)} is not flat or routed`, 2);
+      }
+      const subnets = Number(o.subnets);
+      if (!Number.isInteger(subnets) || subnets < 2 || subnets > 16) {
+        throw new CliError(`--subnets ${JSON.stringify(o.subnets)} is not a count from 2 to 16`, 2);
+      }
+      if (o.backend !== "host-gw" && o.backend !== "vxlan") {
+        throw new CliError(`--backend ${JSON.stringify(o.backend)} is not host-gw or vxlan`, 2);
+      }
       await (await lab()).up({
         name: o.name,
         nodes: n,
         ohno: selfExecutable(),
         ...(o.resyncPeriod ? { resyncPeriod: o.resyncPeriod } : {}),
         mtu,
+        underlay: o.underlay,
+        ...(o.underlay === "routed" ? { subnets } : {}),
+        ...(o.backend !== "host-gw" ? { extraConfig: { backend: o.backend } } : {}),
         say: print,
       });
       print(`lab ${o.name} is up`);
@@ -131,9 +160,23 @@ export function registerLab(program: Command): void {
 
   named(cmd.command("demo"))
     .description("ohno's main job: 2 nodes, 4 pods, pings within and across nodes, then teardown")
-    .action(async (o: Named) => {
+    .option("--backend <type>", "host-gw or vxlan", "host-gw")
+    .option("--underlay <kind>", "flat or routed (the nodes in two subnets)", "flat")
+    .action(async (o: Named & { backend: string; underlay: string }) => {
+      if (o.backend !== "host-gw" && o.backend !== "vxlan") {
+        throw new CliError(`--backend ${JSON.stringify(o.backend)} is not host-gw or vxlan`, 2);
+      }
+      if (o.underlay !== "flat" && o.underlay !== "routed") {
+        throw new CliError(`--underlay ${JSON.stringify(o.underlay)} is not flat or routed`, 2);
+      }
       const { demo } = await import("../deploy/lab/demo.ts");
-      const ok = await demo({ name: o.name, ohno: selfExecutable(), say: print });
+      const ok = await demo({
+        name: o.name,
+        ohno: selfExecutable(),
+        say: print,
+        backend: o.backend,
+        underlay: o.underlay,
+      });
       if (!ok) throw new CliError("the demo found problems (see above)", 1);
     });
 }

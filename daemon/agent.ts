@@ -33,7 +33,16 @@ import { startIpamServer } from "./ipamserver.ts";
 import { applyMasquerade, removeMasquerade } from "./masq.ts";
 import { DaemonMetrics } from "./metrics.ts";
 import { resolveNodeIPs } from "./nodeip.ts";
-import { HostGwBackend, type PeerEvent, RouteSync } from "./routing/mod.ts";
+import {
+  type Backend,
+  HostGwBackend,
+  type PeerEvent,
+  removeVxlanDevices,
+  RouteSync,
+  VxlanBackend,
+  vxlanPodMtu,
+  vxlanRecord,
+} from "./routing/mod.ts";
 import type { KubeClient } from "./k8s/client.ts";
 
 export interface AgentOptions {
@@ -65,7 +74,12 @@ async function retrying<T>(
   }
 }
 
-const toRoutingPeer = (p: IpamPeer) => ({ node: p.node, ips: p.ips, blocks: p.blocks });
+const toRoutingPeer = (p: IpamPeer) => ({
+  node: p.node,
+  ips: p.ips,
+  blocks: p.blocks,
+  ...(p.backend ? { backend: p.backend } : {}),
+});
 
 /** Runs the agent until `signal` aborts. */
 export async function runAgent(o: AgentOptions): Promise<void> {
@@ -113,7 +127,26 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     }));
   const nodeIps = [ips.ipv4, ips.ipv6].filter((x): x is string => !!x);
   log.info("node identity", { node: cfg.nodeName, ips: nodeIps.join(","), via: ips.source });
-  const mtu = cfg.mtu === "auto" ? (ips.mtu ?? 1500) : cfg.mtu; // host-gw: no overhead
+  // MTU auto: host-gw adds no overhead; vxlan the outer headers of the underlay it uses.
+  const underlayMtu = ips.mtu ?? 1500;
+  const families = [ips.ipv4 ? 4 : 0, ips.ipv6 ? 6 : 0].filter((f): f is 4 | 6 => f !== 0);
+  const mtu = cfg.mtu !== "auto"
+    ? cfg.mtu
+    : cfg.backend === "vxlan"
+    ? vxlanPodMtu(underlayMtu, families)
+    : underlayMtu;
+  let backend: Backend;
+  let backendRecord: Record<string, unknown> | undefined;
+  if (cfg.backend === "vxlan") {
+    backend = new VxlanBackend({ node: cfg.nodeName, underlayMtu, ...cfg.vxlan, log });
+    backendRecord = await vxlanRecord(cfg.nodeName, cfg.vxlan);
+    log.info("vxlan", { ...cfg.vxlan, ...backendRecord, podMtu: mtu });
+  } else {
+    backend = new HostGwBackend();
+    // A node switched from vxlan: its devices (with their neighbours and FDB) go.
+    const removed = await removeVxlanDevices();
+    if (removed) log.info("removed the VXLAN devices of a previous backend", { removed });
+  }
 
   // Datastore, pools, node record, blocks.
   const store = await openDatastore(cfg.datastore, {
@@ -138,7 +171,10 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     await testHoldLoad(log, signal);
     const blocks = await retrying("claiming the node's blocks", log, signal, async () => {
       for (const p of cfg.pools) await ipam.addPool(p.cidr, p.blockPrefix);
-      await ipam.registerNode(cfg.nodeName, { ips: nodeIps });
+      await ipam.registerNode(cfg.nodeName, {
+        ips: nodeIps,
+        ...(backendRecord ? { backend: backendRecord } : {}),
+      });
       return await ipam.claimBlocks(cfg.nodeName);
     });
     log.info("blocks", { blocks: blocks.map((b) => b.cidr).join(",") });
@@ -149,7 +185,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
 
     // Routes to every peer's blocks.
     const sync = new RouteSync({
-      backend: new HostGwBackend(),
+      backend,
       local: { node: cfg.nodeName, ips: nodeIps, blocks: blocks.map((b) => b.cidr) },
       resyncPeriodMs: cfg.resyncPeriodMs,
       log,
@@ -370,13 +406,18 @@ async function gcLoop(
   }
 }
 
-/** `ohno daemon --cleanup`: removes ohno's routes, nftables table and conflist. */
+/**
+ * `ohno daemon --cleanup`: removes ohno's routes, VXLAN devices (whichever backend is
+ * configured: a node may have switched), nftables table and conflist.
+ */
 export async function cleanupAgent(cfg: DaemonConfig, log: Logger): Promise<void> {
   await new HostGwBackend().cleanup();
+  const devices = await removeVxlanDevices();
   await removeMasquerade();
   const removed = uninstallConflist(cfg.cniConfDir, cfg.conflistName);
   log.info("cleaned up", {
     routes: "removed",
+    vxlanDevices: devices,
     masquerade: "removed",
     conflist: removed ? "removed" : "absent",
   });

@@ -64,7 +64,9 @@ export interface DaemonConfig {
   file: string | undefined;
   nodeName: string;
   nodeIP: NodeIPConfig;
-  backend: "host-gw";
+  backend: "host-gw" | "vxlan";
+  /** The vxlan backend's settings (read whatever the backend; used by vxlan). */
+  vxlan: { vni: number; port: number; directRouting: boolean };
   /** Pod MTU, or `auto` (the underlay interface's MTU minus the backend's overhead). */
   mtu: number | "auto";
   pools: PoolConfig[];
@@ -115,6 +117,9 @@ export interface DaemonFlags {
   nodeIpInterface?: string;
   nodeIpSource?: string;
   backend?: string;
+  vxlanVni?: string;
+  vxlanPort?: string;
+  vxlanDirectRouting?: string;
   mtu?: string;
   pool?: string;
   clusterCidr?: string;
@@ -193,9 +198,27 @@ export const DAEMON_FLAGS: readonly FlagSpec[] = [
   },
   {
     flags: "--backend <type>",
-    description: "routing backend: host-gw",
+    description: "routing backend: host-gw or vxlan",
     name: "backend",
     key: "backend",
+  },
+  {
+    flags: "--vxlan-vni <n>",
+    description: "vxlan: the VXLAN network identifier (default 1)",
+    name: "vxlanVni",
+    key: "vxlanVni",
+  },
+  {
+    flags: "--vxlan-port <port>",
+    description: "vxlan: the UDP port (default 8472; 4789 is IANA's)",
+    name: "vxlanPort",
+    key: "vxlanPort",
+  },
+  {
+    flags: "--vxlan-direct-routing <on|off>",
+    description: "vxlan: host-gw routes to peers on this node's own subnet",
+    name: "vxlanDirectRouting",
+    key: "vxlanDirectRouting",
   },
   { flags: "--mtu <mtu|auto>", description: "pod interface MTU", name: "mtu", key: "mtu" },
   {
@@ -365,6 +388,9 @@ const FILE_KEYS = [
   "nodeName",
   "nodeIP",
   "backend",
+  "vxlanVni",
+  "vxlanPort",
+  "vxlanDirectRouting",
   "mtu",
   "pools",
   "clusterCIDRs",
@@ -401,7 +427,10 @@ type Draft = {
   nodeIPSource?: Setting<NodeIPSource>;
   nodeIPAddresses?: Setting<string[]>;
   nodeIPInterface?: Setting<string>;
-  backend?: Setting<"host-gw">;
+  backend?: Setting<"host-gw" | "vxlan">;
+  vxlanVni?: Setting<number>;
+  vxlanPort?: Setting<number>;
+  vxlanDirectRouting?: Setting<boolean>;
   mtu?: Setting<number | "auto">;
   pools?: Setting<PoolConfig[]>;
   clusterCIDRs?: Setting<string[]>;
@@ -520,6 +549,14 @@ function cidr(v: unknown, src: string, key: string): Cidr {
   }
 }
 
+function intIn(v: unknown, src: string, key: string, min: number, max: number): number {
+  const n = typeof v === "string" && /^\d+$/.test(v) ? Number(v) : v;
+  if (typeof n !== "number" || !Number.isInteger(n) || n < min || n > max) {
+    fail(src, key, v, `must be a whole number ${min}-${max}`);
+  }
+  return n;
+}
+
 function mtu(v: unknown, src: string, key: string): number | "auto" {
   if (v === "auto") return v;
   const n = typeof v === "string" && /^\d+$/.test(v) ? Number(v) : v;
@@ -613,7 +650,13 @@ type Parse = (v: unknown, src: string, key: string) => unknown;
  */
 const SCALARS: Partial<Record<string, { draft: keyof Draft; parse: Parse }>> = {
   nodeName: { draft: "nodeName", parse: nodeName },
-  backend: { draft: "backend", parse: (v, s, k) => oneOf(v, s, k, ["host-gw"] as const) },
+  backend: {
+    draft: "backend",
+    parse: (v, s, k) => oneOf(v, s, k, ["host-gw", "vxlan"] as const),
+  },
+  vxlanVni: { draft: "vxlanVni", parse: (v, s, k) => intIn(v, s, k, 1, 16_777_215) },
+  vxlanPort: { draft: "vxlanPort", parse: (v, s, k) => intIn(v, s, k, 1, 65535) },
+  vxlanDirectRouting: { draft: "vxlanDirectRouting", parse: bool },
   mtu: { draft: "mtu", parse: mtu },
   cniBinDir: { draft: "cniBinDir", parse: absPath },
   cniConfDir: { draft: "cniConfDir", parse: absPath },
@@ -1005,6 +1048,11 @@ function finish(d: Draft, file: string | undefined, hostname: () => string): Dae
       ...(d.nodeIPInterface ? { interface: d.nodeIPInterface.value } : {}),
     },
     backend: d.backend?.value ?? "host-gw",
+    vxlan: {
+      vni: d.vxlanVni?.value ?? 1,
+      port: d.vxlanPort?.value ?? 8472,
+      directRouting: d.vxlanDirectRouting?.value ?? false,
+    },
     mtu: mtuValue,
     pools: poolList,
     clusterCIDRs: cluster,

@@ -41,6 +41,7 @@ Deno.test("config: with no file, defaults (and the host name as node name)", () 
     nodeName: "host-1",
     nodeIP: { source: "auto", addresses: [] },
     backend: "host-gw",
+    vxlan: { vni: 1, port: 8472, directRouting: false },
     mtu: "auto",
     pools: [],
     clusterCIDRs: [],
@@ -245,7 +246,7 @@ Deno.test("config: every bad value is refused with its source, key and value", a
     ],
     [{ datastore: { type: "zookeeper" } }, 'datastore.type "zookeeper" must be one of etcd, local'],
     [{ metricsAddress: "9753" }, 'metricsAddress "9753" is not HOST:PORT'],
-    [{ backend: "vxlan" }, 'backend "vxlan" must be one of host-gw'],
+    [{ backend: "bgp" }, 'backend "bgp" must be one of host-gw, vxlan'],
     [{ mtu: 1000, pools: [{ cidr: "fd10::/48" }] }, "mtu 1000 is below 1280"],
     [{ masquerade: "yes" }, 'masquerade "yes" must be true or false'],
     [{ logLevel: "loud" }, 'logLevel "loud" must be one of debug, info, warn, error'],
@@ -332,4 +333,27 @@ Deno.test("config: DAEMON_FLAGS registers with commander and round-trips into th
       ["10.244.0.0/16"],
     ]);
   });
+});
+
+Deno.test("config: vxlan settings from the file and flags; bad ones named", () => {
+  const c = loadDaemonConfig({
+    flags: { backend: "vxlan", vxlanPort: "4789", vxlanDirectRouting: "on", nodeName: "n1" },
+    env: () => undefined,
+  });
+  assertEquals(c.backend, "vxlan");
+  assertEquals(c.vxlan, { vni: 1, port: 4789, directRouting: true });
+  for (
+    const [flags, msg] of [
+      [{ vxlanVni: "0" }, "vxlanVni"],
+      [{ vxlanPort: "70000" }, "vxlanPort"],
+      [{ vxlanDirectRouting: "maybe" }, "vxlanDirectRouting"],
+      [{ backend: "bgp" }, "backend"],
+    ] as const
+  ) {
+    assertThrows(
+      () => loadDaemonConfig({ flags: { nodeName: "n1", ...flags }, env: () => undefined }),
+      DaemonConfigError,
+      msg,
+    );
+  }
 });

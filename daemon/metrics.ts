@@ -273,8 +273,13 @@ export class DaemonMetrics {
   /** Reconciles, by result (`ok`, `error`). */
   readonly reconciles: Counter;
   readonly reconcileSeconds: Histogram;
-  /** Wanted routes not programmed: skipped blocks and foreign conflicts (last reconcile). */
+  /**
+   * Wanted routes not programmed: skipped blocks, foreign conflicts and routes the kernel
+   * refused (last reconcile).
+   */
   readonly routesNotProgrammed: Gauge;
+  /** Peers whose next hop the kernel refused as off-link (host-gw across subnets). */
+  readonly unreachableNextHops: Gauge;
   /** etcd errors, by operation (`txn`, `get`, `watch`, …). */
   readonly etcdErrors: Counter;
   /** Requests made to the datastore, by operation (`get`, `list`, `revision`, `txn`, `watch`). */
@@ -328,7 +333,11 @@ export class DaemonMetrics {
     );
     this.routesNotProgrammed = r.gauge(
       "ohno_routes_not_programmed",
-      "Peer blocks without a route after the last reconcile (skipped or held by a foreign route).",
+      "Peer blocks without a route after the last reconcile (skipped, held by a foreign route, or refused by the kernel).",
+    );
+    this.unreachableNextHops = r.gauge(
+      "ohno_route_unreachable_next_hops",
+      "Peers whose next hop is not on a link of this node (host-gw across subnets), last reconcile.",
     );
     this.etcdErrors = r.counter(
       "ohno_etcd_errors_total",
@@ -415,6 +424,13 @@ export class DaemonMetrics {
     if (r.replaced.length) this.routeChanges.inc({ op: "replace" }, r.replaced.length);
     if (r.deleted.length) this.routeChanges.inc({ op: "delete" }, r.deleted.length);
     if (r.failed.length) this.routeChanges.inc({ op: "failed" }, r.failed.length);
-    this.routesNotProgrammed.set(r.skipped.length + r.conflicts.length);
+    const refused = r.failed.filter((f) => f.op === "replace");
+    this.routesNotProgrammed.set(r.skipped.length + r.conflicts.length + refused.length);
+    this.unreachableNextHops.set(
+      new Set(
+        refused.filter((f) => f.reason === "next-hop-unreachable").map((f) => f.node ?? f.via),
+      )
+        .size,
+    );
   };
 }

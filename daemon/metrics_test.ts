@@ -78,7 +78,17 @@ Deno.test("metrics: the agent's set takes reconcile reports", () => {
     unchanged: 3,
     conflicts: [],
     skipped: [{ node: "n4", block: "fd10:4::/64", reason: "node has no IPv6 address" }],
-    failed: [{ op: "replace", dst: "10.244.9.0/24", error: "Nexthop has invalid gateway" }],
+    failed: [
+      {
+        op: "replace",
+        dst: "10.244.9.0/24",
+        node: "n9",
+        via: "172.31.1.19",
+        reason: "next-hop-unreachable",
+        error: "next hop 172.31.1.19 (node n9) is not on a link of this node: …",
+      },
+      { op: "replace", dst: "fd10:9::/64", node: "n9", via: "fd00:1::19", error: "other" },
+    ],
     programmed: { 4: 3, 6: 1 },
   };
   m.observeReconcile({ report, seconds: 0.004 });
@@ -91,11 +101,13 @@ Deno.test("metrics: the agent's set takes reconcile reports", () => {
       'ohno_routes_programmed{backend="host-gw",family="ipv6"} 1',
       'ohno_route_changes_total{op="add"} 1',
       'ohno_route_changes_total{op="delete"} 1',
-      'ohno_route_changes_total{op="failed"} 1',
+      'ohno_route_changes_total{op="failed"} 2',
       'ohno_route_reconciles_total{result="ok"} 1',
       'ohno_route_reconciles_total{result="error"} 1',
       "ohno_route_reconcile_duration_seconds_count 2",
-      "ohno_routes_not_programmed 1",
+      // The skipped block and the two refused routes; n9 is one unreachable peer.
+      "ohno_routes_not_programmed 3",
+      "ohno_route_unreachable_next_hops 1",
       'ohno_ipam_allocation_failures_total{reason="exhausted"} 1',
       "ohno_ready 0",
     ]

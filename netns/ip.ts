@@ -50,6 +50,9 @@ export async function ipJson<T = unknown>(args: string[], opts: IpOptions = {}):
 export class IpBatch {
   readonly commands: string[][] = [];
 
+  /** `bin`: `ip` by default; `bridge` (`/usr/sbin/bridge`) reads the same batch syntax. */
+  constructor(readonly bin: string = IP_BIN) {}
+
   /**
    * Appends one command (the words after `ip`). Words are quoted as ip's batch reader
    * needs ({@link batchWord}); a word it cannot carry is a TypeError.
@@ -82,7 +85,7 @@ export class IpBatch {
     if (this.commands.length === 0) return [];
     const input = this.commands.map((c) => c.map(batchWord).join(" ")).join("\n") + "\n";
     const args = [...(json ? ["-j"] : []), ...(opts.details ? ["-d"] : []), "-batch", "-"];
-    const r = await runCommand(opts.netns, IP_BIN, { args, stdinText: input });
+    const r = await runCommand(opts.netns, this.bin, { args, stdinText: input });
     if (r.success) return json ? parseJsonDocs(r.stdout) : [];
     // iproute2 reports "Command failed -:N" with the 1-based line of the failing command.
     const m = /Command failed -:(\d+)/.exec(r.stderr);

@@ -53,14 +53,20 @@ export function applyPeerEvents(
 }
 
 function clonePeer(p: Peer): Peer {
-  return { node: p.node, ips: [...p.ips], blocks: [...p.blocks] };
+  return {
+    node: p.node,
+    ips: [...p.ips],
+    blocks: [...p.blocks],
+    ...(p.backend ? { backend: structuredClone(p.backend) } : {}),
+  };
 }
 
 function samePeer(a: Peer, b: Peer): boolean {
   const eq = (x: string[], y: string[]) =>
     x.length === y.length && [...x].sort().every((v, i) => v === [...y].sort()[i]);
   // Next-hop choice depends on the order of ips: compare them in order.
-  return a.node === b.node && a.ips.join(",") === b.ips.join(",") && eq(a.blocks, b.blocks);
+  return a.node === b.node && a.ips.join(",") === b.ips.join(",") && eq(a.blocks, b.blocks) &&
+    JSON.stringify(a.backend ?? null) === JSON.stringify(b.backend ?? null);
 }
 
 function samePeerSets(a: ReadonlyMap<string, Peer>, b: ReadonlyMap<string, Peer>): boolean {
@@ -200,7 +206,9 @@ export function planRoutes(
     const metric = defaultMetric(w.family);
     const same = mine.find((r) => r.metric === metric);
     if (!same) plan.add.push(w);
-    else if (same.via !== w.via || same.type !== undefined) plan.replace.push(w);
+    else if (
+      same.via !== w.via || same.type !== undefined || (w.dev !== undefined && same.dev !== w.dev)
+    ) plan.replace.push(w);
     else plan.unchanged.push(w);
     // Duplicates with another metric (someone else's hand, or an older ohno): remove.
     for (const r of mine) if (r.metric !== metric) plan.delete.push(r);

@@ -58,6 +58,7 @@ import type {
   KernelRoute,
   ReconcileReport,
   RoutingState,
+  SkippedBlock,
   WantedRoute,
 } from "./types.ts";
 
@@ -73,11 +74,38 @@ export interface HostGwOptions {
   table?: string;
 }
 
-interface Command {
+/** One `ip` (or `bridge`) command and what it is about, for the failure report. */
+export interface IpCommand {
   args: string[];
   op: "replace" | "delete";
+  /** What the command is about (a route's destination, a neighbour, an FDB entry). */
   dst: string;
   node?: string;
+  via?: string;
+}
+type Command = IpCommand;
+
+/** The kernel's words for a gateway that is not on any link of the node. */
+const OFF_LINK = /invalid gateway|Network is unreachable|No route to host/i;
+
+/**
+ * What a refused route means. A next hop the kernel calls invalid is, for host-gw, a peer
+ * that is not on this node's L2 segment (another subnet behind a router): say so, and
+ * what fixes it, rather than leave the kernel's terse "Nexthop has invalid gateway".
+ */
+export function explainRouteFailure(
+  c: { op: "replace" | "delete"; dst: string; node?: string; via?: string },
+  stderr: string,
+): Pick<FailedRoute, "reason" | "error"> {
+  if (c.op === "replace" && c.via && OFF_LINK.test(stderr)) {
+    return {
+      reason: "next-hop-unreachable",
+      error: `next hop ${c.via}${
+        c.node ? ` (node ${c.node})` : ""
+      } is not on a link of this node: host-gw needs every node on one L2 segment; a node in another subnet needs backend vxlan (kernel: ${stderr})`,
+    };
+  }
+  return { error: stderr };
 }
 
 /** The host-gw backend. Stateless: every reconcile starts from what the kernel holds. */
@@ -105,15 +133,26 @@ export class HostGwBackend implements Backend {
     return (await this.#read()).filter((r) => own.has(r.protocol));
   }
 
-  async reconcile(state: RoutingState): Promise<ReconcileReport> {
-    const kernel = await this.#read();
+  reconcile(state: RoutingState): Promise<ReconcileReport> {
     const { routes, skipped } = wantedRoutes(state);
+    return this.reconcileRoutes(routes, skipped);
+  }
+
+  /**
+   * Makes ohno's routes exactly `routes` (reported with `skipped`): the route half of
+   * reconcile, also used by the vxlan backend (routes with `dev` go on-link through it).
+   */
+  async reconcileRoutes(
+    routes: readonly WantedRoute[],
+    skipped: SkippedBlock[],
+  ): Promise<ReconcileReport> {
+    const kernel = await this.#read();
     const plan = planRoutes(routes, kernel, this.#own);
     const cmds: Command[] = [];
     // Deletes first: a stray duplicate goes before its replacement is written.
     for (const r of [...plan.delete].sort(compareRoutes)) cmds.push(this.#delete(r));
     for (const w of [...plan.add, ...plan.replace].sort(compareRoutes)) cmds.push(this.#replace(w));
-    const failed = await this.#runAll(cmds);
+    const failed = await runIpCommands(cmds, this.#netns);
     const failedDst = new Set(failed.map((f) => `${f.op} ${f.dst}`));
     const ok = (w: WantedRoute) => !failedDst.has(`replace ${w.dst}`);
     const programmed = { 4: 0, 6: 0 };
@@ -136,7 +175,7 @@ export class HostGwBackend implements Backend {
 
   async cleanup(): Promise<number> {
     const mine = await this.ownedRoutes();
-    const failed = await this.#runAll(mine.map((r) => this.#delete(r)));
+    const failed = await runIpCommands(mine.map((r) => this.#delete(r)), this.#netns);
     if (failed.length) {
       throw new Error(
         `could not remove ${failed.length} of ohno's routes: ${
@@ -170,12 +209,14 @@ export class HostGwBackend implements Backend {
       op: "replace",
       dst: w.dst,
       node: w.node,
+      via: w.via,
       args: [
         "route",
         "replace",
         w.dst,
         "via",
         w.via,
+        ...(w.dev ? ["dev", w.dev, "onlink"] : []),
         "proto",
         this.#protocol,
         "table",
@@ -192,36 +233,48 @@ export class HostGwBackend implements Backend {
     args.push("proto", this.#protocol, "metric", String(r.metric), "table", this.#table);
     return { op: "delete", dst: r.dst, args };
   }
+}
 
-  /** Runs the commands in as few batches as failures allow; returns what failed. */
-  async #runAll(cmds: Command[]): Promise<FailedRoute[]> {
-    const failed: FailedRoute[] = [];
-    let start = 0;
-    while (start < cmds.length) {
-      const batch = new IpBatch();
-      for (const c of cmds.slice(start)) batch.add(...c.args);
-      try {
-        await batch.run({ netns: this.#netns });
-        break;
-      } catch (e) {
-        if (!(e instanceof IpError)) throw e;
-        const at = cmds.findIndex((c, i) => i >= start && c.args.join(" ") === e.command);
-        if (at < 0) throw e; // not one command's fault: ip itself failed
-        const c = cmds[at]!;
-        // A route that vanished between read and delete is what we wanted anyway.
-        if (!(c.op === "delete" && e instanceof IpNotFoundError)) {
-          failed.push({
-            op: c.op,
-            dst: c.dst,
-            ...(c.node ? { node: c.node } : {}),
-            error: e.stderr.trim() || e.message,
-          });
-        }
-        start = at + 1;
+/**
+ * Runs `ip` commands in as few batches as failures allow (a refused command stops a
+ * batch; the rest is re-sent after it); returns what failed. A delete of something that
+ * is gone already is not a failure.
+ */
+export async function runIpCommands(
+  cmds: IpCommand[],
+  netns: Netns | undefined,
+  /** `ip` (default), or `bridge` for FDB entries: the same batch syntax and errors. */
+  bin?: string,
+): Promise<FailedRoute[]> {
+  const failed: FailedRoute[] = [];
+  let start = 0;
+  while (start < cmds.length) {
+    const batch = new IpBatch(bin);
+    for (const c of cmds.slice(start)) batch.add(...c.args);
+    try {
+      await batch.run({ netns });
+      break;
+    } catch (e) {
+      if (!(e instanceof IpError)) throw e;
+      const at = cmds.findIndex((c, i) => i >= start && c.args.join(" ") === e.command);
+      if (at < 0) throw e; // not one command's fault: ip itself failed
+      const c = cmds[at]!;
+      // A route that vanished between read and delete is what we wanted anyway.
+      if (!(c.op === "delete" && e instanceof IpNotFoundError)) {
+        const why = explainRouteFailure(c, e.stderr.trim() || e.message);
+        failed.push({
+          op: c.op,
+          dst: c.dst,
+          ...(c.node ? { node: c.node } : {}),
+          ...(c.via ? { via: c.via } : {}),
+          ...(why.reason ? { reason: why.reason } : {}),
+          error: why.error,
+        });
       }
+      start = at + 1;
     }
-    return failed;
   }
+  return failed;
 }
 
 /**

@@ -5,6 +5,8 @@
  *   the kernel) and its report;
  * - `diff.ts`: pure logic: peer events → peer set → wanted routes → plan against the kernel;
  * - `hostgw.ts`: the host-gw backend (`<peer block> via <peer node address>`, proto 111);
+ * - `vxlan.ts`: the vxlan backend (a VXLAN device per underlay family, per-peer route,
+ *   neighbour and FDB entry; host-gw routes to same-subnet peers with directRouting);
  * - `sync.ts`: the loop all backends share (events, periodic resync, first-sync signal).
  *
  * Imports: lib/, netns/, ipam/addr.ts. Never cni/.
@@ -14,3 +16,4 @@ export type * from "./types.ts";
 export * from "./diff.ts";
 export * from "./hostgw.ts";
 export * from "./sync.ts";
+export * from "./vxlan.ts";

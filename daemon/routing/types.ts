@@ -19,7 +19,10 @@ export interface NodeRouting {
 /** The node this agent runs on. */
 export type LocalNode = NodeRouting;
 /** Another node of the cluster. */
-export type Peer = NodeRouting;
+export interface Peer extends NodeRouting {
+  /** What the node published for its backend (vxlan: its VTEP MACs), as in its etcd record. */
+  backend?: Record<string, unknown>;
+}
 
 /** What a backend reconciles the kernel to. */
 export interface RoutingState {
@@ -36,6 +39,8 @@ export interface WantedRoute {
   via: string;
   /** The peer it leads to (for logs and reports). */
   node: string;
+  /** Out of this device, next hop on-link (vxlan); absent: the kernel finds the device. */
+  dev?: string;
 }
 
 /** A route as read from the kernel (`ip -j route show table T`), normalised. */
@@ -71,6 +76,14 @@ export interface FailedRoute {
   op: "replace" | "delete";
   dst: string;
   node?: string;
+  /** The next hop of a refused replace. */
+  via?: string;
+  /**
+   * `next-hop-unreachable` when the kernel refused the next hop as not on any link of the
+   * node (host-gw across subnets); absent for other errors.
+   */
+  reason?: "next-hop-unreachable";
+  /** What went wrong, in words (with the kernel's own message). */
   error: string;
 }
 
@@ -86,6 +99,8 @@ export interface ReconcileReport {
   failed: FailedRoute[];
   /** Routes ohno owns in the kernel after this reconcile, per family. */
   programmed: { 4: number; 6: number };
+  /** vxlan only: neighbour and FDB entries wanted, and how many commands changed them. */
+  vxlan?: { neighbours: number; fdb: number; changed: number };
 }
 
 /** A routing mode. */

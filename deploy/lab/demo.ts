@@ -13,6 +13,10 @@ export interface DemoOptions {
   name: string;
   ohno: string;
   say: (line: string) => void;
+  /** The agents' backend (default host-gw, as `./dev demo` runs it). */
+  backend?: "host-gw" | "vxlan";
+  /** `routed`: the two nodes in different subnets behind a router (default flat). */
+  underlay?: "flat" | "routed";
 }
 
 /** Runs the demo; returns whether every check passed. Always takes the lab down. */
@@ -21,8 +25,19 @@ export async function demo(o: DemoOptions): Promise<boolean> {
   const checks: [string, boolean][] = [];
   const t0 = performance.now();
   try {
-    say(`== 1. a cluster of 2 nodes in network namespaces (lab "${o.name}")`);
-    await lab.up({ name: o.name, nodes: 2, ohno: o.ohno, say: (l) => say(`   ${l}`) });
+    const backend = o.backend ?? "host-gw";
+    const underlay = o.underlay ?? "flat";
+    say(
+      `== 1. a cluster of 2 nodes in network namespaces (lab "${o.name}", ${underlay} underlay, backend ${backend})`,
+    );
+    await lab.up({
+      name: o.name,
+      nodes: 2,
+      ohno: o.ohno,
+      underlay,
+      ...(backend !== "host-gw" ? { extraConfig: { backend } } : {}),
+      say: (l) => say(`   ${l}`),
+    });
 
     say(`\n== 2. four pods, added exactly as a container runtime adds them`);
     const pods: [string, string][] = [["node1", "web-1"], ["node1", "web-2"], ["node2", "db-1"], [
@@ -34,7 +49,11 @@ export async function demo(o: DemoOptions): Promise<boolean> {
       say(`   ${pod.padEnd(6)} on ${node}: ${p.ips.join(", ")}`);
     }
 
-    say(`\n== 3. pings: same node (through the bridge), across nodes (host-gw routes)`);
+    say(
+      `\n== 3. pings: same node (through the bridge), across nodes (${
+        backend === "vxlan" ? "VXLAN" : "host-gw routes"
+      })`,
+    );
     const pairs: [string, string, string][] = [
       ["web-1", "web-2", "same node"],
       ["db-1", "db-2", "same node"],

@@ -19,7 +19,7 @@ import {
 import { OHNO_ROUTE_PROTOCOL } from "../../daemon/routing/hostgw.ts";
 import { processAlive } from "../../lib/proc.ts";
 import { CniRuntime, type ConfList } from "./runtime.ts";
-import { type Lab, labDown, labNetnsName, labOpen, labUp } from "./topology.ts";
+import { type Lab, labDown, labNetnsName, labOpen, type LabUnderlay, labUp } from "./topology.ts";
 
 export const LAB_STATE_ROOT = "/run/ohno-lab";
 export const LAB_POOLS = ["10.244.0.0/16", "fd00:10:244::/48"];
@@ -40,7 +40,17 @@ export interface LabState {
   name: string;
   ohno: string;
   etcd: { pid: number; endpoint: string };
-  nodes: { name: string; pid: number; dir: string; ipv4: string; ipv6: string }[];
+  /** `flat` or `routed` (absent in labs made before routed ones existed: flat). */
+  underlay?: LabUnderlay;
+  nodes: {
+    name: string;
+    pid: number;
+    dir: string;
+    ipv4: string;
+    ipv6: string;
+    /** The node's underlay subnet (0 on a flat underlay). */
+    subnet?: number;
+  }[];
   pods: Record<string, PodState>;
 }
 
@@ -53,6 +63,15 @@ export interface LabUpOptions {
   resyncPeriod?: string;
   /** MTU of the underlay links (default 1500); the agents derive the pods' MTU from it. */
   mtu?: number;
+  /** `flat` (default: one L2 segment) or `routed` (nodes in subnets joined by a router). */
+  underlay?: LabUnderlay;
+  /** Subnets of a routed underlay (default 2). */
+  subnets?: number;
+  /**
+   * The node addresses the agents use (`dual`, default, or `ipv6`: an IPv6-only underlay
+   * as far as ohno is concerned; the links keep their IPv4 addresses, which reach etcd).
+   */
+  nodeFamilies?: "dual" | "ipv6";
   /**
    * A kubeconfig for the agents: Kubernetes on, node addresses from the Nodes'
    * InternalIPs (the API server must be reachable from the nodes, e.g. in the lab namespace).
@@ -147,11 +166,25 @@ export async function up(o: LabUpOptions): Promise<LabState> {
   const dir = labDir(o.name);
   await Deno.remove(dir, { recursive: true }).catch(() => {});
   Deno.mkdirSync(dir, { recursive: true });
-  const lab = await labUp({ name: o.name, nodes: o.nodes, ...(o.mtu ? { mtu: o.mtu } : {}) });
+  const lab = await labUp({
+    name: o.name,
+    nodes: o.nodes,
+    ...(o.mtu ? { mtu: o.mtu } : {}),
+    ...(o.underlay ? { underlay: o.underlay } : {}),
+    ...(o.subnets ? { subnets: o.subnets } : {}),
+  });
   try {
-    say(
-      `underlay: ${lab.netns} (bridge ${lab.bridge} ${lab.gateway.ipv4}, ${lab.gateway.ipv6}), ${o.nodes} nodes, an outside host`,
-    );
+    if (lab.underlay === "routed") {
+      say(
+        `underlay: routed, ${lab.netns} forwards between ${
+          lab.subnets.map((s) => `${s.bridge} ${s.cidr4} ${s.cidr6}`).join(", ")
+        }; ${o.nodes} nodes, an outside host`,
+      );
+    } else {
+      say(
+        `underlay: ${lab.netns} (bridge ${lab.bridge} ${lab.gateway.ipv4}, ${lab.gateway.ipv6}), ${o.nodes} nodes, an outside host`,
+      );
+    }
     // etcd in the lab namespace, on the underlay's gateway address.
     const endpoint = `http://${lab.gateway.ipv4}:2379`;
     const etcdPid = spawnEtcd(lab.ns, dir, endpoint);
@@ -164,9 +197,10 @@ export async function up(o: LabUpOptions): Promise<LabState> {
       Deno.mkdirSync(nd, { recursive: true });
       const config = {
         nodeName: n.name,
-        nodeIP: o.kubeconfig
-          ? { source: "kubernetes" }
-          : { source: "addresses", addresses: [n.ipv4, n.ipv6] },
+        nodeIP: o.kubeconfig ? { source: "kubernetes" } : {
+          source: "addresses",
+          addresses: o.nodeFamilies === "ipv6" ? [n.ipv6] : [n.ipv4, n.ipv6],
+        },
         pools: LAB_POOLS.map((cidr) => ({ cidr })),
         datastore: { type: "etcd", etcd: { endpoints: [endpoint] } },
         kubernetes: o.kubeconfig ? { enabled: "on", kubeconfig: o.kubeconfig } : { enabled: "off" },
@@ -187,7 +221,7 @@ export async function up(o: LabUpOptions): Promise<LabState> {
         ["daemon", "--config", `${nd}/ohno.json`],
         `${nd}/daemon.out`,
       );
-      nodes.push({ name: n.name, pid, dir: nd, ipv4: n.ipv4, ipv6: n.ipv6 });
+      nodes.push({ name: n.name, pid, dir: nd, ipv4: n.ipv4, ipv6: n.ipv6, subnet: n.subnet });
     }
     // The underlay must carry both families between every pair of nodes before pods use
     // it: each node reaches every other's addresses (this also settles neighbour
@@ -209,6 +243,7 @@ export async function up(o: LabUpOptions): Promise<LabState> {
       name: o.name,
       ohno: o.ohno,
       etcd: { pid: etcdPid, endpoint },
+      underlay: lab.underlay,
       nodes,
       pods: {},
     };
@@ -224,16 +259,26 @@ export async function up(o: LabUpOptions): Promise<LabState> {
     }
     // Ready means "my routes are programmed", but an agent that started before the others
     // claimed their blocks had no peers yet: the lab is up once every node routes to every
-    // other node's blocks (one per family each).
-    const want = 2 * (nodes.length - 1);
+    // other node's blocks (one per family each). host-gw on a routed underlay can route
+    // only to the nodes of the node's own subnet (the others' next hops are off-link).
+    const backend = String(o.extraConfig?.backend ?? "host-gw");
+    const reach = (a: LabState["nodes"][number]) =>
+      nodes.filter((b) => b !== a && (backend !== "host-gw" || b.subnet === a.subnet)).length;
     for (const n of nodes) {
+      const want = 2 * reach(n);
       await waitFor(
         `${n.name} routing to the other nodes' blocks`,
         15_000,
         async () => (await ohnoRoutes(lab.node(n.name).ns)).length >= want,
       );
     }
-    if (nodes.length > 1) say(`routes: every node routes to every other node's blocks`);
+    if (nodes.length > 1) {
+      say(
+        nodes.every((n) => reach(n) === nodes.length - 1)
+          ? `routes: every node routes to every other node's blocks`
+          : `routes: host-gw routes only within each subnet (next hops in other subnets are off-link)`,
+      );
+    }
     return state;
   } catch (e) {
     lab.close();

@@ -11,6 +11,19 @@
  *                            cluster CIDRs (no route to the pods: it sees only node addresses)
  * ```
  *
+ * With `underlay: "routed"` the nodes sit in `subnets` (default 2) subnets instead, one
+ * bridge each in the lab namespace, which routes between them (forwarding on) and knows
+ * nothing about pod addresses: the topology where host-gw cannot work and vxlan must.
+ *
+ * ```
+ *   ohno-lab-NAME            bridges ul0 (172.31.0.1/24, fd00:172:31::1/64), ul1 (172.31.1.1/24,
+ *   │                        fd00:172:31:1::1/64), …; forwarding on; etcd on ul0's address
+ *   ├─ ohno-lab-NAME-node1   subnet 0: 172.31.0.11/24, fd00:172:31::11/64, default via 172.31.0.1
+ *   ├─ ohno-lab-NAME-node2   subnet 1: 172.31.1.12/24, fd00:172:31:1::12/64, default via 172.31.1.1
+ *   ├─ ohno-lab-NAME-node3   subnet 0 again (nodes go round the subnets): 172.31.0.13/24, …
+ *   └─ ohno-lab-NAME-outside subnet 0, .200
+ * ```
+ *
  * Each node (and the outside host) is one veth from the lab namespace's bridge into its
  * own namespace. Names derive from the lab name, so several labs coexist (each has its
  * own lab namespace, so their underlay addresses may be the same); {@link labDown} finds
@@ -24,11 +37,12 @@
  * @module
  */
 
-import { formatIp, nthAddress, parseCidr } from "../../ipam/addr.ts";
+import { type Cidr, formatIp, nthAddress, nthSubnet, parseCidr } from "../../ipam/addr.ts";
 import {
   createNamedNetns,
   deleteNamedNetns,
   IpBatch,
+  linkNames,
   listNamedNetns,
   Netns,
   sysctlSet,
@@ -39,6 +53,12 @@ export const LAB_PREFIX = "ohno-lab-";
 /** The default underlay. */
 export const LAB_UNDERLAY4 = "172.31.0.0/24";
 export const LAB_UNDERLAY6 = "fd00:172:31::/64";
+/** The default routed underlay: one /24 and one /64 per subnet out of these. */
+export const LAB_ROUTED_UNDERLAY4 = "172.31.0.0/16";
+export const LAB_ROUTED_UNDERLAY6 = "fd00:172:31::/48";
+/** The flat underlay (one L2 segment) or the routed one (subnets joined by a router). */
+export type LabUnderlay = "flat" | "routed";
+const MAX_SUBNETS = 16;
 /** The bridge in the lab namespace. */
 export const LAB_BRIDGE = "ul0";
 /** The underlay interface inside each node and the outside host. */
@@ -64,6 +84,19 @@ export interface LabOptions {
   underlay6?: string;
   /** MTU of the underlay links (default 1500). */
   mtu?: number;
+  /** `flat` (default: one segment) or `routed` (subnets joined by the lab namespace). */
+  underlay?: LabUnderlay;
+  /** How many subnets a routed underlay has (2-16, default 2). */
+  subnets?: number;
+}
+
+/** One subnet of the underlay: a bridge in the lab namespace and its addresses. */
+export interface LabSubnet {
+  bridge: string;
+  cidr4: string;
+  cidr6: string;
+  /** The lab namespace's address on it: the default gateway of the hosts in it. */
+  gateway: { ipv4: string; ipv6: string };
 }
 
 /** A namespace on the underlay: a node or the outside host. */
@@ -83,6 +116,8 @@ export interface LabHost {
   /** With prefix length (`172.31.0.11/24`). */
   cidr4: string;
   cidr6: string;
+  /** The index of its subnet in {@link Lab.subnets} (always 0 on a flat underlay). */
+  subnet: number;
 }
 
 /** A lab that is up. Dispose (or `down()`) removes it; `close()` only closes handles. */
@@ -98,6 +133,10 @@ export interface Lab extends AsyncDisposable, Disposable {
   gateway: { ipv4: string; ipv6: string };
   underlay4: string;
   underlay6: string;
+  /** `flat` or `routed`. */
+  underlay: LabUnderlay;
+  /** The underlay's subnets (one on a flat underlay). */
+  subnets: LabSubnet[];
   nodes: LabHost[];
   outside: LabHost;
   /** A node by name (`node2`); throws when there is none. */
@@ -161,30 +200,81 @@ export async function labDown(name: string, prefix = LAB_PREFIX): Promise<string
 interface Plan {
   name: string;
   prefix: string;
-  u4: ReturnType<typeof parseCidr>;
-  u6: ReturnType<typeof parseCidr>;
+  u4: Cidr;
+  u6: Cidr;
+  underlay: LabUnderlay;
+  /** Per subnet: its IPv4 and IPv6 prefix (one on a flat underlay). */
+  nets: { u4: Cidr; u6: Cidr }[];
 }
 
-function hostAddresses(p: Plan, offset: bigint) {
-  const ipv4 = formatIp(4, nthAddress(p.u4, offset));
+/** The subnet a host is in: nodes go round the subnets (node1 in 0, node2 in 1, …). */
+function subnetOf(p: Plan, host: string): number {
+  return host === "outside" ? 0 : (Number(host.slice(4)) - 1) % p.nets.length;
+}
+
+function hostAddresses(p: Plan, offset: bigint, subnet = 0) {
+  const n = p.nets[subnet]!;
+  const ipv4 = formatIp(4, nthAddress(n.u4, offset));
   // IPv6 host parts read like the IPv4 ones (node1 = …::11, outside = …::200).
-  const ipv6 = formatIp(6, nthAddress(p.u6, BigInt(`0x${offset}`)));
-  return { ipv4, ipv6, cidr4: `${ipv4}/${p.u4.prefix}`, cidr6: `${ipv6}/${p.u6.prefix}` };
+  const ipv6 = formatIp(6, nthAddress(n.u6, BigInt(`0x${offset}`)));
+  return { ipv4, ipv6, cidr4: `${ipv4}/${n.u4.prefix}`, cidr6: `${ipv6}/${n.u6.prefix}`, subnet };
 }
 
 function planOf(
-  opts: { name?: string; prefix?: string; underlay4?: string; underlay6?: string },
+  opts: {
+    name?: string;
+    prefix?: string;
+    underlay4?: string;
+    underlay6?: string;
+    underlay?: LabUnderlay;
+    subnets?: number;
+  },
 ): Plan {
   const name = opts.name ?? "ohno";
   checkName(name);
-  const u4 = parseCidr(opts.underlay4 ?? LAB_UNDERLAY4);
-  const u6 = parseCidr(opts.underlay6 ?? LAB_UNDERLAY6);
+  const underlay = opts.underlay ?? "flat";
+  if (underlay !== "flat" && underlay !== "routed") {
+    throw new TypeError(`underlay ${JSON.stringify(underlay)} is not flat or routed`);
+  }
+  const routed = underlay === "routed";
+  const u4 = parseCidr(opts.underlay4 ?? (routed ? LAB_ROUTED_UNDERLAY4 : LAB_UNDERLAY4));
+  const u6 = parseCidr(opts.underlay6 ?? (routed ? LAB_ROUTED_UNDERLAY6 : LAB_UNDERLAY6));
   if (u4.family !== 4) throw new TypeError(`underlay4 ${opts.underlay4} is not an IPv4 prefix`);
   if (u6.family !== 6) throw new TypeError(`underlay6 ${opts.underlay6} is not an IPv6 prefix`);
-  if (u4.prefix > 24) {
-    throw new RangeError(`underlay4 ${opts.underlay4} is too small: the lab needs a /24 or larger`);
+  if (!routed) {
+    if (u4.prefix > 24) {
+      throw new RangeError(
+        `underlay4 ${opts.underlay4} is too small: the lab needs a /24 or larger`,
+      );
+    }
+    return { name, prefix: opts.prefix ?? LAB_PREFIX, u4, u6, underlay, nets: [{ u4, u6 }] };
   }
-  return { name, prefix: opts.prefix ?? LAB_PREFIX, u4, u6 };
+  const subnets = opts.subnets ?? 2;
+  if (!Number.isInteger(subnets) || subnets < 2 || subnets > MAX_SUBNETS) {
+    throw new RangeError(`a routed underlay has 2-${MAX_SUBNETS} subnets, got ${subnets}`);
+  }
+  if (u4.prefix > 20 || u6.prefix > 60) {
+    throw new RangeError(
+      `a routed underlay needs an IPv4 /20 and an IPv6 /60 or larger (got ${opts.underlay4}, ${opts.underlay6})`,
+    );
+  }
+  const nets = Array.from({ length: subnets }, (_, k) => ({
+    u4: nthSubnet(u4, 24, BigInt(k)),
+    u6: nthSubnet(u6, 64, BigInt(k)),
+  }));
+  return { name, prefix: opts.prefix ?? LAB_PREFIX, u4, u6, underlay, nets };
+}
+
+function subnetsOf(p: Plan): LabSubnet[] {
+  return p.nets.map((n, k) => {
+    const gw = hostAddresses(p, GATEWAY_OFFSET, k);
+    return {
+      bridge: p.underlay === "flat" ? LAB_BRIDGE : `ul${k}`,
+      cidr4: `${formatIp(4, n.u4.network)}/${n.u4.prefix}`,
+      cidr6: `${formatIp(6, n.u6.network)}/${n.u6.prefix}`,
+      gateway: { ipv4: gw.ipv4, ipv6: gw.ipv6 },
+    };
+  });
 }
 
 /**
@@ -208,13 +298,23 @@ export async function labUp(opts: LabOptions): Promise<Lab> {
   try {
     const labNs = await createNamedNetns(labNetnsName(name, prefix));
     handles.push(labNs);
-    const gw = hostAddresses(plan, GATEWAY_OFFSET);
-    await new IpBatch()
-      .add("link", "add", LAB_BRIDGE, "mtu", String(mtu), "type", "bridge")
-      .add("addr", "add", gw.cidr4, "dev", LAB_BRIDGE)
-      .add("addr", "add", gw.cidr6, "dev", LAB_BRIDGE, "nodad")
-      .add("link", "set", LAB_BRIDGE, "up")
-      .run({ netns: labNs });
+    const subnets = subnetsOf(plan);
+    const lb = new IpBatch();
+    for (const sn of subnets) {
+      const gw = hostAddresses(plan, GATEWAY_OFFSET, subnets.indexOf(sn));
+      lb.add("link", "add", sn.bridge, "mtu", String(mtu), "type", "bridge")
+        .add("addr", "add", gw.cidr4, "dev", sn.bridge)
+        .add("addr", "add", gw.cidr6, "dev", sn.bridge, "nodad")
+        .add("link", "set", sn.bridge, "up");
+    }
+    await lb.run({ netns: labNs });
+    if (plan.underlay === "routed") {
+      // The router between the subnets: it forwards node to node, and has no route to any
+      // pod address (nor any way out of the lab).
+      sysctlSet("net.ipv4.ip_forward", 1, { netns: labNs });
+      sysctlSet("net.ipv6.conf.all.forwarding", 1, { netns: labNs });
+    }
+    const gw = subnets[0]!.gateway;
 
     const specs = [
       ...Array.from({ length: opts.nodes }, (_, i) => ({
@@ -232,7 +332,8 @@ export async function labUp(opts: LabOptions): Promise<Lab> {
           const netns = labNetnsName(name, prefix, s.host);
           const ns = await createNamedNetns(netns);
           handles.push(ns);
-          const a = hostAddresses(plan, s.offset);
+          const a = hostAddresses(plan, s.offset, subnetOf(plan, s.host));
+          const sn = subnets[a.subnet]!;
           // The veth is made in the lab namespace with its far end created in the host's.
           await new IpBatch()
             .add(
@@ -251,7 +352,7 @@ export async function labUp(opts: LabOptions): Promise<Lab> {
               "netns",
               netns,
             )
-            .add("link", "set", s.host, "master", LAB_BRIDGE)
+            .add("link", "set", s.host, "master", sn.bridge)
             .add("link", "set", s.host, "up")
             .run({ netns: labNs });
           const b = new IpBatch()
@@ -261,8 +362,8 @@ export async function labUp(opts: LabOptions): Promise<Lab> {
           if (s.node) {
             // Nodes route everything else to the lab namespace, which has no way out: a
             // default route for "the interface holding the default route" to find, no leak.
-            b.add("route", "add", "default", "via", gw.ipv4, "dev", LAB_IFNAME);
-            b.add("route", "add", "default", "via", gw.ipv6, "dev", LAB_IFNAME);
+            b.add("route", "add", "default", "via", sn.gateway.ipv4, "dev", LAB_IFNAME);
+            b.add("route", "add", "default", "via", sn.gateway.ipv6, "dev", LAB_IFNAME);
           }
           await b.run({ netns: ns });
           if (s.node) {
@@ -297,16 +398,21 @@ export function labOpen(
   name: string,
   opts: { prefix?: string; underlay4?: string; underlay6?: string } = {},
 ): Lab {
-  const plan = planOf({ ...opts, name });
-  const names = labNamespaces(plan.name, plan.prefix);
-  const labName = labNetnsName(plan.name, plan.prefix);
+  const first = planOf({ ...opts, name });
+  const names = labNamespaces(first.name, first.prefix);
+  const labName = labNetnsName(first.name, first.prefix);
   if (!names.includes(labName)) {
-    throw new Error(`lab ${plan.name} is not up (no namespace ${labName})`);
+    throw new Error(`lab ${first.name} is not up (no namespace ${labName})`);
   }
   const handles: Netns[] = [];
   try {
     const labNs = Netns.named(labName);
     handles.push(labNs);
+    // A routed lab is told by its bridges: one per subnet (ul0, ul1, …).
+    const bridges = linkNames({ netns: labNs }).filter((l) => /^ul\d+$/.test(l)).length;
+    const plan = bridges > 1
+      ? planOf({ ...opts, name, underlay: "routed", subnets: bridges })
+      : first;
     const hosts = names.filter((n) => /^(node\d+|outside)$/.test(n.slice(labName.length + 1)))
       .map((netns) => {
         const host = netns.slice(labName.length + 1);
@@ -319,10 +425,10 @@ export function labOpen(
           path: `/var/run/netns/${netns}`,
           ns,
           ifname: LAB_IFNAME,
-          ...hostAddresses(plan, offset),
+          ...hostAddresses(plan, offset, subnetOf(plan, host)),
         };
       }).sort((a, b) => hostOrder(a.name) - hostOrder(b.name));
-    return makeLab(plan, labNs, hostAddresses(plan, GATEWAY_OFFSET), hosts);
+    return makeLab(plan, labNs, subnetsOf(plan)[0]!.gateway, hosts);
   } catch (e) {
     for (const h of handles) h.close();
     throw e;
@@ -360,6 +466,8 @@ function makeLab(
     ns: labNs,
     bridge: LAB_BRIDGE,
     gateway: { ipv4: gw.ipv4, ipv6: gw.ipv6 },
+    underlay: plan.underlay,
+    subnets: subnetsOf(plan),
     underlay4: `${formatIp(4, plan.u4.network)}/${plan.u4.prefix}`,
     underlay6: `${formatIp(6, plan.u6.network)}/${plan.u6.prefix}`,
     nodes,

@@ -9,6 +9,7 @@
 
 import { benchAgent } from "./agent.ts";
 import { benchCni } from "./cni.ts";
+import { benchDataplane } from "./dataplane.ts";
 import { benchIpam } from "./ipam.ts";
 import { benchStartup } from "./startup.ts";
 import { benchRoutes } from "./routes.ts";
@@ -34,9 +35,10 @@ const SUITES: Record<string, () => Promise<void>> = {
   routes: () => benchRoutes(),
   scale: () => benchScale(flags),
   agents: () => benchAgents(),
+  dataplane: () => benchDataplane(),
 };
 /** Suites that run only when named (minutes each, and a 30-node lab). */
-const ON_REQUEST = new Set(["scale", "agents"]);
+const ON_REQUEST = new Set(["scale", "agents", "dataplane"]);
 
 // Interrupted (Ctrl-C, a session's end): remove this run's namespaces before leaving, and
 // those an earlier interrupted run could not.

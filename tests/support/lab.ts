@@ -7,7 +7,7 @@
 
 import * as labs from "../../deploy/lab/lab.ts";
 import { labOpen } from "../../deploy/lab/topology.ts";
-import { Netns } from "../../netns/mod.ts";
+import { Netns, runCommand } from "../../netns/mod.ts";
 import { OHNO } from "./ohno.ts";
 
 let n = 0;
@@ -31,6 +31,11 @@ export async function testLab(
     mtu?: number;
     kubeconfig?: string;
     extraConfig?: Record<string, unknown>;
+    /** `routed`: nodes in subnets joined by a router (default flat). */
+    underlay?: "flat" | "routed";
+    subnets?: number;
+    /** `ipv6`: the agents get only their IPv6 node addresses (an IPv6-only underlay). */
+    nodeFamilies?: "dual" | "ipv6";
   },
 ): Promise<TestLab> {
   // At most 16 lowercase letters and digits; the pid lets the runner's guard tell this
@@ -44,6 +49,9 @@ export async function testLab(
     ...(opts.mtu ? { mtu: opts.mtu } : {}),
     ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}),
     ...(opts.extraConfig ? { extraConfig: opts.extraConfig } : {}),
+    ...(opts.underlay ? { underlay: opts.underlay } : {}),
+    ...(opts.subnets ? { subnets: opts.subnets } : {}),
+    ...(opts.nodeFamilies ? { nodeFamilies: opts.nodeFamilies } : {}),
   }).catch(async (e) => {
     await labs.down(name).catch(() => {});
     throw e;
@@ -67,3 +75,12 @@ export async function testLab(
 
 export { within } from "./wait.ts";
 export { Netns };
+
+/** A metric's value from a node's agent (`name` exactly, no labels), or undefined. */
+export async function metric(ns: Netns, name: string): Promise<number | undefined> {
+  const r = await runCommand(ns, "curl", {
+    args: ["-s", "--max-time", "2", "http://127.0.0.1:9753/metrics"],
+  });
+  const m = new RegExp(`^${name} (\\S+)$`, "m").exec(r.stdout);
+  return m ? Number(m[1]) : undefined;
+}

@@ -1,0 +1,481 @@
+/**
+ * vxlan: pod traffic to peers in other subnets, encapsulated in UDP between the nodes'
+ * underlay addresses (flannel's default backend), optionally with host-gw routes to the
+ * peers on this node's own L2 subnet (`directRouting`).
+ *
+ * What it holds in the kernel, all reconciled as a whole on every {@link RouteSync} pass:
+ *
+ * - **One VXLAN device per underlay family** the node has: `ohno.vxlan4` (outer IPv4,
+ *   `local <node IPv4>`) and `ohno.vxlan6` (outer IPv6). VNI and UDP port from the
+ *   settings (default 1 and 8472), `nolearning` (the agent programs every entry; the
+ *   kernel learns nothing from traffic), no IPv6 link-local (`addrgenmode none`: no ND
+ *   noise), MTU the underlay's minus 50 (IPv4 outer) or 70 (IPv6 outer). A device whose
+ *   VNI, port, local address or learning differ is re-created; MAC and MTU are set in
+ *   place.
+ * - **Its MAC is derived from the node name** ({@link vtepMac}): the same after a
+ *   restart, a crash or a reinstall, with nothing to persist; it is published in the
+ *   node's etcd record (`backend: {type, vni, port, vtepMac4, vtepMac6}`).
+ * - **Per peer block** (pod family F goes through the device of underlay family F when
+ *   both nodes have one, else through the other family's): a route
+ *   `<block> via <block's network address> dev ohno.vxlanU onlink proto 111`, a permanent
+ *   neighbour `<block's network address> lladdr <peer's VTEP MAC> dev ohno.vxlanU`, and
+ *   one FDB entry per peer and device `<peer's VTEP MAC> dst <peer's underlay address>
+ *   self permanent`. The block's network address is a next-hop key only: nothing is
+ *   addressed to it, so no VTEP address needs publishing or assigning.
+ * - **Stale entries go**: neighbours and FDB entries on ohno's devices that no peer
+ *   wants (a removed peer, a peer whose MAC changed after a reinstall) are deleted; routes
+ *   are ohno's by protocol number as in host-gw. Nothing on any other device is read or
+ *   touched.
+ *
+ * Checksums: the inner packet's checksum is left to the kernel as for any device; the
+ * outer UDP checksum is on for both families (the kernel default: `udpcsum`, and no
+ * zero-checksum IPv6, which a receiver would have to allow with `udp6zerocsumrx`). When
+ * `ethtool` is installed, TX checksum offload on the VXLAN devices is turned off, as
+ * flannel does, because offloading the inner checksum through a VXLAN device corrupted
+ * packets with some kernels and NIC drivers; without ethtool this is skipped (logged).
+ * @module
+ */
+
+import { formatIp, overlaps, parseCidr, parseIp } from "../../ipam/addr.ts";
+import { IpBatch, ipJson, type Netns, runCommand } from "../../netns/mod.ts";
+import type { Logger } from "../../lib/log.ts";
+import { HostGwBackend, type IpCommand, runIpCommands } from "./hostgw.ts";
+import type {
+  Backend,
+  FailedRoute,
+  Peer,
+  ReconcileReport,
+  RoutingState,
+  SkippedBlock,
+  WantedRoute,
+} from "./types.ts";
+
+/** Device names, by underlay family. */
+export const VXLAN_DEVICES = { 4: "ohno.vxlan4", 6: "ohno.vxlan6" } as const;
+/** Outer header overhead: Ethernet 14 + VXLAN 8 + UDP 8 + IPv4 20 / IPv6 40. */
+export const VXLAN_OVERHEAD = { 4: 50, 6: 70 } as const;
+export const VXLAN_DEFAULT_PORT = 8472;
+export const VXLAN_DEFAULT_VNI = 1;
+const BRIDGE_BIN = Deno.env.get("OHNO_BRIDGE_BIN") ?? "/usr/sbin/bridge";
+
+export interface VxlanSettings {
+  vni: number;
+  port: number;
+  directRouting: boolean;
+}
+
+export interface VxlanOptions extends Partial<VxlanSettings> {
+  /** The local node's name: its VTEP MACs derive from it. */
+  node: string;
+  netns?: Netns | undefined;
+  /** MTU of the underlay interface (the devices get it minus the overhead); default 1500. */
+  underlayMtu?: number;
+  /** Route protocol number (default host-gw's, 111). */
+  protocol?: number;
+  log?: Logger;
+}
+
+/**
+ * The VTEP MAC of `node`'s device of underlay `family`: a locally administered unicast
+ * address from a hash of the name, so it survives restarts and reinstalls.
+ */
+export async function vtepMac(node: string, family: 4 | 6): Promise<string> {
+  const h = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`ohno vtep ${family} ${node}`)),
+  );
+  const b = [...h.slice(0, 6)];
+  b[0] = (b[0]! & 0xfc) | 0x02; // unicast, locally administered
+  return b.map((x) => x.toString(16).padStart(2, "0")).join(":");
+}
+
+/** What a node publishes in its etcd record for the vxlan backend. */
+export async function vxlanRecord(
+  node: string,
+  s: VxlanSettings,
+): Promise<Record<string, unknown>> {
+  return {
+    type: "vxlan",
+    vni: s.vni,
+    port: s.port,
+    vtepMac4: await vtepMac(node, 4),
+    vtepMac6: await vtepMac(node, 6),
+  };
+}
+
+/** The pod MTU `auto` gives with vxlan: the underlay's minus the larger outer header used. */
+export function vxlanPodMtu(underlayMtu: number, families: (4 | 6)[]): number {
+  return underlayMtu - (families.includes(6) ? VXLAN_OVERHEAD[6] : VXLAN_OVERHEAD[4]);
+}
+
+function ipOf(ips: readonly string[], family: 4 | 6): string | undefined {
+  for (const t of ips) {
+    try {
+      const ip = parseIp(t);
+      if (ip.family === family) return formatIp(family, ip.value);
+    } catch {
+      // not an address
+    }
+  }
+  return undefined;
+}
+
+function macOf(peer: Peer, family: 4 | 6): string | undefined {
+  const v = peer.backend?.[`vtepMac${family}`];
+  return typeof v === "string" && /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(v)
+    ? v.toLowerCase()
+    : undefined;
+}
+
+interface LinkInfo {
+  ifname: string;
+  address?: string;
+  mtu?: number;
+  flags?: string[];
+  linkinfo?: {
+    info_kind?: string;
+    info_data?: { id?: number; local?: string; local6?: string; port?: number; learning?: boolean };
+  };
+}
+
+interface Neigh {
+  dst: string;
+  lladdr?: string;
+  state?: string[];
+}
+
+interface Fdb {
+  mac: string;
+  dst?: string;
+  state?: string;
+  flags?: string[];
+}
+
+/** Removes ohno's VXLAN devices (with them their routes, neighbours and FDB); returns how many. */
+export async function removeVxlanDevices(netns?: Netns): Promise<number> {
+  const links = await ipJson<LinkInfo[]>(["link", "show"], { netns });
+  const ours = links.filter((l) => Object.values(VXLAN_DEVICES).includes(l.ifname as never));
+  const b = new IpBatch();
+  for (const l of ours) b.add("link", "del", l.ifname);
+  await b.run({ netns });
+  return ours.length;
+}
+
+/** The vxlan backend. Stateless like host-gw: every reconcile starts from the kernel. */
+export class VxlanBackend implements Backend {
+  readonly type = "vxlan";
+  readonly settings: VxlanSettings;
+  readonly #node: string;
+  readonly #netns: Netns | undefined;
+  readonly #underlayMtu: number;
+  readonly #routes: HostGwBackend;
+  readonly #log: Logger | undefined;
+  #macs: { 4: string; 6: string } | undefined;
+  #offloadChecked = new Set<string>();
+
+  constructor(o: VxlanOptions) {
+    const vni = o.vni ?? VXLAN_DEFAULT_VNI;
+    const port = o.port ?? VXLAN_DEFAULT_PORT;
+    if (!Number.isInteger(vni) || vni < 1 || vni > 0xffffff) {
+      throw new RangeError(`VXLAN VNI must be 1-16777215, got ${vni}`);
+    }
+    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+      throw new RangeError(`VXLAN port must be 1-65535, got ${port}`);
+    }
+    this.settings = { vni, port, directRouting: o.directRouting ?? false };
+    this.#node = o.node;
+    this.#netns = o.netns;
+    this.#underlayMtu = o.underlayMtu ?? 1500;
+    this.#log = o.log;
+    this.#routes = new HostGwBackend({
+      netns: o.netns,
+      ...(o.protocol !== undefined ? { protocol: o.protocol } : {}),
+    });
+  }
+
+  /** This node's VTEP MACs. */
+  async macs(): Promise<{ 4: string; 6: string }> {
+    this.#macs ??= { 4: await vtepMac(this.#node, 4), 6: await vtepMac(this.#node, 6) };
+    return this.#macs;
+  }
+
+  async reconcile(state: RoutingState): Promise<ReconcileReport> {
+    const local = { 4: ipOf(state.local.ips, 4), 6: ipOf(state.local.ips, 6) };
+    const macs = await this.macs();
+    const failed: FailedRoute[] = [];
+    const devs = await this.#ensureDevices(local, macs, failed);
+    const onLink = this.settings.directRouting ? await this.#localSubnets() : [];
+
+    // The wanted state: routes, neighbours (dev|ip → mac), FDB (dev|mac → underlay ip).
+    const routes: WantedRoute[] = [];
+    const skipped: SkippedBlock[] = [];
+    const neigh = new Map<string, { dev: string; ip: string; mac: string; node: string }>();
+    const fdb = new Map<string, { dev: string; mac: string; dst: string; node: string }>();
+    const localBlocks = state.local.blocks.map((b) => {
+      try {
+        return parseCidr(b);
+      } catch {
+        return undefined;
+      }
+    });
+    const seen = new Set<string>();
+    const peers = [...state.peers].filter((p) => p.node !== state.local.node)
+      .sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
+    for (const peer of peers) {
+      const pip = { 4: ipOf(peer.ips, 4), 6: ipOf(peer.ips, 6) };
+      for (const block of peer.blocks) {
+        let c;
+        try {
+          c = parseCidr(block);
+        } catch {
+          skipped.push({ node: peer.node, block, reason: "not a CIDR" });
+          continue;
+        }
+        const dst = `${formatIp(c.family, c.network)}/${c.prefix}`;
+        const skip = (reason: string) => skipped.push({ node: peer.node, block: dst, reason });
+        if (localBlocks.some((l) => l && overlaps(l, c))) {
+          skip(`overlaps a block of this node (${state.local.node})`);
+          continue;
+        }
+        if (seen.has(dst)) {
+          skip("also claimed by another node");
+          continue;
+        }
+        // directRouting: a peer on this node's own subnet gets a plain host-gw route.
+        const direct = pip[c.family];
+        if (direct && onLink.some((s) => s.family === c.family && inSubnet(direct, s))) {
+          seen.add(dst);
+          routes.push({ family: c.family, dst, via: direct, node: peer.node });
+          continue;
+        }
+        const under = ([c.family, c.family === 4 ? 6 : 4] as const).find((u) =>
+          local[u] && pip[u] && devs[u]
+        );
+        if (!under) {
+          skip("no underlay family both nodes have an address of");
+          continue;
+        }
+        const mac = macOf(peer, under);
+        if (!mac) {
+          skip(`node published no VTEP MAC for IPv${under} (is it running backend vxlan?)`);
+          continue;
+        }
+        const dev = VXLAN_DEVICES[under];
+        const vtep = formatIp(c.family, c.network);
+        seen.add(dst);
+        routes.push({ family: c.family, dst, via: vtep, node: peer.node, dev });
+        neigh.set(`${dev}|${vtep}`, { dev, ip: vtep, mac, node: peer.node });
+        fdb.set(`${dev}|${mac}`, { dev, mac, dst: pip[under]!, node: peer.node });
+      }
+    }
+
+    // Neighbours and FDB before routes: a route never points at a missing neighbour.
+    const stats = await this.#reconcileNeighbours(devs, neigh, fdb, failed);
+    const report = await this.#routes.reconcileRoutes(routes, skipped);
+    report.failed.unshift(...failed);
+    report.vxlan = stats;
+    return report;
+  }
+
+  async cleanup(): Promise<number> {
+    const routes = await this.#routes.cleanup();
+    await removeVxlanDevices(this.#netns);
+    return routes;
+  }
+
+  /** Creates or fixes the devices; returns which exist. Removes a family's the node lacks. */
+  async #ensureDevices(
+    local: { 4?: string | undefined; 6?: string | undefined },
+    macs: { 4: string; 6: string },
+    failed: FailedRoute[],
+  ): Promise<{ 4: boolean; 6: boolean }> {
+    const links = await ipJson<LinkInfo[]>(["-d", "link", "show"], { netns: this.#netns });
+    const out = { 4: false, 6: false };
+    for (const fam of [4, 6] as const) {
+      const name = VXLAN_DEVICES[fam];
+      const have = links.find((l) => l.ifname === name);
+      const ip = local[fam];
+      const mtu = this.#underlayMtu - VXLAN_OVERHEAD[fam];
+      const b = new IpBatch();
+      let created = false;
+      if (!ip) {
+        if (have) b.add("link", "del", name);
+      } else {
+        const d = have?.linkinfo?.info_data;
+        const right = have?.linkinfo?.info_kind === "vxlan" && d?.id === this.settings.vni &&
+          d?.port === this.settings.port && d?.learning === false &&
+          (fam === 4 ? d?.local : d?.local6) === ip;
+        if (have && !right) b.add("link", "del", name);
+        if (!have || !right) {
+          created = true;
+          b.add(
+            "link",
+            "add",
+            name,
+            "address",
+            macs[fam],
+            "mtu",
+            String(mtu),
+            "type",
+            "vxlan",
+            "id",
+            String(this.settings.vni),
+            "local",
+            ip,
+            "dstport",
+            String(this.settings.port),
+            "nolearning",
+          );
+          b.add("link", "set", name, "addrgenmode", "none");
+        } else {
+          if (have.address !== macs[fam]) b.add("link", "set", name, "address", macs[fam]);
+          if (have.mtu !== mtu) b.add("link", "set", name, "mtu", String(mtu));
+        }
+        if (!have || !right || !have.flags?.includes("UP")) b.add("link", "set", name, "up");
+      }
+      try {
+        await b.run({ netns: this.#netns });
+        out[fam] = !!ip;
+        if (created) await this.#offload(name);
+      } catch (e) {
+        failed.push({
+          op: ip ? "replace" : "delete",
+          dst: name,
+          error: `VXLAN device ${name}: ${(e as Error).message}`,
+        });
+      }
+    }
+    return out;
+  }
+
+  /** TX checksum offload off on a new device when ethtool is there (see the module doc). */
+  async #offload(dev: string): Promise<void> {
+    if (this.#offloadChecked.has(dev)) return;
+    this.#offloadChecked.add(dev);
+    const r = await runCommand(this.#netns, "ethtool", {
+      args: ["-K", dev, "tx-checksum-ip-generic", "off"],
+    }).catch((e) => ({ success: false, stderr: (e as Error).message }));
+    if (r.success) this.#log?.info("VXLAN TX checksum offload off", { dev });
+    else {
+      this.#log?.info("VXLAN TX checksum offload left as it is (no ethtool)", {
+        dev,
+        error: r.stderr.trim(),
+      });
+    }
+  }
+
+  /** This node's on-link subnets (for directRouting), from its addresses. */
+  async #localSubnets(): Promise<{ family: 4 | 6; network: bigint; prefix: number }[]> {
+    const addrs = await ipJson<
+      { ifname: string; addr_info?: { family: string; local: string; prefixlen: number }[] }[]
+    >(["addr", "show"], { netns: this.#netns });
+    const out: { family: 4 | 6; network: bigint; prefix: number }[] = [];
+    for (const a of addrs) {
+      if (a.ifname === "lo" || a.ifname.startsWith("ohno.")) continue;
+      for (const i of a.addr_info ?? []) {
+        if (i.family !== "inet" && i.family !== "inet6") continue;
+        if (i.local.startsWith("fe80:")) continue;
+        try {
+          const c = parseCidr(`${i.local}/${i.prefixlen}`);
+          out.push({ family: c.family, network: c.network, prefix: c.prefix });
+        } catch {
+          // not an address we can read
+        }
+      }
+    }
+    return out;
+  }
+
+  async #reconcileNeighbours(
+    devs: { 4: boolean; 6: boolean },
+    neigh: Map<string, { dev: string; ip: string; mac: string; node: string }>,
+    fdb: Map<string, { dev: string; mac: string; dst: string; node: string }>,
+    failed: FailedRoute[],
+  ): Promise<NonNullable<ReconcileReport["vxlan"]>> {
+    const ipCmds: IpCommand[] = [];
+    const brCmds: IpCommand[] = [];
+    const stats = { neighbours: neigh.size, fdb: fdb.size, changed: 0 };
+    for (const fam of [4, 6] as const) {
+      if (!devs[fam]) continue;
+      const dev = VXLAN_DEVICES[fam];
+      const [have, haveFdb] = await Promise.all([
+        ipJson<Neigh[]>(["neigh", "show", "dev", dev], { netns: this.#netns }),
+        bridgeJson<Fdb[]>(["fdb", "show", "dev", dev], this.#netns),
+      ]);
+      for (const n of have) {
+        const ip = canonical(n.dst);
+        const w = neigh.get(`${dev}|${ip}`);
+        if (!w) {
+          ipCmds.push({
+            op: "delete",
+            dst: `neighbour ${ip} on ${dev}`,
+            args: ["neigh", "del", n.dst, "dev", dev],
+          });
+        }
+      }
+      for (const w of neigh.values()) {
+        if (w.dev !== dev) continue;
+        const n = have.find((x) => canonical(x.dst) === w.ip);
+        if (n && n.lladdr?.toLowerCase() === w.mac && n.state?.includes("PERMANENT")) continue;
+        ipCmds.push({
+          op: "replace",
+          dst: `neighbour ${w.ip} on ${dev}`,
+          node: w.node,
+          args: ["neigh", "replace", w.ip, "lladdr", w.mac, "dev", dev, "nud", "permanent"],
+        });
+      }
+      for (const f of haveFdb) {
+        if (!f.flags?.includes("self") && f.dst === undefined) continue;
+        const w = fdb.get(`${dev}|${f.mac.toLowerCase()}`);
+        if (!w || (f.dst && canonical(f.dst) !== w.dst)) {
+          brCmds.push({
+            op: "delete",
+            dst: `fdb ${f.mac} on ${dev}`,
+            args: ["fdb", "del", f.mac, "dev", dev, ...(f.dst ? ["dst", f.dst] : []), "self"],
+          });
+        }
+      }
+      for (const w of fdb.values()) {
+        if (w.dev !== dev) continue;
+        const f = haveFdb.find((x) =>
+          x.mac.toLowerCase() === w.mac && x.dst !== undefined && canonical(x.dst) === w.dst
+        );
+        if (f && f.state === "permanent") continue;
+        brCmds.push({
+          op: "replace",
+          dst: `fdb ${w.mac} on ${dev}`,
+          node: w.node,
+          args: ["fdb", "replace", w.mac, "dev", dev, "dst", w.dst, "self", "permanent"],
+        });
+      }
+    }
+    stats.changed = ipCmds.length + brCmds.length;
+    // Stale FDB entries go before the new ones (a MAC moved to another node).
+    failed.push(...await runIpCommands(brCmds, this.#netns, BRIDGE_BIN));
+    failed.push(...await runIpCommands(ipCmds, this.#netns));
+    return stats;
+  }
+}
+
+function canonical(ip: string): string {
+  try {
+    const p = parseIp(ip);
+    return formatIp(p.family, p.value);
+  } catch {
+    return ip;
+  }
+}
+
+function inSubnet(ip: string, s: { family: 4 | 6; network: bigint; prefix: number }): boolean {
+  const p = parseIp(ip);
+  if (p.family !== s.family) return false;
+  const bits = s.family === 4 ? 32 : 128;
+  const mask = ((1n << BigInt(bits)) - 1n) ^ ((1n << BigInt(bits - s.prefix)) - 1n);
+  return (p.value & mask) === s.network;
+}
+
+async function bridgeJson<T>(args: string[], netns: Netns | undefined): Promise<T> {
+  const r = await runCommand(netns, BRIDGE_BIN, { args: ["-j", ...args] });
+  if (!r.success) throw new Error(`bridge ${args.join(" ")}: ${r.stderr.trim()}`);
+  const text = r.stdout.trim();
+  return (text === "" ? [] : JSON.parse(text)) as T;
+}
