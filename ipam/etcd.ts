@@ -463,11 +463,18 @@ export class EtcdStore implements Store {
           });}
       }
     });
-    watcher.on("error", () => {
-      // Compacted past our revision, or cancelled by etcd: the consumer must list again.
+    const lost = () => {
+      if (ended) return;
       push({ type: "reset", revision: 0 });
       ended = true;
-    });
+    };
+    // Compacted past our revision, or cancelled by etcd: the consumer must list again.
+    watcher.on("error", lost);
+    // The stream broke. etcd3 would re-create the watch by itself, but after a partition
+    // during which etcd restarted it was seen never to come back (no connection, no
+    // error, for minutes); and what happened meanwhile may be compacted. So the consumer
+    // lists again and watches anew: one list per lost stream, and never a silent watch.
+    watcher.on("disconnected", lost);
     const onAbort = () => wake?.();
     opts.signal?.addEventListener("abort", onAbort);
     try {

@@ -55,7 +55,7 @@ export interface CommitResult {
 export type WatchEvent =
   | { type: "put"; kv: KV }
   | { type: "delete"; key: string; modRevision: number }
-  /** The watch could not continue from the asked revision (compacted): list again. */
+  /** The watch could not continue (compacted past its revision, or its stream was lost): list again. */
   | { type: "reset"; revision: number };
 
 export interface WatchOptions {

@@ -126,4 +126,13 @@ export const MUTANTS: Mutant[] = [
       "        ({ deadline: new Date(Date.now() + this.requestTimeoutMs + 0 * Number(ctx.isStream)) }),",
     tests: ["tests/peers_burst_test.ts"],
   },
+  {
+    id: "watch-lost",
+    what: "a broken etcd watch stream is left to etcd3 to re-create (it may never come back)",
+    file: "ipam/etcd.ts",
+    from: '    watcher.on("disconnected", lost);',
+    to: '    watcher.on("disconnected", () => {});',
+    tests: ["tests/peers_burst_test.ts"],
+    filter: "cut off",
+  },
 ];

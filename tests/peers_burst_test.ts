@@ -108,3 +108,56 @@ Deno.test({
     );
   },
 });
+
+Deno.test({
+  name:
+    `agent: cut off from etcd while nodes join and etcd compacts and restarts, it lists once more and routes them${skip}`,
+  ignore: !!missing,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using t = await testLab({ nodes: 1, resyncPeriod: "10m" });
+    using lab = labOpen(t.name);
+    const node = t.node("node1");
+    const etcd = "http://127.0.0.1:2379";
+    await fakeNodes(lab.ns, etcd, "put", 0, 5);
+    await within(
+      30_000,
+      "routes to the first 5 nodes",
+      async () => (await t.routes("node1")).length === 10,
+    );
+    const nft = async (script: string) => {
+      const r = await runCommand(node, "nft", { args: ["-f", "-"], stdinText: script });
+      assertEquals(r.code, 0, r.stderr);
+    };
+    // The partition: node1 answers etcd's packets with a reset, so etcd drops the
+    // connection and nothing written meanwhile reaches the agent on it.
+    await nft(
+      "table inet ohnotest { chain in { type filter hook input priority 0; " +
+        "tcp sport 2379 reject with tcp reset; }; }",
+    );
+    try {
+      await fakeNodes(lab.ns, etcd, "put", 5, 10);
+      const st = await runCommand(lab.ns, "etcdctl", {
+        args: ["--endpoints", etcd, "endpoint", "status", "-w", "json"],
+      });
+      const rev = JSON.parse(st.stdout)[0].Status.header.revision;
+      const c = await runCommand(lab.ns, "etcdctl", {
+        args: ["--endpoints", etcd, "compact", String(rev)],
+      });
+      assertEquals(c.code, 0, c.stderr);
+      await t.lab.etcdStop(t.name);
+      await t.lab.etcdStart(t.name);
+    } finally {
+      await nft("delete table inet ohnotest");
+    }
+    await within(
+      60_000,
+      "routes to the 5 nodes that joined during the partition",
+      async () => (await t.routes("node1")).length === 20,
+    );
+    const m = counters(await agentMetrics(node));
+    assert((m.lists ?? 0) >= 2, `the agent listed the cluster again (${m.lists} lists)`);
+    assert((m.lists ?? 0) <= 4, `${m.lists} lists for one lost watch`);
+  },
+});

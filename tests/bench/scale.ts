@@ -163,13 +163,17 @@ export async function scenario(
     );
     phases.push(
       await measure("compaction → re-list", ctx, 2 * (n - leave + 10), async () => {
-        // A partition during which etcd compacts: the agent's node drops etcd's packets,
-        // 10 nodes join, etcd compacts and restarts, the partition heals. The agent's
-        // watch resumes from a revision etcd no longer has, and must list again.
-        const nft = (script: string) =>
-          runCommand(ctx.node, "nft", { args: ["-f", "-"], stdinText: script });
+        // A partition during which etcd compacts: the agent's node answers etcd's packets
+        // with a reset (so etcd drops the connection and no event of the partition reaches
+        // the agent later), 10 nodes join, etcd compacts and restarts, the partition heals.
+        // The agent's watch resumes from a revision etcd no longer has: it must list again.
+        const nft = async (script: string) => {
+          const r = await runCommand(ctx.node, "nft", { args: ["-f", "-"], stdinText: script });
+          if (r.code !== 0) throw new Error(`nft: ${r.stderr}`);
+        };
         await nft(
-          "table inet ohnobench { chain in { type filter hook input priority 0; tcp sport 2379 drop; } }",
+          "table inet ohnobench { chain in { type filter hook input priority 0; " +
+            "tcp sport 2379 reject with tcp reset; }; }",
         );
         try {
           await fakeNodes(lab.ns, etcd, "put", n, n + 10);
@@ -177,7 +181,10 @@ export async function scenario(
             args: ["--endpoints", etcd, "endpoint", "status", "-w", "json"],
           });
           const rev = JSON.parse(st.stdout)[0].Status.header.revision;
-          await runCommand(lab.ns, "etcdctl", { args: ["--endpoints", etcd, "compact", `${rev}`] });
+          const c = await runCommand(lab.ns, "etcdctl", {
+            args: ["--endpoints", etcd, "compact", `${rev}`],
+          });
+          if (c.code !== 0) throw new Error(`etcdctl compact ${rev}: ${c.stderr}`);
           await labs.etcdStop(name);
           await labs.etcdStart(name);
         } finally {
