@@ -52,6 +52,15 @@ function denortAvailable(): string | undefined {
   return undefined;
 }
 
+/**
+ * V8 flags for every mode. A young generation of at most 1 MB per semi-space: the agent
+ * is long-running and allocates little except in bursts, whose garbage otherwise stays
+ * as committed young-generation pages. Measured with `./dev bench scale`: one agent with
+ * 1,000 peers settles at 97-104 MB instead of 117-125 MB; a CNI call allocates far less
+ * than 1 MB, so the plugin is unaffected.
+ */
+export const V8_FLAGS = "--max-semi-space-size=1";
+
 function shellQuote(s: string): string {
   return `'${s.replaceAll("'", `'\\''`)}'`;
 }
@@ -63,6 +72,7 @@ async function compile(): Promise<void> {
       "compile",
       "--quiet",
       "-A",
+      `--v8-flags=${V8_FLAGS}`,
       "--no-prompt",
       "--frozen",
       "--config",
@@ -160,7 +170,7 @@ function writeLauncher(): void {
 # can be had.
 DENO_DIR=${shellQuote(denoDir())} DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1 OHNO_ARGV0="$0" \\
 exec ${shellQuote(Deno.execPath())} run --quiet --allow-all --no-prompt --cached-only \\
-  --config ${shellQuote(`${root}/deno.json`)} --frozen ${shellQuote(`${dist}/bundle/main.js`)} "$@"
+  --v8-flags=${V8_FLAGS} --config ${shellQuote(`${root}/deno.json`)} --frozen ${shellQuote(`${dist}/bundle/main.js`)} "$@"
 `;
   const tmp = `${dist}/.ohno.tmp`;
   Deno.writeTextFileSync(tmp, script, { mode: 0o755 });
