@@ -13,6 +13,7 @@ import { type CniNode, cniNode } from "./support/cni.ts";
 import { tempNetns } from "./support/netns.ts";
 import { ip, ipJson, type IpLink, type IpRoute, runCommand } from "../netns/mod.ts";
 import type { CniReply } from "./support/ohno.ts";
+import { clientsMissing, podman } from "./support/clients.ts";
 
 const NODE_ADDR = "192.168.77.1";
 
@@ -298,4 +299,62 @@ Deno.test("macvlan: bad masters and MTUs are error 7 naming the field, nothing t
   const r = await call(node, "ADD", p, "bad", { mode: "macvlan" });
   assertEquals(r.json?.code, 7, r.stdout);
   assertMatch(String(r.json?.msg), /master is not set and the node has no default route/);
+});
+
+const missingClients = clientsMissing();
+
+Deno.test({
+  name: `macvlan: podman runs a container on a macvlan network with the shim; rm releases it${
+    missingClients ? ` [SKIP: ${missingClients}]` : ""
+  }`,
+  ignore: !!missingClients,
+  sanitizeResources: false,
+  async fn() {
+    await using node = await slaveNode("ohnomv");
+    const list = {
+      cniVersion: "1.0.0",
+      name: "ohnomv",
+      plugins: [{
+        type: "ohno",
+        mode: "macvlan",
+        master: "up0",
+        hostShim: true,
+        logFile: node.logFile,
+        logLevel: "debug",
+        ipam: { type: "ohno", dataDir: node.dataDir, ranges: [[{ subnet: "10.83.0.0/24" }]] },
+      }],
+    };
+    const pm = await podman(`${node.dataDir}/podman`, node.host.ns, list);
+    try {
+      const run = await pm.run([
+        "run",
+        "-d",
+        "--name",
+        "mv1",
+        "--network",
+        "ohnomv",
+        pm.image,
+        "sleep",
+        "300",
+      ]);
+      assertEquals(run.code, 0, run.stderr);
+      const addr = await pm.run(["exec", "mv1", "ip", "-4", "addr", "show", "eth0"]);
+      assertMatch(addr.stdout, /inet 10\.83\.0\.2\/24/);
+      // The node reaches the container through the shim, and the container the node.
+      await ping(node.host, "10.83.0.2");
+      const back = await pm.run(["exec", "mv1", "ping", "-c", "1", "-W", "2", NODE_ADDR]);
+      assertEquals(back.code, 0, back.stdout + back.stderr);
+      assertEquals(node.allocations(), ["10.83.0.2"]);
+      const rm = await pm.run(["rm", "-f", "mv1"]);
+      assertEquals(rm.code, 0, rm.stderr);
+      assertEquals(node.allocations(), []);
+      const log = await Deno.readTextFile(node.logFile);
+      // busybox's ip cannot show the link kind: the plugin's log says what it made.
+      assertMatch(log, /\[ADD [0-9a-f]{12} eth0\] attached .*macvlan.*up0 bridge/);
+      assertMatch(log, /\[DEL [0-9a-f]{12} eth0\] detached/);
+    } finally {
+      await pm.run(["rm", "-af"]);
+      await pm.run(["rmi", "-af"]);
+    }
+  },
 });
