@@ -296,7 +296,11 @@ async function cmdAddSlave(ctx: VerbContext, slave: SlaveConf): Promise<Result> 
   const dns = conf.dns ?? got.dns;
   if (dns) result.dns = dns;
   undo.move();
-  log.debug("timing", { ...marks, total: (performance.now() - t0).toFixed(1) });
+  log.debug("timing", {
+    ...marks,
+    verbStart: t0.toFixed(1),
+    total: (performance.now() - t0).toFixed(1),
+  });
   log.info("attached", {
     ips: got.ips.map((i) => i.address).join(","),
     [slave.kind]: `${master.name} ${slave.linkMode}`,
