@@ -14,6 +14,9 @@ import { tempNetns } from "./support/netns.ts";
 import { ip, ipJson, type IpLink, type IpRoute, runCommand } from "../netns/mod.ts";
 import type { CniReply } from "./support/ohno.ts";
 import { clientsMissing, podman } from "./support/clients.ts";
+import { callCni } from "./support/ohno.ts";
+import { testLab } from "./support/lab.ts";
+import { etcdMissing } from "./support/etcd.ts";
 
 const NODE_ADDR = "192.168.77.1";
 
@@ -355,6 +358,76 @@ Deno.test({
     } finally {
       await pm.run(["rm", "-af"]);
       await pm.run(["rmi", "-af"]);
+    }
+  },
+});
+
+const noEtcd = etcdMissing();
+
+Deno.test({
+  name: `macvlan: pods on two lab nodes share the underlay and ping across it${
+    noEtcd ? ` [SKIP: ${noEtcd}]` : ""
+  }`,
+  ignore: !!noEtcd,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await using t = await testLab({ nodes: 2 });
+    const dir = await Deno.makeTempDir({ prefix: "ohnot-mvlab-" });
+    const cleanup: AsyncDisposable[] = [];
+    try {
+      // Pods straight on the underlay (172.31.0.0/24): each node hands out its own slice,
+      // and the lab's router (.1) is their gateway. The master is each node's eth0, found
+      // through its default route.
+      const pods: { ns: { ns: import("../netns/mod.ts").Netns }; ip: string }[] = [];
+      for (const [node, start] of [["node1", 50], ["node2", 60]] as const) {
+        for (const i of [0, 1]) {
+          const pod = await tempNetns(`${node.slice(-1)}mv`);
+          cleanup.push(pod);
+          const conf = {
+            cniVersion: "1.0.0",
+            name: "mvlab",
+            type: "ohno",
+            mode: "macvlan",
+            ipam: {
+              type: "ohno",
+              dataDir: `${dir}/${node}`,
+              ranges: [[{
+                subnet: "172.31.0.0/24",
+                rangeStart: `172.31.0.${start}`,
+                rangeEnd: `172.31.0.${start + 9}`,
+                gateway: "172.31.0.1",
+              }]],
+            },
+          };
+          const r = await callCni({
+            command: "ADD",
+            host: t.node(node),
+            containerId: `${node}-${i}`,
+            netns: pod.path,
+            ifname: "eth0",
+            config: conf,
+          });
+          assertEquals(r.code, 0, r.stdout + r.stderr);
+          pods.push({ ns: pod, ip: addrOf(r) });
+        }
+      }
+      assertEquals(pods.map((p) => p.ip), [
+        "172.31.0.50",
+        "172.31.0.51",
+        "172.31.0.60",
+        "172.31.0.61",
+      ]);
+      for (const a of pods) {
+        await ping(a.ns, "172.31.0.1"); // the underlay's router
+        for (const b of pods) if (a !== b) await ping(a.ns, b.ip);
+      }
+      // Another node on the underlay reaches a pod directly (a slave cannot reach only
+      // its own master).
+      await ping({ ns: t.node("node2") }, "172.31.0.50");
+    } finally {
+      await Promise.allSettled(cleanup.splice(0).map((p) => p[Symbol.asyncDispose]()));
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
   },
 });
