@@ -365,7 +365,7 @@ Deno.test({
 const noEtcd = etcdMissing();
 
 Deno.test({
-  name: `macvlan: pods on two lab nodes share the underlay and ping across it${
+  name: `macvlan: pods on two lab nodes ping across the underlay; with the agent's IPAM too${
     noEtcd ? ` [SKIP: ${noEtcd}]` : ""
   }`,
   ignore: !!noEtcd,
@@ -425,6 +425,59 @@ Deno.test({
       // Another node on the underlay reaches a pod directly (a slave cannot reach only
       // its own master).
       await ping({ ns: t.node("node2") }, "172.31.0.50");
+
+      // The same mode with the node agent's IPAM: the agent on node1 hands out addresses
+      // of its block, the two pods reach each other, DEL releases them there.
+      const list = t.lab.nodeConflist(t.state().nodes.find((n) => n.name === "node1")!);
+      const plugin = (list.plugins as Record<string, unknown>[]).find((p) => p.type === "ohno")!;
+      const agentConf = {
+        ...plugin,
+        cniVersion: list.cniVersion,
+        name: list.name,
+        mode: "macvlan",
+        ipMasq: false,
+      };
+      assert(
+        typeof (plugin.ipam as Record<string, unknown>).daemonSocket === "string",
+        JSON.stringify(plugin),
+      );
+      const agentPods: { ns: { ns: import("../netns/mod.ts").Netns }; path: string; ip: string }[] =
+        [];
+      for (const i of [0, 1]) {
+        const pod = await tempNetns("1ag");
+        cleanup.push(pod);
+        const r = await callCni({
+          command: "ADD",
+          host: t.node("node1"),
+          containerId: `agent-${i}`,
+          netns: pod.path,
+          ifname: "eth0",
+          config: agentConf,
+          args: `K8S_POD_NAMESPACE=default;K8S_POD_NAME=mv${i}`,
+        });
+        assertEquals(r.code, 0, r.stdout + r.stderr);
+        agentPods.push({ ns: pod, path: pod.path, ip: addrOf(r) });
+      }
+      await ping(agentPods[0]!.ns, agentPods[1]!.ip);
+      await ping(agentPods[1]!.ns, agentPods[0]!.ip);
+      const live = await t.lab.ipam(t.name, ["ls", "-o", "json"]);
+      for (const p of agentPods) assert(live.stdout.includes(`"${p.ip}"`), live.stdout);
+      for (const i of [0, 1]) {
+        const d = await callCni({
+          command: "DEL",
+          host: t.node("node1"),
+          containerId: `agent-${i}`,
+          netns: agentPods[i]!.path,
+          ifname: "eth0",
+          config: agentConf,
+        });
+        assertEquals(d.code, 0, d.stdout);
+      }
+      const check = await t.lab.ipam(t.name, ["check"]);
+      assertEquals(check.code, 0, check.stdout);
+      const held = await t.lab.ipam(t.name, ["ls", "-o", "json"]);
+      assertEquals(held.code, 0, held.stderr);
+      for (const p of agentPods) assert(!held.stdout.includes(`"${p.ip}"`), held.stdout);
     } finally {
       await Promise.allSettled(cleanup.splice(0).map((p) => p[Symbol.asyncDispose]()));
       await Deno.remove(dir, { recursive: true }).catch(() => {});
