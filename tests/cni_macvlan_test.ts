@@ -190,7 +190,7 @@ for (const kind of ["macvlan", "ipvlan"] as const) {
   });
 }
 
-Deno.test("macvlan: master, macvlanMode, mtu and mac are honoured; delegated IPAM works", async () => {
+Deno.test("macvlan: master, macvlanMode, mtu, mac and ips are honoured; delegated IPAM works", async () => {
   await using node = await slaveNode("mvkeys", 1450);
   const p = await node.pod();
   const mac = "02:aa:bb:cc:dd:01";
@@ -199,7 +199,7 @@ Deno.test("macvlan: master, macvlanMode, mtu and mac are honoured; delegated IPA
     master: "up0",
     macvlanMode: "private",
     mtu: 1400,
-    runtimeConfig: { mac },
+    runtimeConfig: { mac, ips: ["10.88.0.77/24"] },
   };
   const r = await call(node, "ADD", p, "keys", conf);
   assertEquals(r.code, 0, r.stdout);
@@ -208,6 +208,7 @@ Deno.test("macvlan: master, macvlanMode, mtu and mac are honoured; delegated IPA
     [l.linkinfo?.info_kind, l.linkinfo?.info_data?.mode, l.mtu, l.address],
     ["macvlan", "private", 1400, mac],
   );
+  assertEquals(addrOf(r), "10.88.0.77", "the ips capability");
   assertEquals((await call(node, "DEL", p, "keys", conf)).code, 0);
   // Without mtu: the master's MTU, not the default-route rule of bridge mode's 1500.
   const q = await node.pod();
