@@ -35,6 +35,8 @@ import {
   createSlave,
   ensureShim,
   resolveMaster,
+  shimCommands,
+  shimName,
   shimPodRoutes,
   slaveCommands,
   subnetsOf,
@@ -257,7 +259,23 @@ async function cmdAddSlave(ctx: VerbContext, slave: SlaveConf): Promise<Result> 
       log.warn("rollback: pod interface delete failed", { error: e })
     );
   });
-  await createSlave(plan);
+  // An existing shim only needs the pod subnet's route: in the same ip process.
+  const shim = slave.hostShim ? shimName(slave.kind, master.name) : undefined;
+  const shimReady = shim !== undefined && linkNames().includes(shim);
+  await createSlave(
+    plan,
+    shimReady
+      ? shimCommands({
+        kind: slave.kind,
+        name: shim,
+        master: master.name,
+        linkMode: slave.linkMode,
+        create: false,
+        nodeAddrs: [],
+        subnets,
+      })
+      : [],
+  );
   mark("host");
   faultPoint(ctx, "after-host");
 
@@ -274,9 +292,8 @@ async function cmdAddSlave(ctx: VerbContext, slave: SlaveConf): Promise<Result> 
   mark("pod");
   faultPoint(ctx, "after-pod");
 
-  let shim: string | undefined;
-  if (slave.hostShim) {
-    shim = await ensureShim(
+  if (slave.hostShim && !shimReady) {
+    await ensureShim(
       slave.kind,
       master.name,
       slave.linkMode,

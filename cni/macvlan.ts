@@ -180,12 +180,19 @@ function batchOf(commands: string[][]): IpBatch {
   return b;
 }
 
-/** Creates the pod's slave in its namespace; error 3 when the pod already has the name. */
-export async function createSlave(p: SlavePlan, host?: Netns): Promise<void> {
+/**
+ * Creates the pod's slave in its namespace, then runs `more` (host-side commands) in the
+ * same `ip` process; error 101 when the pod already has the name.
+ */
+export async function createSlave(
+  p: SlavePlan,
+  more: string[][] = [],
+  host?: Netns,
+): Promise<void> {
   try {
-    await batchOf(slaveCommands(p)).run({ netns: host });
+    await batchOf([...slaveCommands(p), ...more]).run({ netns: host });
   } catch (e) {
-    if (e instanceof IpExistsError) {
+    if (e instanceof IpExistsError && e.command.startsWith("link add ")) {
       throw new CniError(
         CniCode.AttachmentExists,
         `interface ${p.ifname} already exists in ${p.podNetns}`,
