@@ -224,6 +224,20 @@ Deno.test("macvlan: master, macvlanMode, mtu, mac and ips are honoured; delegate
   assertEquals(await podLinks(q), ["lo"]);
 });
 
+Deno.test("macvlan: DEL given the node's own namespace deletes none of the node's links", async () => {
+  await using node = await slaveNode("mvhome");
+  const clean = await node.state();
+  const r = await node.call({
+    command: "DEL",
+    containerId: "home",
+    netns: node.host.path,
+    ifname: "up0",
+    config: node.conf("1.0.0", { mode: "macvlan" }),
+  });
+  assertEquals([r.code, r.stdout], [0, ""], r.stdout);
+  assertEquals(await node.state(), clean, "up0 is still there");
+});
+
 Deno.test("macvlan: a failure after the pod side rolls back the interface and the address", async () => {
   await using node = await slaveNode("mvfault");
   const p = await node.pod();
