@@ -7,22 +7,40 @@
 
 import { parseIpPrefix } from "../ipam/addr.ts";
 import { ipJson, type IpLink } from "../netns/ip.ts";
-import { defaultRouteInterface, linkDriver, linkMtu, linkNames } from "../netns/links.ts";
+import {
+  defaultRouteInterface,
+  linkAddresses,
+  linkDriver,
+  linkMtu,
+  linkNames,
+} from "../netns/links.ts";
 import { sysctlSet } from "../netns/sysctl.ts";
 import {
   deleteLink,
   type FamAddr,
   famAddr,
   hostCommands,
+  type PodRoute,
   podRoutes,
   setupHost,
   setupPod,
 } from "./bridge.ts";
-import { IPV6_MIN_MTU } from "./config.ts";
+import { IPV6_MIN_MTU, type SlaveConf } from "./config.ts";
 import { faultPoint, type VerbContext } from "./context.ts";
 import { openPodNetns } from "./env.ts";
 import { CniCode, CniError } from "./errors.ts";
 import { ipamFor } from "./ipam.ts";
+import {
+  checkShimRoutes,
+  createSlave,
+  ensureShim,
+  resolveMaster,
+  shimCommands,
+  shimName,
+  shimPodRoutes,
+  slaveCommands,
+  subnetsOf,
+} from "./macvlan.ts";
 import { ensureMasq } from "./masq.ts";
 import { derivedMac, hostVethName } from "./names.ts";
 import { mergeResults, type Result } from "./result.ts";
@@ -60,6 +78,7 @@ export async function checkBridge(name: string): Promise<boolean> {
 }
 
 export async function cmdAdd(ctx: VerbContext): Promise<Result> {
+  if (ctx.conf.slave) return await cmdAddSlave(ctx, ctx.conf.slave);
   const { env, conf, log } = ctx;
   const t0 = performance.now();
   const marks: Record<string, string> = {};
@@ -176,6 +195,133 @@ export async function cmdAdd(ctx: VerbContext): Promise<Result> {
     ips: got.ips.map((i) => i.address).join(","),
     hostVeth,
     bridge: conf.bridge,
+  });
+  return conf.prevResult ? mergeResults(conf.prevResult, result) : result;
+}
+
+/** The IPv6 MTU floor, checked after IPAM (error 7; the caller's undo releases). */
+function checkV6Mtu(addrs: FamAddr[], mtu: number, why: string): void {
+  const v6 = addrs.find((a) => a.family === 6);
+  if (v6 && mtu < IPV6_MIN_MTU) {
+    throw new CniError(
+      CniCode.InvalidConfig,
+      `invalid network config: mtu ${mtu}${why} is below ${IPV6_MIN_MTU}, the least IPv6 works with, and IPAM gave ${v6.cidr}`,
+    );
+  }
+}
+
+/**
+ * ADD in macvlan/ipvlan mode: master checks → IPAM → the slave, created in the pod's
+ * namespace → pod side → the host shim (optional) → result. Same undo discipline as
+ * bridge mode: a failure releases the addresses and deletes the pod's interface.
+ */
+async function cmdAddSlave(ctx: VerbContext, slave: SlaveConf): Promise<Result> {
+  const { env, conf, log } = ctx;
+  const t0 = performance.now();
+  const marks: Record<string, string> = {};
+  const mark = (name: string) => (marks[name] = (performance.now() - t0).toFixed(1));
+  using pod = openPodNetns(env);
+  // Everything about the master is decided before anything is touched.
+  const master = resolveMaster(slave, conf.mtu);
+  if (linkNames({ netns: pod }).includes(env.ifname)) {
+    throw new CniError(
+      CniCode.AttachmentExists,
+      `interface ${env.ifname} already exists in ${env.netns}`,
+    );
+  }
+
+  await using undo = new AsyncDisposableStack();
+  const ipam = ipamFor(ctx);
+  const got = await ipam.add();
+  undo.defer(async () => {
+    await ipam.del().catch((e) => log.warn("rollback: IPAM release failed", { error: e }));
+  });
+  mark("ipam");
+  faultPoint(ctx, "after-ipam");
+
+  const addrs: FamAddr[] = got.ips.map((i) => famAddr(i.address));
+  const subnets = subnetsOf(got.ips.map((i) => i.address));
+  if (slave.hostShim) checkShimRoutes(slave.kind, master.name, subnets);
+  const mtu = conf.mtu ?? master.mtu;
+  checkV6Mtu(addrs, mtu, conf.mtu ? "" : ` (master ${master.name}'s)`);
+  const plan = {
+    kind: slave.kind,
+    master: master.name,
+    linkMode: slave.linkMode,
+    ifname: env.ifname,
+    podNetns: env.netns,
+    mtu,
+    podMac: conf.mac ?? env.args.mac?.toLowerCase(),
+  };
+  log.debug("slave", { command: slaveCommands(plan)[0]!.join(" ") });
+  undo.defer(async () => {
+    await deleteLink(env.ifname, pod).catch((e) =>
+      log.warn("rollback: pod interface delete failed", { error: e })
+    );
+  });
+  // An existing shim only needs the pod subnet's route: in the same ip process.
+  const shim = slave.hostShim ? shimName(slave.kind, master.name) : undefined;
+  const shimReady = shim !== undefined && linkNames().includes(shim);
+  await createSlave(
+    plan,
+    shimReady
+      ? shimCommands({
+        kind: slave.kind,
+        name: shim,
+        master: master.name,
+        linkMode: slave.linkMode,
+        create: false,
+        nodeAddrs: [],
+        subnets,
+      })
+      : [],
+  );
+  mark("host");
+  faultPoint(ctx, "after-host");
+
+  const gateways = got.ips.flatMap((i) =>
+    i.gateway ? [{ family: famAddr(i.address).family, gw: i.gateway }] : []
+  );
+  // With the shim, the node's addresses are on-link for the pod: the shim answers for them.
+  const nodeAddrs = slave.hostShim ? linkAddresses(master.name) : [];
+  const routes: PodRoute[] = [
+    ...podRoutes(gateways, conf.isDefaultGateway, got.routes),
+    ...shimPodRoutes(nodeAddrs, addrs.map((a) => a.family)),
+  ];
+  const podLink = await setupPod({ ifname: env.ifname, addresses: addrs, routes }, pod);
+  mark("pod");
+  faultPoint(ctx, "after-pod");
+
+  if (slave.hostShim && !shimReady) {
+    await ensureShim(
+      slave.kind,
+      master.name,
+      slave.linkMode,
+      subnets,
+      nodeAddrs,
+    );
+    mark("shim");
+  }
+
+  const result: Result = {
+    interfaces: [
+      { name: env.ifname, mac: podLink.address ?? "", sandbox: env.netns, mtu: podLink.mtu },
+    ],
+    ips: got.ips.map((i) => ({ ...i, interface: 0 })),
+    routes: routes.map((r) => ({ dst: r.dst, ...(r.gw ? { gw: r.gw } : {}) })),
+  };
+  const dns = conf.dns ?? got.dns;
+  if (dns) result.dns = dns;
+  undo.move();
+  log.debug("timing", {
+    ...marks,
+    verbStart: t0.toFixed(1),
+    total: (performance.now() - t0).toFixed(1),
+  });
+  log.info("attached", {
+    ips: got.ips.map((i) => i.address).join(","),
+    [slave.kind]: `${master.name} ${slave.linkMode}`,
+    ...(shim ? { shim } : {}),
   });
   return conf.prevResult ? mergeResults(conf.prevResult, result) : result;
 }

@@ -11,6 +11,7 @@ import type { VerbContext } from "./context.ts";
 import { openPodNetns } from "./env.ts";
 import { CniCode, CniError } from "./errors.ts";
 import { ipamFor } from "./ipam.ts";
+import { resolveMaster } from "./macvlan.ts";
 import { hostVethName } from "./names.ts";
 import { versionAtLeast } from "./versions.ts";
 
@@ -67,6 +68,25 @@ export async function cmdCheck(ctx: VerbContext): Promise<void> {
         throw failed(`default route via ${ip.gateway} dev ${env.ifname} is missing`);
       }
     }
+  }
+
+  if (conf.slave) {
+    // The pod's interface is a slave of the master, of the configured kind and mode.
+    const slave = conf.slave;
+    resolveMaster(slave, conf.mtu); // the master is still there and fit
+    const link = (await ipJson<IpLink[]>(["-d", "link", "show", "dev", env.ifname], {
+      netns: pod,
+    }))[0];
+    const kind = link?.linkinfo?.info_kind;
+    if (kind !== slave.kind) {
+      throw failed(`${env.ifname} is a ${kind ?? "plain"} link, not a ${slave.kind} slave`);
+    }
+    const mode = (link?.linkinfo?.info_data as { mode?: string } | undefined)?.mode;
+    if (mode !== undefined && mode !== slave.linkMode) {
+      throw failed(`${env.ifname} is in ${slave.kind} mode ${mode}, not ${slave.linkMode}`);
+    }
+    await ipamFor(ctx).check({ ...prev, ips: mine });
+    return;
   }
 
   // Host side: the veth on the bridge.

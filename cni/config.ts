@@ -34,10 +34,33 @@ export type IpamConf =
   /** Any other type: delegate to that IPAM plugin in CNI_PATH. */
   | { mode: "delegate"; type: string };
 
+/** How pods are wired: a veth on a bridge (default), or a slave of the node's uplink. */
+export type PodMode = "bridge" | "macvlan" | "ipvlan";
+export const POD_MODES: readonly PodMode[] = ["bridge", "macvlan", "ipvlan"];
+export type MacvlanMode = "bridge" | "private" | "vepa" | "passthru";
+export const MACVLAN_MODES: readonly MacvlanMode[] = ["bridge", "private", "vepa", "passthru"];
+export type IpvlanMode = "l2" | "l3" | "l3s";
+export const IPVLAN_MODES: readonly IpvlanMode[] = ["l2", "l3", "l3s"];
+
+/** The macvlan/ipvlan settings (absent in bridge mode). */
+export interface SlaveConf {
+  kind: "macvlan" | "ipvlan";
+  /** Undefined: the node's default-route interface, decided at ADD. */
+  master?: string;
+  /** The kernel's mode word for the kind (`bridge`, `private`, …; `l2`, `l3`, `l3s`). */
+  linkMode: MacvlanMode | IpvlanMode;
+  /** A slave of the master in the host namespace, so the node reaches its pods. */
+  hostShim: boolean;
+}
+
 export interface NetConf {
   cniVersion: CniVersion;
   name: string;
   type: string;
+  /** `mode`: bridge unless the config says macvlan or ipvlan. */
+  mode: PodMode;
+  /** Set when `mode` is macvlan or ipvlan. */
+  slave?: SlaveConf;
   bridge: string;
   /** Undefined: the MTU of the host's default-route interface, else 1500. */
   mtu?: number;
@@ -286,6 +309,50 @@ function parseValidAttachments(doc: Record<string, unknown>): NetConf["validAtta
   });
 }
 
+function parseMode(doc: Record<string, unknown>): PodMode {
+  const v = doc.mode;
+  if (v === undefined || v === null || v === "") return "bridge";
+  if (typeof v !== "string" || !(POD_MODES as readonly string[]).includes(v)) {
+    throw invalid("mode", v, `is not a pod mode (${POD_MODES.join(", ")})`);
+  }
+  return v as PodMode;
+}
+
+/** The macvlan/ipvlan keys: `master`, `macvlanMode` or `ipvlanMode`, `hostShim`. */
+function parseSlave(doc: Record<string, unknown>, kind: "macvlan" | "ipvlan"): SlaveConf {
+  const master = str(doc, "master");
+  if (master !== undefined) {
+    const problem = ifnameProblem(master);
+    if (problem) {
+      throw new CniError(CniCode.InvalidConfig, `invalid network config: master ${problem}`);
+    }
+  }
+  const key = kind === "macvlan" ? "macvlanMode" : "ipvlanMode";
+  const other = kind === "macvlan" ? "ipvlanMode" : "macvlanMode";
+  if (doc[other] !== undefined && doc[other] !== null) {
+    throw invalid(other, doc[other], `does not apply in ${kind} mode (use ${key})`);
+  }
+  const modes: readonly string[] = kind === "macvlan" ? MACVLAN_MODES : IPVLAN_MODES;
+  const linkMode = str(doc, key) ?? modes[0]!;
+  if (!modes.includes(linkMode)) {
+    throw invalid(key, linkMode, `is not one of the ${kind} modes (${modes.join(", ")})`);
+  }
+  const hostShim = bool(doc, "hostShim", false);
+  if (hostShim && kind === "macvlan" && linkMode !== "bridge") {
+    throw invalid(
+      "hostShim",
+      true,
+      `needs macvlanMode bridge: in ${linkMode} mode the shim cannot reach the pods`,
+    );
+  }
+  return {
+    kind,
+    ...(master !== undefined ? { master } : {}),
+    linkMode: linkMode as MacvlanMode | IpvlanMode,
+    hostShim,
+  };
+}
+
 /**
  * Parses the main plugin's config. `forIpamFace` relaxes the main-plugin keys: the
  * `ohno-ipam` face reads only `ipam` from another plugin's config.
@@ -331,6 +398,7 @@ export function loadNetConf(stdin: string, opts: { forIpamFace?: boolean } = {})
       `invalid network config: bridge ${bridgeProblem}`,
     );
   }
+  const mode = opts.forIpamFace ? "bridge" : parseMode(doc);
   let mtu: number | undefined;
   if (!opts.forIpamFace && doc.mtu !== undefined && doc.mtu !== null && doc.mtu !== 0) {
     if (
@@ -342,7 +410,7 @@ export function loadNetConf(stdin: string, opts: { forIpamFace?: boolean } = {})
   }
   const isDefaultGateway = opts.forIpamFace ? false : bool(doc, "isDefaultGateway", true);
   const isGateway = opts.forIpamFace ? false : bool(doc, "isGateway", true);
-  if (isDefaultGateway && !isGateway) {
+  if (mode === "bridge" && isDefaultGateway && !isGateway) {
     throw invalid("isGateway", false, "must be true when isDefaultGateway is true");
   }
   const rc = doc.runtimeConfig;
@@ -371,6 +439,7 @@ export function loadNetConf(stdin: string, opts: { forIpamFace?: boolean } = {})
     cniVersion,
     name,
     type,
+    mode,
     bridge,
     isGateway,
     isDefaultGateway,
@@ -391,6 +460,23 @@ export function loadNetConf(stdin: string, opts: { forIpamFace?: boolean } = {})
         "mtu",
         mtu,
         `is below ${IPV6_MIN_MTU}, the least IPv6 works with, and ipam.ranges has an IPv6 range`,
+      );
+    }
+  }
+  if (mode !== "bridge") {
+    conf.slave = parseSlave(doc, mode);
+    if (conf.ipMasq) {
+      throw invalid(
+        "ipMasq",
+        true,
+        `has no effect in ${mode} mode: pod traffic leaves through the master, not the host's stack`,
+      );
+    }
+    if (conf.slave.kind === "ipvlan" && mac) {
+      throw invalid(
+        rcx.mac !== undefined ? "runtimeConfig.mac" : "args.cni.mac",
+        mac,
+        "cannot be set in ipvlan mode: ipvlan slaves share the master's MAC",
       );
     }
   }

@@ -73,3 +73,41 @@ Deno.test("GC reads both attachment keys", () => {
   assertEquals(load({ ...base, "cni.dev/attachments": a }).validAttachments, a);
   assertEquals(load(base).validAttachments, undefined);
 });
+
+Deno.test("mode: bridge by default; macvlan and ipvlan with their keys and defaults", () => {
+  assertEquals([load(base).mode, load(base).slave], ["bridge", undefined]);
+  const m = load({ ...base, mode: "macvlan" });
+  assertEquals([m.mode, m.slave], ["macvlan", {
+    kind: "macvlan",
+    linkMode: "bridge",
+    hostShim: false,
+  }]);
+  const v = load({
+    ...base,
+    mode: "ipvlan",
+    master: "ens3",
+    ipvlanMode: "l3s",
+    hostShim: true,
+    isGateway: false,
+  });
+  assertEquals(v.slave, { kind: "ipvlan", master: "ens3", linkMode: "l3s", hostShim: true });
+});
+
+Deno.test("mode: bad values are error 7 naming the field", () => {
+  const cases: [Record<string, unknown>, string][] = [
+    [{ mode: "vxlan" }, 'mode "vxlan" is not a pod mode'],
+    [{ mode: 3 }, "mode 3 is not a pod mode"],
+    [{ mode: "macvlan", macvlanMode: "l3" }, 'macvlanMode "l3" is not one of the macvlan modes'],
+    [{ mode: "ipvlan", ipvlanMode: "vepa" }, 'ipvlanMode "vepa" is not one of the ipvlan modes'],
+    [{ mode: "ipvlan", macvlanMode: "bridge" }, "macvlanMode"],
+    [{ mode: "macvlan", master: "a/b" }, "master"],
+    [{ mode: "macvlan", macvlanMode: "vepa", hostShim: true }, "hostShim true needs"],
+    [{ mode: "macvlan", ipMasq: true }, "ipMasq true has no effect in macvlan mode"],
+    [{ mode: "ipvlan", runtimeConfig: { mac: "02:00:00:00:00:01" } }, "runtimeConfig.mac"],
+  ];
+  for (const [extra, msg] of cases) {
+    const e = assertThrows(() => load({ ...base, ...extra }), CniError);
+    assertEquals(e.code, 7, JSON.stringify(extra));
+    assert(e.message.includes(msg), `${e.message} should name ${msg}`);
+  }
+});

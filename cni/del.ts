@@ -6,6 +6,8 @@
  * @module
  */
 
+import { NetnsNotFoundError } from "../netns/errors.ts";
+import { Netns } from "../netns/netns.ts";
 import { deleteLink } from "./bridge.ts";
 import type { VerbContext } from "./context.ts";
 import { CniError } from "./errors.ts";
@@ -19,8 +21,11 @@ export async function cmdDel(ctx: VerbContext): Promise<void> {
   const errors: CniError[] = [];
   const hostVeth = hostVethName(env.containerID, env.ifname);
   try {
-    const existed = await deleteLink(hostVeth);
-    log.debug(existed ? "host veth deleted" : "host veth already gone", { hostVeth });
+    if (conf.slave) await deletePodSlave(ctx);
+    else {
+      const existed = await deleteLink(hostVeth);
+      log.debug(existed ? "host veth deleted" : "host veth already gone", { hostVeth });
+    }
   } catch (e) {
     errors.push(toCniError(e));
   }
@@ -45,5 +50,35 @@ export async function cmdDel(ctx: VerbContext): Promise<void> {
       errors.length > 1 ? errors.map((e) => e.message).join("; ") : first.details,
     );
   }
-  log.info("detached", { hostVeth });
+  log.info("detached", conf.slave ? { ifname: env.ifname } : { hostVeth });
+}
+
+/**
+ * macvlan/ipvlan: the pod's interface lives only in the pod's namespace. Deleted there
+ * when CNI_NETNS is given and still exists; never in the plugin's own namespace.
+ */
+async function deletePodSlave(ctx: VerbContext): Promise<void> {
+  const { env, log } = ctx;
+  if (env.netns === "") return;
+  let ns: Netns;
+  try {
+    ns = Netns.open(env.netns);
+  } catch (e) {
+    if (e instanceof NetnsNotFoundError) {
+      log.debug("pod namespace already gone", { netns: env.netns });
+      return;
+    }
+    throw e;
+  }
+  using pod = ns;
+  if (pod.isHome()) {
+    log.warn("DEL: CNI_NETNS is the plugin's own namespace; no interface deleted", {
+      netns: env.netns,
+    });
+    return;
+  }
+  const existed = await deleteLink(env.ifname, pod);
+  log.debug(existed ? "pod interface deleted" : "pod interface already gone", {
+    ifname: env.ifname,
+  });
 }

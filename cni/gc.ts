@@ -17,6 +17,7 @@ import type { VerbContext } from "./context.ts";
 import { CniCode, CniError } from "./errors.ts";
 import { toCniError } from "./fail.ts";
 import { ipamFor } from "./ipam.ts";
+import { resolveMaster } from "./macvlan.ts";
 import { hostVethName } from "./names.ts";
 import { versionAtLeast } from "./versions.ts";
 
@@ -43,7 +44,8 @@ export async function cmdGc(ctx: VerbContext, opts: { hostSide: boolean }): Prom
   } catch (e) {
     errors.push(toCniError(e).message);
   }
-  if (opts.hostSide) {
+  // macvlan/ipvlan: pod interfaces live only in pod namespaces; nothing on the host to collect
+  if (opts.hostSide && !ctx.conf.slave) {
     const keep = new Set(valid.map((a) => hostVethName(a.containerID, a.ifname)));
     let ports: IpLink[] = [];
     try {
@@ -68,5 +70,13 @@ export async function cmdGc(ctx: VerbContext, opts: { hostSide: boolean }): Prom
 
 export async function cmdStatus(ctx: VerbContext): Promise<void> {
   needs11(ctx, "STATUS");
+  const slave = ctx.conf.slave;
+  if (slave) {
+    try {
+      resolveMaster(slave, ctx.conf.mtu);
+    } catch (e) {
+      throw new CniError(CniCode.NotAvailable, `ADD would fail: ${toCniError(e).message}`);
+    }
+  }
   await ipamFor(ctx).status();
 }

@@ -1,6 +1,6 @@
 /**
  * cni/: the CNI protocol face of ohno (config, versions, results, errors, verbs) and
- * the pod-side modes (bridge first).
+ * the pod-side modes: bridge (`bridge.ts`), macvlan and ipvlan (`macvlan.ts`).
  *
  * Entry: {@link runCni} reads the environment and stdin, runs one verb, and returns the
  * one JSON document to print and the exit code; it never prints (main.ts does).

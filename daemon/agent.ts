@@ -164,6 +164,12 @@ export async function runAgent(o: AgentOptions): Promise<void> {
       ipam,
       log,
       ready: () => ipamReady,
+      ...(kube && k8s
+        ? {
+          podRequestedIPs: (ns: string, name: string) =>
+            k8s!.podRequestedIPs(kube!, ns, name, signal),
+        }
+        : {}),
       // Refusals while the state loads are start-up, not etcd errors.
       observe: (e) => metrics.observeIpam(e, { starting: !ipamReady }),
     });

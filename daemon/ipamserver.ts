@@ -61,6 +61,11 @@ export interface IpamServerOptions {
   ready: () => boolean;
   /** Called after every request (metrics). */
   observe?: (e: IpamServerEvent) => void;
+  /**
+   * The fixed addresses a pod asks for by annotation (`ohno.io/ip-addrs`), undefined for
+   * none; asked only when the plugin sends no requestedIPs. Absent without Kubernetes.
+   */
+  podRequestedIPs?: (namespace: string, name: string) => Promise<string[] | undefined>;
 }
 
 export interface IpamServer extends AsyncDisposable {
@@ -170,6 +175,31 @@ function checkFields(b: Record<string, unknown>): void {
   req.forEach((ip, i) => checkString(`requestedIPs[${i}]`, ip, FIELD_LIMITS.requestedIP));
 }
 
+/**
+ * The pod's annotated addresses: a malformed annotation is `unavailable` (CNI 102) naming
+ * it; an API that cannot answer is `not-ready` (CNI 11): the pod may ask for a fixed
+ * address, so it must not get a random one.
+ */
+async function annotatedIPs(
+  lookup: NonNullable<IpamServerOptions["podRequestedIPs"]>,
+  namespace: string,
+  name: string,
+): Promise<string[] | undefined> {
+  try {
+    return await lookup(namespace, name);
+  } catch (e) {
+    if ((e as Error).name === "AnnotationError") {
+      throw new ProtocolError("unavailable", (e as Error).message);
+    }
+    throw new ProtocolError(
+      "not-ready",
+      `cannot read pod ${namespace}/${name} for its ohno.io/ip-addrs annotation: ${
+        (e as Error).message
+      }`,
+    );
+  }
+}
+
 export function startIpamServer(o: IpamServerOptions): IpamServer {
   const dir = o.socket.replace(/\/[^/]*$/, "");
   if (dir) Deno.mkdirSync(dir, { recursive: true, mode: 0o755 });
@@ -207,15 +237,33 @@ export function startIpamServer(o: IpamServerOptions): IpamServer {
         if (!o.ready()) {
           throw new ProtocolError("not-ready", `agent on node ${o.node} is not ready yet`);
         }
-        const got = await o.ipam.allocate({
-          node: o.node,
-          containerID: b.containerID,
-          ifname: b.ifname,
-          ...(b.podNamespace ? { podNamespace: b.podNamespace } : {}),
-          ...(b.podName ? { podName: b.podName } : {}),
-          ...(b.podUid ? { podUid: b.podUid } : {}),
-          ...(b.requestedIPs?.length ? { requestedIPs: b.requestedIPs } : {}),
-        });
+        // The runtime's static addresses win; else the pod's annotation, if it has one.
+        let requestedIPs = b.requestedIPs?.length ? b.requestedIPs : undefined;
+        let annotated = false;
+        if (!requestedIPs && b.podNamespace && b.podName && o.podRequestedIPs) {
+          requestedIPs = await annotatedIPs(o.podRequestedIPs, b.podNamespace, b.podName);
+          annotated = requestedIPs !== undefined;
+        }
+        let got;
+        try {
+          got = await o.ipam.allocate({
+            node: o.node,
+            containerID: b.containerID,
+            ifname: b.ifname,
+            ...(b.podNamespace ? { podNamespace: b.podNamespace } : {}),
+            ...(b.podName ? { podName: b.podName } : {}),
+            ...(b.podUid ? { podUid: b.podUid } : {}),
+            ...(requestedIPs?.length ? { requestedIPs } : {}),
+          });
+        } catch (e) {
+          if (annotated && e instanceof AddressUnavailableError) {
+            throw new ProtocolError(
+              "unavailable",
+              `pod ${b.podNamespace}/${b.podName} annotation ohno.io/ip-addrs: ${e.message}`,
+            );
+          }
+          throw e;
+        }
         log.info("allocated", {
           container: b.containerID.slice(0, 12),
           ifname: b.ifname,

@@ -108,3 +108,25 @@ export function sysIfDriver(
     l.close(fd);
   }
 }
+
+const SIOCGIFADDR = 0x8915;
+
+/**
+ * The primary IPv4 address of interface `name` in the calling thread's namespace
+ * (SIOCGIFADDR); errno 99 (EADDRNOTAVAIL) when it has none, 19 when it does not exist.
+ */
+export function sysIfAddr4(
+  name: string,
+): { ok: true; value: string } | { ok: false; errno: number } {
+  const l = lib();
+  const fd = l.socket(AF_INET, SOCK_DGRAM | O_CLOEXEC, 0);
+  if (fd < 0) return { ok: false, errno: errno() };
+  try {
+    const ifreq = new Uint8Array(40); // char[16] name, then struct sockaddr_in
+    ifreq.set(encoder.encode(name).subarray(0, 15));
+    if (l.ioctl(fd, BigInt(SIOCGIFADDR), ifreq) < 0) return { ok: false, errno: errno() };
+    return { ok: true, value: Array.from(ifreq.subarray(20, 24)).join(".") };
+  } finally {
+    l.close(fd);
+  }
+}

@@ -6,7 +6,7 @@
  */
 
 import { NetnsError } from "./errors.ts";
-import { sysIfDriver, sysIfMtu } from "./ffi.ts";
+import { sysIfAddr4, sysIfDriver, sysIfMtu } from "./ffi.ts";
 import type { Netns } from "./netns.ts";
 
 type Opts = { netns?: Netns | undefined };
@@ -65,5 +65,33 @@ export function defaultRouteInterface(opts: Opts = {}): string | undefined {
       // IPv6 disabled
     }
     return undefined;
+  });
+}
+
+/**
+ * The global addresses of a link, no process: its primary IPv4 address (one ioctl) and
+ * its global IPv6 addresses (`/proc/thread-self/net/if_inet6`), without prefix.
+ */
+export function linkAddresses(name: string, opts: Opts = {}): string[] {
+  return inNs(opts, () => {
+    const out: string[] = [];
+    const r = sysIfAddr4(name);
+    if (r.ok) out.push(r.value);
+    else if (r.errno !== 99 && r.errno !== 19) {
+      throw new NetnsError(`cannot read the IPv4 address of ${name}: errno ${r.errno}`);
+    }
+    let text = "";
+    try {
+      text = Deno.readTextFileSync("/proc/thread-self/net/if_inet6");
+    } catch {
+      return out; // IPv6 disabled
+    }
+    for (const line of text.split("\n")) {
+      // address ifindex prefixlen scope flags name; scope 00 is global
+      const f = line.trim().split(/\s+/);
+      if (f.length < 6 || f[5] !== name || f[3] !== "00") continue;
+      out.push(f[0]!.match(/.{4}/g)!.join(":").replace(/\b0{1,3}/g, ""));
+    }
+    return out;
   });
 }

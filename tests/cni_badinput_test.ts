@@ -329,6 +329,112 @@ const CASES: Case[] = [
   },
 ];
 
+// ---------------------------------------------------------------------------------------
+// Pod modes (issue 15): the macvlan/ipvlan keys and the master checks. The node has
+// `uplink0` (a veth, MTU 1500), `mvslave0` (a macvlan slave of it) and no default route.
+const mv = (b: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
+  ...b,
+  mode: "macvlan",
+  master: "uplink0",
+  ...extra,
+});
+CASES.push(
+  { name: "mode unknown", code: 7, config: (b) => ({ ...b, mode: "vxlan" }), msg: /mode "vxlan"/ },
+  { name: "mode not a string", code: 7, config: (b) => ({ ...b, mode: 1 }), msg: /mode 1/ },
+  {
+    name: "macvlan: master missing",
+    code: 7,
+    config: (b) => mv(b, { master: "nosuch0" }),
+    msg: /master "nosuch0" does not exist/,
+  },
+  {
+    name: "macvlan: no master and no default route",
+    code: 7,
+    config: (b) => mv(b, { master: undefined }),
+    msg: /master is not set and the node has no default route/,
+  },
+  {
+    name: "macvlan: master is a macvlan slave",
+    code: 7,
+    config: (b) => mv(b, { master: "mvslave0" }),
+    msg: /master "mvslave0" is itself a macvlan slave/,
+  },
+  {
+    name: "ipvlan: master is a macvlan slave",
+    code: 7,
+    config: (b) => mv(b, { mode: "ipvlan", master: "mvslave0" }),
+    msg: /master "mvslave0" is itself a macvlan slave/,
+  },
+  {
+    name: "macvlan: mtu above the master's",
+    code: 7,
+    config: (b) => mv(b, { mtu: 9000 }),
+    msg: /mtu 9000 is above the MTU of master "uplink0" \(1500\)/,
+  },
+  {
+    name: "macvlan: master with a slash",
+    code: 7,
+    config: (b) => mv(b, { master: "a/b" }),
+    msg: /master/,
+  },
+  {
+    name: "macvlan: macvlanMode unknown",
+    code: 7,
+    config: (b) => mv(b, { macvlanMode: "l2" }),
+    msg: /macvlanMode "l2"/,
+  },
+  {
+    name: "ipvlan: ipvlanMode unknown",
+    code: 7,
+    config: (b) => mv(b, { mode: "ipvlan", ipvlanMode: "bridge" }),
+    msg: /ipvlanMode "bridge"/,
+  },
+  {
+    name: "macvlan: ipvlanMode given",
+    code: 7,
+    config: (b) => mv(b, { ipvlanMode: "l2" }),
+    msg: /ipvlanMode "l2" does not apply in macvlan mode/,
+  },
+  {
+    name: "ipvlan: a MAC asked for",
+    code: 7,
+    config: (b) => mv(b, { mode: "ipvlan", runtimeConfig: { mac: "02:00:00:00:00:09" } }),
+    msg: /runtimeConfig.mac/,
+  },
+  {
+    name: "macvlan: ipMasq",
+    code: 7,
+    config: (b) => mv(b, { ipMasq: true }),
+    msg: /ipMasq true has no effect in macvlan mode/,
+  },
+  {
+    name: "macvlan: hostShim outside bridge mode",
+    code: 7,
+    config: (b) => mv(b, { macvlanMode: "vepa", hostShim: true }),
+    msg: /hostShim true needs macvlanMode bridge/,
+  },
+  {
+    name: "macvlan: the pod already has an interface of that name",
+    code: 101,
+    config: (b) => mv(b),
+    env: { CNI_CONTAINERID: "newcomer", CNI_NETNS: "@other" },
+  },
+  {
+    name: "macvlan: CNI_NETNS is the node's own namespace",
+    code: 4,
+    config: (b) => mv(b),
+    env: { CNI_NETNS: "@host" },
+  },
+  {
+    name: "macvlan: STATUS with a missing master",
+    code: 50,
+    command: "STATUS",
+    config: (b) => mv(b, { cniVersion: "1.1.0", master: "nosuch0" }),
+    msg: /master "nosuch0" does not exist/,
+  },
+);
+// ------------------------------------------------ end of the pod-mode cases (issue 15) --
+
 Deno.test(`bad input: ${CASES.length} cases, each its error code and nothing left behind`, async (t) => {
   assert(CASES.length >= 40);
   await using node = await cniNode({ network: "badinput" });
@@ -337,6 +443,10 @@ Deno.test(`bad input: ${CASES.length} cases, each its error code and nothing lef
   await node.add(other, "existing"); // 10.88.0.2, and eth0 in `other`
   // A foreign link whose name a config may give as its bridge.
   await ip(["link", "add", "uplink0", "type", "veth", "peer", "name", "uplink1"], {
+    netns: node.host.ns,
+  });
+  // A macvlan slave, which no pod mode may take as its master (issue 15).
+  await ip(["link", "add", "mvslave0", "link", "uplink0", "type", "macvlan"], {
     netns: node.host.ns,
   });
   const hashed = `${node.dataDir}/pod#ns`;

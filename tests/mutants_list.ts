@@ -20,6 +20,42 @@ export interface Mutant {
 
 export const MUTANTS: Mutant[] = [
   {
+    id: "slave-del-home",
+    what: "macvlan DEL deletes CNI_IFNAME in the node's own namespace",
+    file: "cni/del.ts",
+    from: "  if (pod.isHome()) {",
+    to: "  if (false) {",
+    tests: ["tests/cni_macvlan_test.ts"],
+    filter: "own namespace",
+  },
+  {
+    id: "slave-master-is-slave",
+    what: "a macvlan/ipvlan slave is taken as the master",
+    file: "cni/macvlan.ts",
+    from: "  if (SLAVE_DRIVERS.has(driver)) {",
+    to: "  if (false) {",
+    tests: ["tests/cni_macvlan_test.ts"],
+    filter: "bad masters",
+  },
+  {
+    id: "slave-mtu-above-master",
+    what: "an MTU above the master's is accepted",
+    file: "cni/macvlan.ts",
+    from: "  if (mtu !== undefined && mtu > masterMtu) {",
+    to: "  if (false) {",
+    tests: ["tests/cni_macvlan_test.ts"],
+    filter: "bad masters",
+  },
+  {
+    id: "shim-steals-route",
+    what: "the shim replaces the node's own route to a subnet",
+    file: "cni/add.ts",
+    from: "  if (slave.hostShim) checkShimRoutes(slave.kind, master.name, subnets);",
+    to: "  void checkShimRoutes;",
+    tests: ["tests/cni_macvlan_test.ts"],
+    filter: "bad masters",
+  },
+  {
     id: "del-release",
     what: "DEL deletes the veth but does not release the addresses",
     file: "cni/del.ts",

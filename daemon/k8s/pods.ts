@@ -97,3 +97,76 @@ export function podInfo(p: Pod): PodInfo {
     ...(p.metadata.deletionTimestamp ? { deletingSince: p.metadata.deletionTimestamp } : {}),
   };
 }
+
+/** A pod's `ohno.io/ip-addrs` annotation does not parse. */
+export class AnnotationError extends Error {
+  override name = "AnnotationError";
+}
+
+/** The annotation through which a pod asks for fixed addresses (docs/daemon.md). */
+export const IP_ADDRS_ANNOTATION = "ohno.io/ip-addrs";
+
+/**
+ * The addresses a pod's `ohno.io/ip-addrs` annotation asks for: a JSON list of addresses
+ * (`["10.244.1.50", "fd00:10:244:1::50"]`) or a comma-separated list. Throws an Error
+ * naming what is wrong.
+ */
+export function parseIpAddrsAnnotation(value: string): string[] {
+  const text = value.trim();
+  let list: unknown;
+  if (text.startsWith("[")) {
+    try {
+      list = JSON.parse(text);
+    } catch {
+      throw new Error(`${JSON.stringify(value)} is not a JSON list of addresses`);
+    }
+  } else list = text === "" ? [] : text.split(",").map((t) => t.trim());
+  if (!Array.isArray(list) || list.length === 0) {
+    throw new Error(`${JSON.stringify(value)} names no address`);
+  }
+  return list.map((ip) => {
+    if (typeof ip !== "string") throw new Error(`${JSON.stringify(ip)} is not an address`);
+    try {
+      const p = parseIp(ip.replace(/\/\d+$/, ""));
+      return formatIp(p.family, p.value);
+    } catch {
+      throw new Error(`${JSON.stringify(ip)} is not an IP address`);
+    }
+  });
+}
+
+/**
+ * The addresses pod `namespace/name` asks for by annotation: undefined when it asks for
+ * none or the API does not know the pod (404). Other API errors are thrown.
+ */
+export async function podRequestedIPs(
+  client: KubeClient,
+  namespace: string,
+  name: string,
+  signal?: AbortSignal,
+): Promise<string[] | undefined> {
+  let pod: Pod;
+  try {
+    pod = await client.get<Pod>(
+      `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`,
+      // Within the plugin's 2 s bound on the agent: an answer, not the plugin's timeout.
+      {
+        signal: signal
+          ? AbortSignal.any([signal, AbortSignal.timeout(1500)])
+          : AbortSignal.timeout(1500),
+      },
+    );
+  } catch (e) {
+    if ((e as { status?: number }).status === 404) return undefined;
+    throw e;
+  }
+  const v = pod.metadata.annotations?.[IP_ADDRS_ANNOTATION];
+  if (v === undefined) return undefined;
+  try {
+    return parseIpAddrsAnnotation(v);
+  } catch (e) {
+    throw new AnnotationError(
+      `pod ${namespace}/${name} annotation ${IP_ADDRS_ANNOTATION}: ${(e as Error).message}`,
+    );
+  }
+}

@@ -10,14 +10,20 @@ import { callCni, OHNO, REF_CNI_DIR } from "../support/ohno.ts";
 import { type TempNetns, tempNetns, tempNetnsSet } from "../support/netns.ts";
 import { ms, note, printTable, ratio, summarize, timeIt } from "./stats.ts";
 
-interface Plugin {
+export interface Plugin {
   label: string;
   bin: string;
   host: TempNetns;
   conf: Record<string, unknown>;
 }
 
-async function call(p: Plugin, command: "ADD" | "DEL", pod: TempNetns, id: string, env = {}) {
+export async function call(
+  p: Plugin,
+  command: "ADD" | "DEL",
+  pod: TempNetns,
+  id: string,
+  env = {},
+) {
   const r = await callCni({
     command,
     host: p.host.ns,
@@ -31,7 +37,11 @@ async function call(p: Plugin, command: "ADD" | "DEL", pod: TempNetns, id: strin
   if (r.code !== 0) throw new Error(`${p.label} ${command} ${id}: ${r.stdout}${r.stderr}`);
 }
 
-async function pool<T>(items: T[], width: number, fn: (t: T) => Promise<void>): Promise<void> {
+export async function pool<T>(
+  items: T[],
+  width: number,
+  fn: (t: T) => Promise<void>,
+): Promise<void> {
   let next = 0;
   await Promise.all(Array.from({ length: width }, async () => {
     while (next < items.length) await fn(items[next++]!);

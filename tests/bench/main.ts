@@ -11,6 +11,7 @@ import { benchAgent } from "./agent.ts";
 import { benchCni } from "./cni.ts";
 import { benchDataplane } from "./dataplane.ts";
 import { benchIpam } from "./ipam.ts";
+import { benchMacvlan } from "./macvlan.ts";
 import { benchStartup } from "./startup.ts";
 import { benchRoutes } from "./routes.ts";
 import { benchAgents, benchScale } from "./scale.ts";
@@ -30,6 +31,7 @@ for (let i = 0; i < Deno.args.length; i++) {
 const SUITES: Record<string, () => Promise<void>> = {
   startup: () => benchStartup(),
   cni: () => benchCni(),
+  macvlan: () => benchMacvlan(),
   ipam: () => benchIpam(),
   agent: () => benchAgent(),
   routes: () => benchRoutes(),

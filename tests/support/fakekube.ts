@@ -104,6 +104,7 @@ export interface PodSpec {
   phase?: string;
   hostNetwork?: boolean;
   labels?: Record<string, string>;
+  annotations?: Record<string, string>;
 }
 
 const encoder = new TextEncoder();
@@ -230,7 +231,12 @@ current-context: fake
     const body: Json = {
       apiVersion: "v1",
       kind: "Pod",
-      metadata: { name, namespace, ...(spec.labels ? { labels: spec.labels } : {}) },
+      metadata: {
+        name,
+        namespace,
+        ...(spec.labels ? { labels: spec.labels } : {}),
+        ...(spec.annotations ? { annotations: spec.annotations } : {}),
+      },
       spec: {
         nodeName: spec.nodeName,
         containers: [{ name: "main", image: "busybox" }],
