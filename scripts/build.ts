@@ -163,6 +163,8 @@ async function bundle(): Promise<void> {
 }
 
 function writeLauncher(): void {
+  const config = shellQuote(`${root}/deno.json`);
+  const bundle = shellQuote(`${dist}/bundle/main.js`);
   const script = `#!/bin/sh
 # ohno development launcher, written by \`deno task build\` (scripts/build.ts).
 # Runs the bundle of ${root}/main.ts (dist/bundle/) with the pinned Deno ${Deno.version.deno};
@@ -170,7 +172,7 @@ function writeLauncher(): void {
 # can be had.
 DENO_DIR=${shellQuote(denoDir())} DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1 OHNO_ARGV0="$0" \\
 exec ${shellQuote(Deno.execPath())} run --quiet --allow-all --no-prompt --cached-only \\
-  --v8-flags=${V8_FLAGS} --config ${shellQuote(`${root}/deno.json`)} --frozen ${shellQuote(`${dist}/bundle/main.js`)} "$@"
+  --v8-flags=${V8_FLAGS} --config ${config} --frozen ${bundle} "$@"
 `;
   const tmp = `${dist}/.ohno.tmp`;
   Deno.writeTextFileSync(tmp, script, { mode: 0o755 });
