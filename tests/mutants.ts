@@ -49,6 +49,9 @@ async function scratchCopy(): Promise<string> {
   if (files.code !== 0) throw new Error(`git ls-files failed: ${files.out}`);
   for (const f of files.out.split("\0").filter(Boolean)) {
     const to = `${dir}/${f}`;
+    // A worktree's links to the shared toolchain and cache are made below, not copied.
+    const st = await Deno.lstat(`${root}/${f}`).catch(() => undefined);
+    if (st?.isSymlink) continue;
     await Deno.mkdir(to.slice(0, to.lastIndexOf("/")), { recursive: true });
     try {
       await Deno.copyFile(`${root}/${f}`, to);
