@@ -5,12 +5,10 @@
  * and holds nothing.
  */
 import { assert, assertEquals, assertMatch } from "./support/assert.ts";
-import { FakeKube } from "./support/fakekube.ts";
+import { kubeLab } from "./support/kubelab.ts";
 import { etcdMissing } from "./support/etcd.ts";
 import { within } from "./support/lab.ts";
 import * as labs from "../deploy/lab/lab.ts";
-import { listNamedNetns, Netns } from "../netns/mod.ts";
-import { OHNO } from "./support/ohno.ts";
 
 const missing = etcdMissing();
 const skip = missing ? ` [SKIP: ${missing}]` : "";
@@ -23,31 +21,12 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     const name = `f${Deno.pid % 100000}`;
-    const dir = await Deno.makeTempDir({ prefix: "ohnot-fixed-" });
-    const kubeconfig = `${dir}/kubeconfig`;
-    let fake: FakeKube | undefined;
-    try {
-      await Deno.writeTextFile(
-        kubeconfig,
-        `apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n    server: http://172.31.0.1:6443\n` +
-          `users:\n- name: agent\n  user: {}\ncontexts:\n- name: lab\n  context:\n    cluster: lab\n    user: agent\n` +
-          `current-context: lab\n`,
-      );
-      const up = labs.up({ name, nodes: 2, ohno: OHNO, kubeconfig });
-      await within(
-        20_000,
-        "the lab namespace",
-        () => Promise.resolve(listNamedNetns().includes(`ohno-lab-${name}`)),
-      );
-      using labNs = Netns.named(`ohno-lab-${name}`);
-      fake = await FakeKube.start({}, { hostname: "172.31.0.1", port: 6443, netns: labNs });
-      fake.putNode("node1", { internalIPs: ["172.31.0.11", "fd00:172:31::11"] });
-      fake.putNode("node2", { internalIPs: ["172.31.0.12", "fd00:172:31::12"] });
-      await up;
-
+    await using k8s = await kubeLab({ name, nodes: 2 });
+    const fake = k8s.fake;
+    {
       const fixed = "10.244.200.7";
       const ask = (pod: string, node: string, value: string) =>
-        fake!.putPod(pod, {
+        fake.putPod(pod, {
           namespace: "lab",
           nodeName: node,
           annotations: { "ohno.io/ip-addrs": value },
@@ -101,10 +80,6 @@ Deno.test({
       const again = await labs.podAdd(name, "node1", "copycat");
       assert(again.ips.includes(fixed), `copycat got ${again.ips.join(", ")}`);
       assertEquals((await labs.ipam(name, ["check"])).code, 0);
-    } finally {
-      await fake?.[Symbol.asyncDispose]();
-      await labs.down(name).catch(() => {});
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
   },
 });

@@ -5,13 +5,11 @@
  * GC of allocations whose pod is gone (matched by UID).
  */
 import { assert, assertEquals } from "./support/assert.ts";
-import { FakeKube } from "./support/fakekube.ts";
+import { kubeLab } from "./support/kubelab.ts";
 import { etcdMissing } from "./support/etcd.ts";
 import { within } from "./support/lab.ts";
 import * as labs from "../deploy/lab/lab.ts";
 import { labOpen } from "../deploy/lab/topology.ts";
-import { type IpAddr, ipJson, listNamedNetns, Netns } from "../netns/mod.ts";
-import { OHNO } from "./support/ohno.ts";
 
 const missing = etcdMissing();
 const skip = missing ? ` [SKIP: ${missing}]` : "";
@@ -24,43 +22,13 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     const name = `k${Deno.pid % 100000}`;
-    const dir = await Deno.makeTempDir({ prefix: "ohnot-k8s-" });
-    const kubeconfig = `${dir}/kubeconfig`;
-    let fake: FakeKube | undefined;
-    let up: Promise<unknown> | undefined;
-    try {
-      // The API server answers on the lab's gateway address, port 6443.
-      await Deno.writeTextFile(
-        kubeconfig,
-        `apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n    server: http://172.31.0.1:6443\n` +
-          `users:\n- name: agent\n  user: {}\ncontexts:\n- name: lab\n  context:\n    cluster: lab\n    user: agent\n` +
-          `current-context: lab\n`,
-      );
-      up = labs.up({
-        name,
-        nodes: 2,
-        ohno: OHNO,
-        kubeconfig,
-        extraConfig: { gcPeriod: "1s", gcGracePeriod: "2s" },
-      });
-      // Start the fake as soon as the lab namespace holds the gateway address (the agents
-      // retry until then; the namespace exists a moment before its address does).
-      await within(
-        20_000,
-        "the lab namespace",
-        () => Promise.resolve(listNamedNetns().includes(`ohno-lab-${name}`)),
-      );
-      using labNs = Netns.named(`ohno-lab-${name}`);
-      await within(20_000, "the lab's gateway address 172.31.0.1", async () => {
-        const addrs = await ipJson<IpAddr[]>(["-4", "addr", "show"], { netns: labNs })
-          .catch(() => []);
-        return addrs.some((a) => a.addr_info.some((i) => i.local === "172.31.0.1"));
-      });
-      fake = await FakeKube.start({}, { hostname: "172.31.0.1", port: 6443, netns: labNs });
-      fake.putNode("node1", { internalIPs: ["172.31.0.11", "fd00:172:31::11"] });
-      fake.putNode("node2", { internalIPs: ["172.31.0.12", "fd00:172:31::12"] });
-      await up;
-
+    await using k8s = await kubeLab({
+      name,
+      nodes: 2,
+      extraConfig: { gcPeriod: "1s", gcGracePeriod: "2s" },
+    });
+    const fake = k8s.fake;
+    {
       // Node IP discovery: the agents registered the Nodes' InternalIPs.
       const nodes = JSON.parse((await labs.ipam(name, ["nodes", "-o", "json"])).stdout) as {
         node: string;
@@ -132,13 +100,6 @@ Deno.test({
       }[];
       assert(!left.some((r) => r.node === "node2"), "node2's addresses released");
       assertEquals((await labs.ipam(name, ["check"])).code, 0);
-    } finally {
-      // The lab may still be coming up (a failure before `await up`): let it finish or
-      // fail first, or it would make namespaces after the take-down.
-      await fake?.[Symbol.asyncDispose]();
-      await up?.catch(() => {});
-      await labs.down(name).catch(() => {});
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
   },
 });
