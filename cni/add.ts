@@ -28,6 +28,7 @@ import {
 import { IPV6_MIN_MTU, type SlaveConf } from "./config.ts";
 import { faultPoint, type VerbContext } from "./context.ts";
 import { openPodNetns } from "./env.ts";
+import type { Netns } from "../netns/netns.ts";
 import { CniCode, CniError } from "./errors.ts";
 import { ipamFor } from "./ipam.ts";
 import {
@@ -77,6 +78,26 @@ export async function checkBridge(name: string): Promise<boolean> {
   );
 }
 
+/** An ADD for an interface the pod already has is refused before anything is touched. */
+function refuseExistingIfname(env: VerbContext["env"], pod: Netns): void {
+  if (linkNames({ netns: pod }).includes(env.ifname)) {
+    throw new CniError(
+      CniCode.AttachmentExists,
+      `interface ${env.ifname} already exists in ${env.netns}`,
+    );
+  }
+}
+
+/** Allocates the addresses and registers their release as the first undo of the ADD. */
+async function allocate(ctx: VerbContext, undo: AsyncDisposableStack) {
+  const ipam = ipamFor(ctx);
+  const got = await ipam.add();
+  undo.defer(async () => {
+    await ipam.del().catch((e) => ctx.log.warn("rollback: IPAM release failed", { error: e }));
+  });
+  return got;
+}
+
 export async function cmdAdd(ctx: VerbContext): Promise<Result> {
   if (ctx.conf.slave) return await cmdAddSlave(ctx, ctx.conf.slave);
   const { env, conf, log } = ctx;
@@ -97,19 +118,10 @@ export async function cmdAdd(ctx: VerbContext): Promise<Result> {
       `container ${env.containerID} interface ${env.ifname} is already attached (host veth ${hostVeth} exists)`,
     );
   }
-  if (linkNames({ netns: pod }).includes(env.ifname)) {
-    throw new CniError(
-      CniCode.AttachmentExists,
-      `interface ${env.ifname} already exists in ${env.netns}`,
-    );
-  }
+  refuseExistingIfname(env, pod);
 
   await using undo = new AsyncDisposableStack();
-  const ipam = ipamFor(ctx);
-  const got = await ipam.add();
-  undo.defer(async () => {
-    await ipam.del().catch((e) => log.warn("rollback: IPAM release failed", { error: e }));
-  });
+  const got = await allocate(ctx, undo);
   mark("ipam");
   log.debug("addresses allocated", { ips: got.ips.map((i) => i.address).join(",") });
   faultPoint(ctx, "after-ipam");
@@ -223,19 +235,10 @@ async function cmdAddSlave(ctx: VerbContext, slave: SlaveConf): Promise<Result> 
   using pod = openPodNetns(env);
   // Everything about the master is decided before anything is touched.
   const master = resolveMaster(slave, conf.mtu);
-  if (linkNames({ netns: pod }).includes(env.ifname)) {
-    throw new CniError(
-      CniCode.AttachmentExists,
-      `interface ${env.ifname} already exists in ${env.netns}`,
-    );
-  }
+  refuseExistingIfname(env, pod);
 
   await using undo = new AsyncDisposableStack();
-  const ipam = ipamFor(ctx);
-  const got = await ipam.add();
-  undo.defer(async () => {
-    await ipam.del().catch((e) => log.warn("rollback: IPAM release failed", { error: e }));
-  });
+  const got = await allocate(ctx, undo);
   mark("ipam");
   faultPoint(ctx, "after-ipam");
 
