@@ -3,7 +3,8 @@
  * the same run, with the ratio printed (machines here are noisy; absolute times are
  * not comparable between runs, ratios are).
  *
- * Usage: deno task bench [suite…] [--baseline REF]   (default: all suites but scale, agents)
+ * Usage: deno task bench [suite…] [--baseline REF]   (default: all suites but scale, agents,
+ *        dataplane, vxlan: those run only when named)
  * @module
  */
 
@@ -16,6 +17,7 @@ import { benchStartup } from "./startup.ts";
 import { benchRoutes } from "./routes.ts";
 import { benchAgents, benchScale } from "./scale.ts";
 import { note } from "./stats.ts";
+import { benchVxlan } from "./vxlan.ts";
 import { sweepStaleTestNetns, sweepTestNetnsOf } from "../support/netns.ts";
 
 // Suite names, and flags for the suites (`--baseline REF` for scale).
@@ -38,9 +40,10 @@ const SUITES: Record<string, () => Promise<void>> = {
   scale: () => benchScale(flags),
   agents: () => benchAgents(),
   dataplane: () => benchDataplane(),
+  vxlan: () => benchVxlan(),
 };
 /** Suites that run only when named (minutes each, and a 30-node lab). */
-const ON_REQUEST = new Set(["scale", "agents", "dataplane"]);
+const ON_REQUEST = new Set(["scale", "agents", "dataplane", "vxlan"]);
 
 // Interrupted (Ctrl-C, a session's end): remove this run's namespaces before leaving, and
 // those an earlier interrupted run could not.

@@ -16,7 +16,8 @@ import {
 } from "../../daemon/routing/mod.ts";
 import { ms, printTable, ratio, summarize, timeIt } from "./stats.ts";
 
-function fakePeers(count: number, offset = 0): Peer[] {
+/** `count` peers with on-link next hops and a block per family (also for the vxlan bench). */
+export function fakePeers(count: number, offset = 0): Peer[] {
   return Array.from({ length: count }, (_, j) => {
     const i = j + offset;
     return {
