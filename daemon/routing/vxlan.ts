@@ -412,9 +412,18 @@ export class VxlanBackend implements Backend {
           });
         }
       }
+      // The kernel's entries indexed once (a find per wanted entry was O(peers²): 2.2 s
+      // for a steady reconcile of 500 peers).
+      const haveByIp = new Map(have.map((x) => [canonical(x.dst), x]));
+      const fdbKey = (mac: string, dst: string) => `${mac.toLowerCase()}|${dst}`;
+      const haveFdbBy = new Map(
+        haveFdb.filter((x) => x.dst !== undefined).map((
+          x,
+        ) => [fdbKey(x.mac, canonical(x.dst!)), x]),
+      );
       for (const w of neigh.values()) {
         if (w.dev !== dev) continue;
-        const n = have.find((x) => canonical(x.dst) === w.ip);
+        const n = haveByIp.get(w.ip);
         if (n && n.lladdr?.toLowerCase() === w.mac && n.state?.includes("PERMANENT")) continue;
         ipCmds.push({
           op: "replace",
@@ -436,9 +445,7 @@ export class VxlanBackend implements Backend {
       }
       for (const w of fdb.values()) {
         if (w.dev !== dev) continue;
-        const f = haveFdb.find((x) =>
-          x.mac.toLowerCase() === w.mac && x.dst !== undefined && canonical(x.dst) === w.dst
-        );
+        const f = haveFdbBy.get(fdbKey(w.mac, w.dst));
         if (f && f.state === "permanent") continue;
         brCmds.push({
           op: "replace",
