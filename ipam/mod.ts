@@ -11,7 +11,9 @@
  *   backends. The node agent calls: `addPool`, `registerNode(node, {ips})`,
  *   `claimBlocks(node)`, `allocate({node, containerID, ifname, …})`, `get` and `release`
  *   with its own `{node}` scope, `gc(node, valid)`, `releaseNode(node)`,
- *   `watchPeers(signal)`. Schema: SCHEMA.md;
+ *   `watchPeers({signal})`. Schema: SCHEMA.md;
+ * - `peers.ts`: the cluster's nodes and blocks as the routing backends see them, an
+ *   in-memory view changed by the watch (one list, then per-node changes per burst);
  * - `etcd.ts`: the etcd store (import it lazily: it loads gRPC);
  * - `protocol.ts`, `client.ts`, `unixhttp.ts`: the node agent's socket protocol, the plugin's
  *   client, and its one-request HTTP/1.1 transport over the socket.
