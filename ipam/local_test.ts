@@ -5,6 +5,7 @@ import {
   assertStringIncludes,
 } from "../tests/support/assert.ts";
 import { storeContract } from "./store_contract.ts";
+import { within } from "../tests/support/wait.ts";
 import { LocalStore, lockHolder } from "./local.ts";
 import { atomically, StoreBusyError, StoreUnavailableError } from "./store.ts";
 import { sleep } from "../lib/async.ts";
@@ -109,7 +110,13 @@ Deno.test("local store: a lock held elsewhere is StoreBusyError naming the holde
   const out = holder.stdout.getReader();
   try {
     assertEquals(new TextDecoder().decode((await out.read()).value).trim(), "held");
-    assertEquals(lockHolder(lock), `pid ${holder.pid} (sleep 600)`);
+    // The shell says "held" just before it execs sleep: wait for the exec, then the holder
+    // is named by its command line.
+    await within(
+      10_000,
+      "the holder exec'd sleep",
+      () => Promise.resolve(lockHolder(lock) === `pid ${holder.pid} (sleep 600)`),
+    );
     const s = new LocalStore(dir, { lockWaitMs: 200 });
     const commit = s.commit({ mutations: [{ put: "/a", value: "1" }] });
     commit.catch(() => {});
