@@ -13,7 +13,7 @@ import {
   IpamError,
   IpamExhaustedError,
 } from "./errors.ts";
-import type { Peer } from "./peers.ts";
+import { applyPeerChanges, type Peer } from "./peers.ts";
 import type { Store } from "./store.ts";
 import { type ContractCase, contractSuite } from "../tests/support/contract.ts";
 
@@ -307,13 +307,7 @@ export function clusterContract(
     const watching = (async () => {
       for await (const changes of ipam.watchPeers({ signal: ac.signal, pollMs: 100 })) {
         batches.push(changes.map((c) => c.type));
-        for (const c of changes) {
-          if (c.type === "reset") {
-            view.clear();
-            for (const p of c.peers) view.set(p.node, p);
-          } else if (c.type === "put") view.set(c.peer.node, c.peer);
-          else view.delete(c.node);
-        }
+        applyPeerChanges(view, changes);
         started();
         if (!view.has("node-a") && view.get("node-b")?.blocks.length === 1) break;
       }

@@ -5,7 +5,7 @@ import {
   assertStringIncludes,
 } from "../tests/support/assert.ts";
 import { storeContract } from "./store_contract.ts";
-import { within } from "../tests/support/wait.ts";
+import { holdLock } from "../tests/support/lockholder.ts";
 import { LocalStore, lockHolder } from "./local.ts";
 import { atomically, StoreBusyError, StoreUnavailableError } from "./store.ts";
 import { sleep } from "../lib/async.ts";
@@ -101,22 +101,9 @@ Deno.test("local store: a lock held elsewhere is StoreBusyError naming the holde
   const dir = await Deno.makeTempDir({ prefix: "ohnot-store-" });
   const lock = `${dir}/store.lock`;
   await Deno.writeTextFile(lock, "");
-  // flock --no-fork: the spawned process itself holds the lock.
-  const holder = new Deno.Command("flock", {
-    args: ["--no-fork", "--exclusive", lock, "sh", "-c", "echo held; exec sleep 600"],
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const out = holder.stdout.getReader();
+  const holder = await holdLock(lock);
   try {
-    assertEquals(new TextDecoder().decode((await out.read()).value).trim(), "held");
-    // The shell says "held" just before it execs sleep: wait for the exec, then the holder
-    // is named by its command line.
-    await within(
-      10_000,
-      "the holder exec'd sleep",
-      () => Promise.resolve(lockHolder(lock) === `pid ${holder.pid} (sleep 600)`),
-    );
+    assertEquals(lockHolder(lock), `pid ${holder.pid} (sleep 600)`);
     const s = new LocalStore(dir, { lockWaitMs: 200 });
     const commit = s.commit({ mutations: [{ put: "/a", value: "1" }] });
     commit.catch(() => {});
@@ -124,20 +111,14 @@ Deno.test("local store: a lock held elsewhere is StoreBusyError naming the holde
     const late = sleep(60_000, gaveUp.signal).then(() => "still waiting");
     const first = await Promise.race([commit.then(() => "committed", (e) => e), late]);
     gaveUp.abort();
-    if (first === "still waiting") holder.kill("SIGKILL");
+    if (first === "still waiting") await holder.release();
     assert(first instanceof StoreBusyError, `expected StoreBusyError, got ${first}`);
     assertStringIncludes(first.message, lock);
     assertStringIncludes(first.message, `pid ${holder.pid} (sleep 600)`);
     assertEquals(await s.get("/a"), undefined);
     assertEquals([...Deno.readDirSync(dir)].map((e) => e.name), ["store.lock"]);
   } finally {
-    try {
-      holder.kill("SIGKILL");
-    } catch {
-      // already killed above
-    }
-    await out.cancel();
-    await holder.status;
+    await holder.release();
   }
   try {
     // Released: the next commit goes through.

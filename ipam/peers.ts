@@ -33,6 +33,17 @@ export type PeerChange =
   | { type: "delete"; node: string }
   | { type: "reset"; peers: Peer[] };
 
+/** Applies a batch of changes to a map of peers by name (for consumers that keep one). */
+export function applyPeerChanges(view: Map<string, Peer>, changes: readonly PeerChange[]): void {
+  for (const c of changes) {
+    if (c.type === "reset") {
+      view.clear();
+      for (const p of c.peers) view.set(p.node, p);
+    } else if (c.type === "put") view.set(c.peer.node, c.peer);
+    else view.delete(c.node);
+  }
+}
+
 const ROOT = "/ohno/v1/";
 export const NODES_PREFIX = `${ROOT}nodes/`;
 export const BLOCKS_PREFIX = `${ROOT}blocks/`;

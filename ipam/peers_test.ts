@@ -1,6 +1,13 @@
 import { assert, assertEquals } from "../tests/support/assert.ts";
 import { MemoryStore } from "./memory.ts";
-import { type PeerChange, PeerView, type PeerWatchStats, watchPeerEvents } from "./peers.ts";
+import {
+  applyPeerChanges,
+  type Peer,
+  type PeerChange,
+  PeerView,
+  type PeerWatchStats,
+  watchPeerEvents,
+} from "./peers.ts";
 import type { KV, Mutation, WatchEvent } from "./store.ts";
 
 let rev = 0;
@@ -90,26 +97,20 @@ Deno.test("peer view: events change the view and name the nodes they touch", () 
 /** Collects `watchPeerEvents` batches until `until` holds of the view. */
 async function watchUntil(
   store: MemoryStore,
-  until: (view: Map<string, unknown>) => boolean,
+  until: (view: Map<string, Peer>) => boolean,
   stats: PeerWatchStats,
   whileWatching: (batches: PeerChange[][]) => Promise<void>,
 ): Promise<PeerChange[][]> {
   const ac = new AbortController();
   const timer = setTimeout(() => ac.abort(), 10_000);
   const batches: PeerChange[][] = [];
-  const view = new Map<string, unknown>();
+  const view = new Map<string, Peer>();
   let started!: () => void;
   const first = new Promise<void>((r) => (started = r));
   const done = (async () => {
     for await (const b of watchPeerEvents(store, { signal: ac.signal, stats })) {
       batches.push(b);
-      for (const c of b) {
-        if (c.type === "reset") {
-          view.clear();
-          for (const p of c.peers) view.set(p.node, p);
-        } else if (c.type === "put") view.set(c.peer.node, c.peer);
-        else view.delete(c.node);
-      }
+      applyPeerChanges(view, b);
       started();
       if (batches.length > 1 && until(view)) break;
     }

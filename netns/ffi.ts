@@ -68,17 +68,7 @@ const ETHTOOL_GDRVINFO = 3;
  * throwaway socket: the socket belongs to the namespace it is created in).
  */
 export function sysIfMtu(name: string): Sys {
-  const l = lib();
-  const fd = l.socket(AF_INET, SOCK_DGRAM | O_CLOEXEC, 0);
-  if (fd < 0) return { ok: false, errno: errno() };
-  try {
-    const ifreq = new Uint8Array(40); // struct ifreq: char[16] name, then the union
-    ifreq.set(encoder.encode(name).subarray(0, 15));
-    if (l.ioctl(fd, BigInt(SIOCGIFMTU), ifreq) < 0) return { ok: false, errno: errno() };
-    return { ok: true, value: new DataView(ifreq.buffer).getInt32(16, true) };
-  } finally {
-    l.close(fd);
-  }
+  return ifreqIoctl(name, SIOCGIFMTU, (ifreq) => new DataView(ifreq.buffer).getInt32(16, true));
 }
 
 /**
@@ -89,24 +79,15 @@ export function sysIfMtu(name: string): Sys {
 export function sysIfDriver(
   name: string,
 ): { ok: true; value: string } | { ok: false; errno: number } {
-  const l = lib();
-  const fd = l.socket(AF_INET, SOCK_DGRAM | O_CLOEXEC, 0);
-  if (fd < 0) return { ok: false, errno: errno() };
-  try {
-    // struct ethtool_drvinfo: u32 cmd, char driver[32], … (196 bytes in all).
-    const info = new Uint8Array(196);
-    new DataView(info.buffer).setUint32(0, ETHTOOL_GDRVINFO, true);
-    const ifreq = new Uint8Array(40); // char[16] name, then ifr_data (a pointer)
-    ifreq.set(encoder.encode(name).subarray(0, 15));
-    const ptr = Deno.UnsafePointer.value(Deno.UnsafePointer.of(info));
-    new DataView(ifreq.buffer).setBigUint64(16, BigInt(ptr), true);
-    if (l.ioctl(fd, BigInt(SIOCETHTOOL), ifreq) < 0) return { ok: false, errno: errno() };
+  // struct ethtool_drvinfo: u32 cmd, char driver[32], … (196 bytes in all).
+  const info = new Uint8Array(196);
+  new DataView(info.buffer).setUint32(0, ETHTOOL_GDRVINFO, true);
+  const ptr = Deno.UnsafePointer.value(Deno.UnsafePointer.of(info));
+  return ifreqIoctl(name, SIOCETHTOOL, () => {
     const driver = info.subarray(4, 36);
     const end = driver.indexOf(0);
-    return { ok: true, value: new TextDecoder().decode(driver.subarray(0, end < 0 ? 32 : end)) };
-  } finally {
-    l.close(fd);
-  }
+    return new TextDecoder().decode(driver.subarray(0, end < 0 ? 32 : end));
+  }, (ifreq) => new DataView(ifreq.buffer).setBigUint64(16, BigInt(ptr), true));
 }
 
 const SIOCGIFADDR = 0x8915;
@@ -118,14 +99,29 @@ const SIOCGIFADDR = 0x8915;
 export function sysIfAddr4(
   name: string,
 ): { ok: true; value: string } | { ok: false; errno: number } {
+  return ifreqIoctl(name, SIOCGIFADDR, (ifreq) => Array.from(ifreq.subarray(20, 24)).join("."));
+}
+
+/**
+ * One ioctl on interface `name` in the calling thread's namespace: a struct ifreq (char[16]
+ * name, then the union, which `prepare` may fill) on a throwaway socket (the socket belongs
+ * to the namespace it is created in); `read` takes the answer.
+ */
+function ifreqIoctl<T>(
+  name: string,
+  request: number,
+  read: (ifreq: Uint8Array) => T,
+  prepare?: (ifreq: Uint8Array) => void,
+): { ok: true; value: T } | { ok: false; errno: number } {
   const l = lib();
   const fd = l.socket(AF_INET, SOCK_DGRAM | O_CLOEXEC, 0);
   if (fd < 0) return { ok: false, errno: errno() };
   try {
-    const ifreq = new Uint8Array(40); // char[16] name, then struct sockaddr_in
+    const ifreq = new Uint8Array(40);
     ifreq.set(encoder.encode(name).subarray(0, 15));
-    if (l.ioctl(fd, BigInt(SIOCGIFADDR), ifreq) < 0) return { ok: false, errno: errno() };
-    return { ok: true, value: Array.from(ifreq.subarray(20, 24)).join(".") };
+    prepare?.(ifreq);
+    if (l.ioctl(fd, BigInt(request), ifreq) < 0) return { ok: false, errno: errno() };
+    return { ok: true, value: read(ifreq) };
   } finally {
     l.close(fd);
   }

@@ -5,6 +5,7 @@
  */
 import { assert, assertEquals, assertMatch } from "./support/assert.ts";
 import { cniNode } from "./support/cni.ts";
+import { holdLock } from "./support/lockholder.ts";
 import type { CniReply } from "./support/ohno.ts";
 import { ip, type IpAddr, ipJson, type IpLink, type Netns } from "../netns/mod.ts";
 import { sleep } from "../lib/async.ts";
@@ -648,16 +649,8 @@ Deno.test("local store: a lock held by another process is 11 naming the holder, 
   const pod = await node.pod();
   const lock = `${node.dataDir}/store.lock`;
   const before = await node.state();
-  // flock --no-fork: the process holding the lock is the one we spawn (then `sleep`).
-  const holder = new Deno.Command("flock", {
-    args: ["--no-fork", "--exclusive", lock, "sh", "-c", "echo held; exec sleep 600"],
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const out = holder.stdout.getReader();
+  const holder = await holdLock(lock);
   try {
-    const first = await out.read();
-    assertEquals(new TextDecoder().decode(first.value).trim(), "held");
     const add = node.call({
       command: "ADD",
       containerId: "waiter",
@@ -669,7 +662,7 @@ Deno.test("local store: a lock held by another process is 11 naming the holder, 
     const r = await Promise.race([add, late]);
     gaveUp.abort();
     if (!r) {
-      holder.kill("SIGKILL");
+      await holder.release();
       await add;
       throw new Error("ADD was still waiting for the lock after 60 s");
     }
@@ -678,13 +671,7 @@ Deno.test("local store: a lock held by another process is 11 naming the holder, 
     assertEquals(await node.state(), before, "nothing left in the node");
     assertEquals(tempFiles(node.dataDir), []);
   } finally {
-    try {
-      holder.kill("SIGKILL");
-    } catch {
-      // already killed above
-    }
-    await out.cancel();
-    await holder.status;
+    await holder.release();
   }
   // The lock free again, the same ADD goes through.
   await node.add(pod, "waiter");

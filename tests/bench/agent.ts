@@ -10,7 +10,7 @@ import * as labs from "../../deploy/lab/lab.ts";
 import { CniRuntime } from "../../deploy/lab/runtime.ts";
 import { createNamedNetns, deleteNamedNetns, Netns } from "../../netns/mod.ts";
 import { OHNO, REF_CNI_DIR } from "../support/ohno.ts";
-import { ms, note, printTable, ratio, summarize, timeIt } from "./stats.ts";
+import { eachLine, ms, note, printTable, ratio, summarize, timeIt } from "./stats.ts";
 
 export async function benchAgent(pods = 100, joins = 20): Promise<void> {
   const name = `bench${Deno.pid % 10000}`;
@@ -95,24 +95,10 @@ export async function benchAgent(pods = 100, joins = 20): Promise<void> {
     );
     const seen = new Map<string, number[]>(); // block → times it appeared, one per node
     for (const m of monitors) {
-      (async () => {
-        const reader = m.stdout.pipeThrough(new TextDecoderStream()).getReader();
-        let buf = "";
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) return;
-          const now = Date.now();
-          buf += value;
-          const lines = buf.split("\n");
-          buf = lines.pop()!;
-          for (const l of lines) {
-            const mm = /^(\S+\/\d+) via .* proto 111/.exec(l);
-            if (mm && !l.startsWith("Deleted")) {
-              seen.set(mm[1]!, [...(seen.get(mm[1]!) ?? []), now]);
-            }
-          }
-        }
-      })();
+      eachLine(m, (l, at) => {
+        const mm = /^(\S+\/\d+) via .* proto 111/.exec(l);
+        if (mm && !l.startsWith("Deleted")) seen.set(mm[1]!, [...(seen.get(mm[1]!) ?? []), at]);
+      });
     }
     // The joiner runs in node1 (where etcd is reachable) and claims as a new node would.
     const script = `

@@ -55,3 +55,24 @@ export async function timeIt(fn: () => Promise<unknown>): Promise<number> {
   await fn();
   return performance.now() - t0;
 }
+
+/**
+ * Calls `fn` with each line a process prints (an `ip monitor`, say) and the time it was
+ * read (`Date.now()`), until its output ends.
+ */
+export async function eachLine(
+  p: Deno.ChildProcess,
+  fn: (line: string, at: number) => void,
+): Promise<void> {
+  const reader = p.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    const at = Date.now();
+    buf += value;
+    const lines = buf.split("\n");
+    buf = lines.pop()!;
+    for (const l of lines) fn(l, at);
+  }
+}

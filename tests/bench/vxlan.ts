@@ -25,7 +25,7 @@ import {
 import { fakeNode } from "../support/fakenodes.ts";
 import { OHNO } from "../support/ohno.ts";
 import { fakePeers } from "./routes.ts";
-import { ms, note, printTable, ratio, summarize, timeIt } from "./stats.ts";
+import { eachLine, ms, note, printTable, ratio, summarize, timeIt } from "./stats.ts";
 
 export async function benchVxlan(): Promise<void> {
   await benchVxlanReconcile();
@@ -53,24 +53,13 @@ function follow(ns: Netns, seen: Seen): Deno.ChildProcess[] {
     stderr: "null",
   });
   const brMon = ns.spawn("bridge", { args: ["monitor", "fdb"], stdout: "piped", stderr: "null" });
-  const read = async (p: Deno.ChildProcess, parse: (l: string) => string | undefined) => {
-    const reader = p.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let buf = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      const now = Date.now();
-      buf += value;
-      const lines = buf.split("\n");
-      buf = lines.pop()!;
-      for (const raw of lines) {
-        const l = raw.replace(/^(\[[A-Z]+\]\s*)+/, "");
-        if (l.startsWith("Deleted") || l.startsWith("Delete")) continue;
-        const key = parse(l);
-        if (key && !seen.has(key)) seen.set(key, now);
-      }
-    }
-  };
+  const read = (p: Deno.ChildProcess, parse: (l: string) => string | undefined) =>
+    eachLine(p, (raw, at) => {
+      const l = raw.replace(/^(\[[A-Z]+\]\s*)+/, "");
+      if (l.startsWith("Deleted") || l.startsWith("Delete")) return;
+      const key = parse(l);
+      if (key && !seen.has(key)) seen.set(key, at);
+    });
   read(ipMon, (l) => {
     let m = /^(\S+\/\d+) via \S+ dev ohno\.vxlan[46] .*proto 111/.exec(l);
     if (m) return `r:${canon(m[1]!)}`;
