@@ -1,4 +1,4 @@
-/** `ohno lab …`: a simulated cluster in network namespaces (deploy/lab). */
+/** `ohno lab …`: a simulated cluster in network namespaces (lab/). */
 import type { Command } from "commander";
 import { selfExecutable } from "../lib/argv0.ts";
 import { CliError } from "./errors.ts";
@@ -7,7 +7,7 @@ import { outputFormat, print, printJson, table } from "./output.ts";
 type Named = { name: string };
 
 async function lab() {
-  return await import("../deploy/lab/lab.ts");
+  return await import("../lab/lab.ts");
 }
 
 export function registerLab(program: Command): void {
@@ -169,7 +169,7 @@ export function registerLab(program: Command): void {
       if (o.underlay !== "flat" && o.underlay !== "routed") {
         throw new CliError(`--underlay ${JSON.stringify(o.underlay)} is not flat or routed`, 2);
       }
-      const { demo } = await import("../deploy/lab/demo.ts");
+      const { demo } = await import("../lab/demo.ts");
       const ok = await demo({
         name: o.name,
         ohno: selfExecutable(),

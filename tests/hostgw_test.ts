@@ -8,7 +8,7 @@ import { assert, assertEquals, assertThrows } from "./support/assert.ts";
 import { TEST_NETNS_PREFIX } from "./support/netns.ts";
 import { planPeers, wirePlannedPod } from "./support/pods.ts";
 import { ip, ipJson, type IpRoute, type Netns, runCommand } from "../netns/mod.ts";
-import { labUp } from "../deploy/lab/topology.ts";
+import { labUp } from "../lab/topology.ts";
 import {
   HostGwBackend,
   OHNO_ROUTE_PROTOCOL,

@@ -8,7 +8,7 @@ import { assert, assertEquals, assertMatch } from "./support/assert.ts";
 import { kubeLab } from "./support/kubelab.ts";
 import { etcdMissing } from "./support/etcd.ts";
 import { within } from "./support/lab.ts";
-import * as labs from "../deploy/lab/lab.ts";
+import * as labs from "../lab/lab.ts";
 
 const missing = etcdMissing();
 const skip = missing ? ` [SKIP: ${missing}]` : "";

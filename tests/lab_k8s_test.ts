@@ -8,8 +8,8 @@ import { assert, assertEquals } from "./support/assert.ts";
 import { kubeLab } from "./support/kubelab.ts";
 import { etcdMissing } from "./support/etcd.ts";
 import { within } from "./support/lab.ts";
-import * as labs from "../deploy/lab/lab.ts";
-import { labOpen } from "../deploy/lab/topology.ts";
+import * as labs from "../lab/lab.ts";
+import { labOpen } from "../lab/topology.ts";
 
 const missing = etcdMissing();
 const skip = missing ? ` [SKIP: ${missing}]` : "";

@@ -7,7 +7,7 @@ import { assert, assertEquals, assertMatch } from "./support/assert.ts";
 import { metric, testLab } from "./support/lab.ts";
 import { etcdMissing } from "./support/etcd.ts";
 import { ipJson, type IpRoute } from "../netns/mod.ts";
-import { labOpen } from "../deploy/lab/topology.ts";
+import { labOpen } from "../lab/topology.ts";
 
 const missing = etcdMissing();
 const skip = missing ? ` [SKIP: ${missing}]` : "";

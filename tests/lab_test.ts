@@ -9,7 +9,7 @@ import { etcdMissing } from "./support/etcd.ts";
 import { OHNO } from "./support/ohno.ts";
 import { runUnderSubreaper } from "./support/subreaper.ts";
 import { processState } from "../lib/proc.ts";
-import { CniRuntime } from "../deploy/lab/runtime.ts";
+import { CniRuntime } from "../lab/runtime.ts";
 import { ipJson, type IpRoute, Netns, runCommand } from "../netns/mod.ts";
 import { AgentClient, AgentError } from "../ipam/client.ts";
 

@@ -5,7 +5,7 @@
 import { assert, assertEquals, assertRejects, assertThrows } from "./support/assert.ts";
 import { TEST_NETNS_PREFIX } from "./support/netns.ts";
 import { ipJson, type IpRoute, listNamedNetns, runCommand, sysctlGet } from "../netns/mod.ts";
-import { labDown, labNamespaces, labOpen, labUp, listLabs } from "../deploy/lab/topology.ts";
+import { labDown, labNamespaces, labOpen, labUp, listLabs } from "../lab/topology.ts";
 
 const PREFIX = `${TEST_NETNS_PREFIX}${Deno.pid}-lt-`;
 

@@ -8,7 +8,7 @@ import { TEST_NETNS_PREFIX } from "./support/netns.ts";
 import { planPeers, type TestPod, wirePlannedPod } from "./support/pods.ts";
 import { startEcho, whoAmI } from "./support/tcpecho.ts";
 import { runCommand } from "../netns/mod.ts";
-import { labUp } from "../deploy/lab/topology.ts";
+import { labUp } from "../lab/topology.ts";
 import { HostGwBackend } from "../daemon/routing/mod.ts";
 import {
   applyMasquerade,

@@ -2,7 +2,7 @@
 import { assertEquals, assertRejects } from "./support/assert.ts";
 import { TEST_NETNS_PREFIX } from "./support/netns.ts";
 import { ip } from "../netns/mod.ts";
-import { labUp } from "../deploy/lab/topology.ts";
+import { labUp } from "../lab/topology.ts";
 import { NodeIPError, resolveNodeIPs } from "../daemon/nodeip.ts";
 
 const PREFIX = `${TEST_NETNS_PREFIX}${Deno.pid}-ni-`;

@@ -7,7 +7,7 @@ import { assert, assertEquals } from "./support/assert.ts";
 import { etcdMissing } from "./support/etcd.ts";
 import { agentMetrics, fakeNode, fakeNodes } from "./support/fakenodes.ts";
 import { testLab, within } from "./support/lab.ts";
-import { labOpen } from "../deploy/lab/topology.ts";
+import { labOpen } from "../lab/topology.ts";
 import { type Netns, runCommand } from "../netns/mod.ts";
 
 const missing = etcdMissing();

@@ -6,8 +6,8 @@
  * - route convergence: from a new node's block claim committed in etcd to its route in
  *   every other node's kernel (seen by `ip monitor`), p50/p99 over 20 joins.
  */
-import * as labs from "../../deploy/lab/lab.ts";
-import { CniRuntime } from "../../deploy/lab/runtime.ts";
+import * as labs from "../../lab/lab.ts";
+import { CniRuntime } from "../../lab/runtime.ts";
 import { createNamedNetns, deleteNamedNetns, Netns } from "../../netns/mod.ts";
 import { OHNO, REF_CNI_DIR } from "../support/ohno.ts";
 import { eachLine, ms, note, printTable, ratio, summarize, timeIt } from "./stats.ts";

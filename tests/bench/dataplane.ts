@@ -18,8 +18,8 @@
  * @module
  */
 
-import * as labs from "../../deploy/lab/lab.ts";
-import { type Lab, labNetnsName, labOpen } from "../../deploy/lab/topology.ts";
+import * as labs from "../../lab/lab.ts";
+import { type Lab, labNetnsName, labOpen } from "../../lab/topology.ts";
 import {
   createNamedNetns,
   deleteNamedNetns,

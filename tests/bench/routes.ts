@@ -7,7 +7,7 @@
  * The etcd-to-kernel convergence (block claim → route on every node) is the wiring's bench.
  */
 import { ip } from "../../netns/mod.ts";
-import { labUp } from "../../deploy/lab/topology.ts";
+import { labUp } from "../../lab/topology.ts";
 import {
   HostGwBackend,
   type Peer,

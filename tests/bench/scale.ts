@@ -21,8 +21,8 @@
  * @module
  */
 
-import * as labs from "../../deploy/lab/lab.ts";
-import { labOpen } from "../../deploy/lab/topology.ts";
+import * as labs from "../../lab/lab.ts";
+import { labOpen } from "../../lab/topology.ts";
 import { type Netns, runCommand } from "../../netns/mod.ts";
 import { agentMetrics, fakeNodes } from "../support/fakenodes.ts";
 import { note, printTable } from "./stats.ts";

@@ -11,8 +11,8 @@
  * @module
  */
 
-import * as labs from "../../deploy/lab/lab.ts";
-import { labOpen, labUp } from "../../deploy/lab/topology.ts";
+import * as labs from "../../lab/lab.ts";
+import { labOpen, labUp } from "../../lab/topology.ts";
 import { formatIp, parseCidr, parseIp } from "../../ipam/addr.ts";
 import { ip, type Netns, runCommand } from "../../netns/mod.ts";
 import type { Peer } from "../../daemon/routing/mod.ts";

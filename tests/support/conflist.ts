@@ -1,11 +1,11 @@
 /**
- * The tests' libcni: deploy/lab/runtime.ts with ohno's faces taken from dist/ and the
+ * The tests' libcni: lab/runtime.ts with ohno's faces taken from dist/ and the
  * reference plugins from /usr/lib/cni, and the result cache libcni keeps.
  * @module
  */
 
 import type { Netns } from "../../netns/mod.ts";
-import { type Attachment, CniRuntime, type ConfList } from "../../deploy/lab/runtime.ts";
+import { type Attachment, CniRuntime, type ConfList } from "../../lab/runtime.ts";
 import { OHNO, REF_CNI_DIR, REPO } from "./ohno.ts";
 
 export type { Attachment, ConfList };

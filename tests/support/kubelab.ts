@@ -6,7 +6,7 @@
  * @module
  */
 
-import * as labs from "../../deploy/lab/lab.ts";
+import * as labs from "../../lab/lab.ts";
 import { type IpAddr, ipJson, listNamedNetns, Netns } from "../../netns/mod.ts";
 import { FakeKube } from "./fakekube.ts";
 import { OHNO } from "./ohno.ts";

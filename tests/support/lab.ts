@@ -5,8 +5,8 @@
  * @module
  */
 
-import * as labs from "../../deploy/lab/lab.ts";
-import { labOpen } from "../../deploy/lab/topology.ts";
+import * as labs from "../../lab/lab.ts";
+import { labOpen } from "../../lab/topology.ts";
 import { Netns, runCommand } from "../../netns/mod.ts";
 import { OHNO } from "./ohno.ts";
 

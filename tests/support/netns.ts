@@ -14,7 +14,7 @@ import {
   namedNetnsPath,
   type Netns,
 } from "../../netns/mod.ts";
-import * as labs from "../../deploy/lab/lab.ts";
+import * as labs from "../../lab/lab.ts";
 import { processAlive } from "../../lib/proc.ts";
 
 /** Prefix of every namespace a test creates. */

@@ -6,7 +6,7 @@
  */
 
 import { ip, IpBatch, type Netns } from "../../netns/mod.ts";
-import type { Lab } from "../../deploy/lab/topology.ts";
+import type { Lab } from "../../lab/topology.ts";
 import type { Peer } from "../../daemon/routing/mod.ts";
 import { type TempNetns, tempNetns } from "./netns.ts";
 

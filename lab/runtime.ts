@@ -7,7 +7,7 @@
  * @module
  */
 
-import { type Netns, runCommand } from "../../netns/mod.ts";
+import { type Netns, runCommand } from "../netns/mod.ts";
 
 export interface ConfList {
   cniVersion: string;

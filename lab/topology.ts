@@ -37,7 +37,7 @@
  * @module
  */
 
-import { type Cidr, formatIp, nthAddress, nthSubnet, parseCidr } from "../../ipam/addr.ts";
+import { type Cidr, formatIp, nthAddress, nthSubnet, parseCidr } from "../ipam/addr.ts";
 import {
   createNamedNetns,
   deleteNamedNetns,
@@ -46,7 +46,7 @@ import {
   listNamedNetns,
   Netns,
   sysctlSet,
-} from "../../netns/mod.ts";
+} from "../netns/mod.ts";
 
 /** The namespace prefix of labs made by `ohno lab`. */
 export const LAB_PREFIX = "ohno-lab-";

@@ -1,5 +1,5 @@
 /**
- * deploy/lab/: a simulated cluster on one machine, in network namespaces (`ohno lab`).
+ * lab/: a simulated cluster on one machine, in network namespaces (`ohno lab`).
  *
  * - `topology.ts`: the underlay (lab namespace with bridge, N node namespaces, an outside
  *   host): `labUp`, `labOpen`, `labDown`, `listLabs`;

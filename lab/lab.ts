@@ -15,9 +15,9 @@ import {
   type IpRoute,
   Netns,
   runCommand,
-} from "../../netns/mod.ts";
-import { OHNO_ROUTE_PROTOCOL } from "../../daemon/routing/hostgw.ts";
-import { processAlive } from "../../lib/proc.ts";
+} from "../netns/mod.ts";
+import { OHNO_ROUTE_PROTOCOL } from "../daemon/routing/hostgw.ts";
+import { processAlive } from "../lib/proc.ts";
 import { CniRuntime, type ConfList } from "./runtime.ts";
 import { type Lab, labDown, labNetnsName, labOpen, type LabUnderlay, labUp } from "./topology.ts";
 
