@@ -197,6 +197,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
       log,
       onReconcile: metrics.observeReconcile,
     });
+    health.setStatus(() => ({ node: cfg.nodeName, routing: sync.status() }));
     // Peers: one list, then the watch's changes applied to an in-memory view (ipam/peers.ts).
     // Routing starts once the first list is in, so a restarted agent never reconciles
     // against an empty peer set (which would delete every route for a moment).

@@ -5,7 +5,9 @@
  *   else 503 naming the failing checks (a kubelet liveness probe restarts the agent);
  * - `GET /readyz`: 200 `ok` only once the agent said it is ready ({@link Health.setReady}:
  *   IPAM served, routes programmed), else 503 with the reason;
- * - `GET /metrics`: the Prometheus registry in text format 0.0.4.
+ * - `GET /metrics`: the Prometheus registry in text format 0.0.4;
+ * - `GET /status`: JSON, `{ready, reason?, ...}` plus what the agent adds
+ *   ({@link Health.setStatus}: the routing problems of the last reconcile).
  *
  * `?verbose` on /healthz and /readyz lists every check, as the Kubernetes components do.
  *
@@ -28,6 +30,7 @@ export class Health {
   #ready = false;
   #why = "starting";
   readonly #checks = new Map<string, Check>();
+  #status: () => Record<string, unknown> = () => ({});
 
   /** Marks the agent ready, or not ready with a reason (`etcd unreachable`). */
   setReady(ready: boolean, reason = ready ? "" : "not ready"): void {
@@ -42,6 +45,20 @@ export class Health {
   /** Why the agent is not ready ("" when it is). */
   get notReadyReason(): string {
     return this.#ready ? "" : this.#why;
+  }
+
+  /** Sets what `/status` shows besides readiness. */
+  setStatus(status: () => Record<string, unknown>): void {
+    this.#status = status;
+  }
+
+  /** `/status`'s document. */
+  status(): Record<string, unknown> {
+    return {
+      ready: this.#ready,
+      ...(this.#ready ? {} : { reason: this.#why }),
+      ...this.#status(),
+    };
   }
 
   /** Adds (or replaces) a named liveness check. */
@@ -136,8 +153,16 @@ export function handleHealth(req: Request, health: Health, registry: Registry): 
         status: 200,
         headers: { "content-type": METRICS_CONTENT_TYPE, "cache-control": "no-store" },
       });
+    case "/status":
+      return new Response(
+        req.method === "HEAD" ? null : JSON.stringify(health.status(), null, 2) + "\n",
+        {
+          status: 200,
+          headers: { "content-type": "application/json", "cache-control": "no-store" },
+        },
+      );
     default:
-      return text(404, "not found: /healthz, /readyz, /metrics\n");
+      return text(404, "not found: /healthz, /readyz, /metrics, /status\n");
   }
 }
 

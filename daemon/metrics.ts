@@ -280,6 +280,8 @@ export class DaemonMetrics {
   readonly routesNotProgrammed: Gauge;
   /** Peers whose next hop the kernel refused as off-link (host-gw across subnets). */
   readonly unreachableNextHops: Gauge;
+  /** vxlan: peers whose published VNI or UDP port differ from this node's (not tunnelled to). */
+  readonly vxlanPeerMismatches: Gauge;
   /** etcd errors, by operation (`txn`, `get`, `watch`, …). */
   readonly etcdErrors: Counter;
   /** Requests made to the datastore, by operation (`get`, `list`, `revision`, `txn`, `watch`). */
@@ -338,6 +340,10 @@ export class DaemonMetrics {
     this.unreachableNextHops = r.gauge(
       "ohno_route_unreachable_next_hops",
       "Peers whose next hop is not on a link of this node (host-gw across subnets), last reconcile.",
+    );
+    this.vxlanPeerMismatches = r.gauge(
+      "ohno_vxlan_peer_mismatches",
+      "vxlan: peers whose published VXLAN VNI or UDP port differ from this node's (no tunnel to them), last reconcile.",
     );
     this.etcdErrors = r.counter(
       "ohno_etcd_errors_total",
@@ -432,5 +438,6 @@ export class DaemonMetrics {
       )
         .size,
     );
+    if (r.vxlan) this.vxlanPeerMismatches.set(r.vxlan.mismatches.length);
   };
 }

@@ -90,6 +90,35 @@ export function sysIfDriver(
   }, (ifreq) => new DataView(ifreq.buffer).setBigUint64(16, BigInt(ptr), true));
 }
 
+const ETHTOOL_GTXCSUM = 0x16;
+const ETHTOOL_STXCSUM = 0x17;
+
+/**
+ * TX checksum offload of interface `name` (ethtool's legacy ETHTOOL_GTXCSUM/STXCSUM: every
+ * checksum feature the device has, as `ethtool -K NAME tx on|off`): sets it when `on` is
+ * given, and returns the state read afterwards. One or two ioctls, no ethtool needed.
+ */
+export function sysIfTxChecksum(
+  name: string,
+  on?: boolean,
+): { ok: true; value: boolean } | { ok: false; errno: number } {
+  // struct ethtool_value: u32 cmd, u32 data.
+  const value = new Uint8Array(8);
+  const view = new DataView(value.buffer);
+  const ptr = Deno.UnsafePointer.value(Deno.UnsafePointer.of(value));
+  const point = (ifreq: Uint8Array) =>
+    new DataView(ifreq.buffer).setBigUint64(16, BigInt(ptr), true);
+  if (on !== undefined) {
+    view.setUint32(0, ETHTOOL_STXCSUM, true);
+    view.setUint32(4, on ? 1 : 0, true);
+    const r = ifreqIoctl(name, SIOCETHTOOL, () => true, point);
+    if (!r.ok) return r;
+  }
+  view.setUint32(0, ETHTOOL_GTXCSUM, true);
+  view.setUint32(4, 0, true);
+  return ifreqIoctl(name, SIOCETHTOOL, () => view.getUint32(4, true) !== 0, point);
+}
+
 const SIOCGIFADDR = 0x8915;
 
 /**

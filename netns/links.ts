@@ -6,7 +6,7 @@
  */
 
 import { NetnsError } from "./errors.ts";
-import { sysIfAddr4, sysIfDriver, sysIfMtu } from "./ffi.ts";
+import { sysIfAddr4, sysIfDriver, sysIfMtu, sysIfTxChecksum } from "./ffi.ts";
 import type { Netns } from "./netns.ts";
 
 type Opts = { netns?: Netns | undefined };
@@ -39,6 +39,18 @@ export function linkDriver(name: string, opts: Opts = {}): string | undefined {
   if (r.errno === 19) return undefined; // ENODEV
   if (r.errno === 95) return ""; // EOPNOTSUPP: no driver information
   throw new NetnsError(`cannot read the driver of ${name}: errno ${r.errno}`);
+}
+
+/**
+ * TX checksum offload of a link (`ethtool -k`'s `tx-checksum-*`): turned on or off when
+ * `on` is given; returns the state after. Throws when the link does not exist or refuses.
+ */
+export function linkTxChecksum(name: string, on?: boolean, opts: Opts = {}): boolean {
+  const r = inNs(opts, () => sysIfTxChecksum(name, on));
+  if (r.ok) return r.value;
+  throw new NetnsError(
+    `cannot ${on === undefined ? "read" : "set"} TX checksum offload of ${name}: errno ${r.errno}`,
+  );
 }
 
 /**

@@ -96,3 +96,25 @@ Deno.test("health: listen addresses are parsed or refused with the text", async 
     taken.close();
   }
 });
+
+Deno.test("health: /status is JSON with readiness and what the agent adds (routing problems)", async () => {
+  const health = new Health();
+  await using server = await serveHealth({
+    address: "127.0.0.1:0",
+    health,
+    registry: new DaemonMetrics().registry,
+  });
+  const get = async () => {
+    const r = await fetch(`${server.url}/status`);
+    assertEquals(r.headers.get("content-type"), "application/json");
+    return { status: r.status, body: await r.json() };
+  };
+  assertEquals(await get(), { status: 200, body: { ready: false, reason: "starting" } });
+  const mismatch = { node: "n2", vni: 7, port: 8472, localVni: 1, localPort: 8472 };
+  health.setStatus(() => ({ node: "n1", routing: { vxlanMismatches: [mismatch] } }));
+  health.setReady(true);
+  assertEquals(await get(), {
+    status: 200,
+    body: { ready: true, node: "n1", routing: { vxlanMismatches: [mismatch] } },
+  });
+});

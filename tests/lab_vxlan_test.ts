@@ -145,10 +145,21 @@ Deno.test({
   },
 });
 
+/** `ethtool -k`'s tx-checksum-ip-generic per ohno VXLAN device (ethtool is a dev package). */
+async function txChecksum(ns: Netns): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const dev of ["ohno.vxlan4", "ohno.vxlan6"]) {
+    const r = await runCommand(ns, "ethtool", { args: ["-k", dev] });
+    assertEquals(r.code, 0, r.stderr);
+    out[dev] = /^\s*tx-checksum-ip-generic: (on|off)/m.exec(r.stdout)?.[1] ?? "?";
+  }
+  return out;
+}
+
 Deno.test({
   ...opts,
   name:
-    `vxlan: a removed peer's routes, neighbours and FDB entries go; kill -9 and restart keeps pods pinging and the VTEP MAC${skip}`,
+    `vxlan: a removed peer's routes, neighbours and FDB entries go; kill -9 and restart keeps pods pinging, the VTEP MAC and TX checksum offload off${skip}`,
   async fn() {
     await using t = await testLab({ nodes: 3, underlay: "routed", extraConfig: VXLAN });
     for (const n of ["node1", "node2", "node3"]) await t.lab.podAdd(t.name, n, `p${n.slice(-1)}`);
@@ -157,10 +168,26 @@ Deno.test({
     const before = await kernel(t.node("node1"));
     assertEquals([before.routes.length, before.neigh.length, before.fdb.length], [4, 4, 4]);
 
+    // TX checksum offload is off on both devices, as ethtool sees it.
+    const ns1 = t.node("node1");
+    assertEquals(await txChecksum(ns1), { "ohno.vxlan4": "off", "ohno.vxlan6": "off" });
+
     // kill -9 node1's agent and start it again: same MAC, same state, pods still ping.
     await t.lab.stopAgent(t.name, "node1", true);
     assertEquals(await pingAll(t, ["p1", "p2"]), [], "the data path outlives the agent");
+    // While it is down someone turns offload back on: the restarted agent puts it right.
+    for (const dev of ["ohno.vxlan4", "ohno.vxlan6"]) {
+      const r = await runCommand(ns1, "ethtool", {
+        args: ["-K", dev, "tx-checksum-ip-generic", "on"],
+      });
+      assertEquals(r.code, 0, r.stderr);
+    }
+    assertEquals(await txChecksum(ns1), { "ohno.vxlan4": "on", "ohno.vxlan6": "on" });
     await t.lab.startAgent(t.name, "node1");
+    await within(20_000, "TX checksum offload off again", async () => {
+      const c = await txChecksum(ns1);
+      return c["ohno.vxlan4"] === "off" && c["ohno.vxlan6"] === "off";
+    });
     const after = await kernel(t.node("node1"));
     assertEquals(after, before, "a restarted agent leaves the kernel state as it was");
     assertEquals(await pingAll(t, ["p1", "p2", "p3"]), []);
@@ -367,5 +394,103 @@ Deno.test({
     });
     const eth0 = await ipJson<{ dst: string }[]>(["neigh", "show", "dev", "eth0"], { netns: ns });
     assert(eth0.some((n) => n.dst === "172.31.0.99"), "foreign neighbour left alone");
+  },
+});
+
+/** The agent's `/status` document (routing part). */
+async function agentStatus(ns: Netns): Promise<
+  { routing: { vxlanMismatches: unknown[]; notRouted: { node: string; reason: string }[] } }
+> {
+  const r = await runCommand(ns, "curl", {
+    args: ["-s", "--fail", "--max-time", "2", "http://127.0.0.1:9753/status"],
+  });
+  assertEquals(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+Deno.test({
+  ...opts,
+  name:
+    `vxlan: a peer with another VNI or port is warned about, in /status, the metric and lab status, gets no tunnel; fixing it clears all${skip}`,
+  async fn() {
+    await using t = await testLab({ nodes: 3, underlay: "routed", extraConfig: VXLAN });
+    for (const n of ["node1", "node2", "node3"]) await t.lab.podAdd(t.name, n, `p${n.slice(-1)}`);
+    assertEquals(await pingAll(t, ["p1", "p2", "p3"]), []);
+    const s = t.state();
+    const n2 = s.nodes[1]!;
+    const ns1 = t.node("node1");
+    const restart2 = async (settings: Record<string, number>) => {
+      await t.lab.stopAgent(t.name, "node2");
+      const file = `${n2.dir}/ohno.json`;
+      const cfg = JSON.parse(Deno.readTextFileSync(file));
+      Object.assign(cfg, settings);
+      Deno.writeTextFileSync(file, JSON.stringify(cfg, null, 2));
+      await t.lab.startAgent(t.name, "node2");
+    };
+    const mismatchesOn1 = async () =>
+      (await agentStatus(ns1)).routing.vxlanMismatches as Record<string, unknown>[];
+
+    for (
+      const [settings, vni, port] of [
+        [{ vxlanVni: 7 }, 7, 8472],
+        [{ vxlanVni: 1, vxlanPort: 4789 }, 1, 4789],
+      ] as const
+    ) {
+      await restart2(settings);
+      const want = { node: "node2", vni, port, localVni: 1, localPort: 8472 };
+      await within(20_000, `node1 reports node2's VNI ${vni} port ${port}`, async () => {
+        const m = await mismatchesOn1();
+        return m.length === 1 && m[0]!.vni === vni && m[0]!.port === port;
+      });
+      assertEquals(await mismatchesOn1(), [want]);
+      assertEquals(await metric(ns1, "ohno_vxlan_peer_mismatches"), 1);
+      // node2 sees both others disagree with it.
+      assertEquals(await metric(t.node("node2"), "ohno_vxlan_peer_mismatches"), 2);
+      // The log names the peer and both values.
+      const log = Deno.readTextFileSync(`${s.nodes[0]!.dir}/daemon.log`);
+      assert(
+        log.split("\n").some((l) =>
+          /WARN.*VXLAN VNI or port differ/.test(l) && l.includes("node=node2") &&
+          l.includes(`vni=${vni} port=${port} localVni=1 localPort=8472`)
+        ),
+        log.split("\n").slice(-20).join("\n"),
+      );
+      // No tunnel that cannot work: node1 holds nothing for node2 (only node3's state).
+      const k = await kernel(ns1);
+      assertEquals([k.routes.length, k.neigh.length, k.fdb.length], [2, 2, 2], k.fdb.join("\n"));
+      assert(!k.fdb.some((f) => f.endsWith(` ${n2.ipv4}`) || f.endsWith(` ${n2.ipv6}`)));
+      assert(
+        (await agentStatus(ns1)).routing.notRouted.some((x) =>
+          x.node === "node2" && /VXLAN settings differ/.test(x.reason)
+        ),
+      );
+      // lab status shows it.
+      const st = await t.lab.status(t.name);
+      assertEquals(st.nodes.find((n) => n.name === "node1")?.routing?.vxlanMismatches, [want]);
+      // The other pairs still connect.
+      assertEquals(await pingAll(t, ["p1", "p3"]), []);
+    }
+
+    // Fixed: the mismatch clears everywhere and node2's pods connect again.
+    await restart2({ vxlanVni: 1, vxlanPort: 8472 });
+    await within(20_000, "node1 clears the mismatch", async () => {
+      return (await mismatchesOn1()).length === 0 &&
+        (await metric(ns1, "ohno_vxlan_peer_mismatches")) === 0;
+    });
+    assertEquals(await metric(t.node("node2"), "ohno_vxlan_peer_mismatches"), 0);
+    await within(20_000, "node1 holds node2's state again", async () => {
+      const k = await kernel(ns1);
+      return k.routes.length === 4 && k.fdb.length === 4;
+    });
+    assertEquals(await pingAll(t, ["p1", "p2", "p3"]), []);
+    assertEquals(
+      (await t.lab.status(t.name)).nodes.map((n) => n.routing?.vxlanMismatches),
+      [[], [], []],
+    );
+    assert(
+      /VXLAN VNI and port agree again.*node=node2/.test(
+        Deno.readTextFileSync(`${s.nodes[0]!.dir}/daemon.log`),
+      ),
+    );
   },
 });

@@ -19,7 +19,7 @@
 import { sleep } from "../../lib/async.ts";
 import type { Logger } from "../../lib/log.ts";
 import { applyPeerEvents, type PeerEvent } from "./diff.ts";
-import type { Backend, LocalNode, Peer, ReconcileReport } from "./types.ts";
+import type { Backend, LocalNode, Peer, ReconcileReport, VxlanMismatch } from "./types.ts";
 
 export interface RouteSyncOptions {
   backend: Backend;
@@ -40,6 +40,20 @@ export interface RouteSyncOptions {
   log?: Logger;
   /** Called after every reconcile attempt (metrics): the report, or the error. */
   onReconcile?: (result: { report?: ReconcileReport; error?: unknown; seconds: number }) => void;
+}
+
+/** What the agent's `/status` says about routing: the last reconcile's problems. */
+export interface RoutingStatus {
+  backend: string;
+  /** When the last reconcile completed (ISO time); absent before the first. */
+  lastReconcile?: string;
+  programmed?: { ipv4: number; ipv6: number };
+  /** Next hops the kernel refused as not on a link of this node (host-gw across subnets). */
+  unreachableNextHops: { node?: string; via?: string; dst: string }[];
+  /** Peer blocks not routed, and why. */
+  notRouted: { node: string; block: string; reason: string }[];
+  /** vxlan: peers whose VNI or port differ from this node's. */
+  vxlanMismatches: VxlanMismatch[];
 }
 
 /** Route changes in one reconcile up to which each is logged at info. */
@@ -99,6 +113,24 @@ export class RouteSync {
    */
   get lastSuccessAt(): number | undefined {
     return this.#lastOkAt;
+  }
+
+  /** The routing part of the agent's `/status`, from the last reconcile. */
+  status(): RoutingStatus {
+    const r = this.#last;
+    return {
+      backend: this.#backend.type,
+      ...(this.#lastOkAt ? { lastReconcile: new Date(this.#lastOkAt).toISOString() } : {}),
+      ...(r ? { programmed: { ipv4: r.programmed[4], ipv6: r.programmed[6] } } : {}),
+      unreachableNextHops: (r?.failed ?? []).filter((f) => f.reason === "next-hop-unreachable")
+        .map((f) => ({
+          ...(f.node ? { node: f.node } : {}),
+          ...(f.via ? { via: f.via } : {}),
+          dst: f.dst,
+        })),
+      notRouted: r?.skipped ?? [],
+      vxlanMismatches: r?.vxlan?.mismatches ?? [],
+    };
   }
 
   /** Applies datastore events; a change wakes the loop. */

@@ -99,8 +99,26 @@ export interface ReconcileReport {
   failed: FailedRoute[];
   /** Routes ohno owns in the kernel after this reconcile, per family. */
   programmed: { 4: number; 6: number };
-  /** vxlan only: neighbour and FDB entries wanted, and how many commands changed them. */
-  vxlan?: { neighbours: number; fdb: number; changed: number };
+  /**
+   * vxlan only: neighbour and FDB entries wanted, how many commands changed them, and the
+   * peers whose published VNI or UDP port differ from this node's.
+   */
+  vxlan?: { neighbours: number; fdb: number; changed: number; mismatches: VxlanMismatch[] };
+}
+
+/**
+ * A peer whose VXLAN settings (published in its etcd record) differ from this node's: no
+ * tunnel between the two can work (a device drops other VNIs and listens on its own port
+ * only), so no VXLAN path to it is programmed.
+ */
+export interface VxlanMismatch {
+  node: string;
+  /** The peer's published VNI and port. */
+  vni: number;
+  port: number;
+  /** This node's. */
+  localVni: number;
+  localPort: number;
 }
 
 /** A routing mode. */

@@ -27,17 +27,19 @@
  *   are ohno's by protocol number as in host-gw. Nothing on any other device is read or
  *   touched.
  *
- * Checksums: the inner packet's checksum is left to the kernel as for any device; the
- * outer UDP checksum is on for both families (the kernel default: `udpcsum`, and no
- * zero-checksum IPv6, which a receiver would have to allow with `udp6zerocsumrx`). When
- * `ethtool` is installed, TX checksum offload on the VXLAN devices is turned off, as
- * flannel does, because offloading the inner checksum through a VXLAN device corrupted
- * packets with some kernels and NIC drivers; without ethtool this is skipped (logged).
+ * Checksums: the outer UDP checksum is on for both families (the kernel default: `udpcsum`,
+ * and no zero-checksum IPv6, which a receiver would have to allow with `udp6zerocsumrx`).
+ * TX checksum offload on the VXLAN devices is turned off (the inner checksum is computed
+ * in software before encapsulation), as flannel does, because offloading the inner
+ * checksum through a VXLAN device corrupted or dropped packets with some kernels and NIC
+ * drivers. It is done with ethtool's ioctl (no ethtool binary: the agent's image need not
+ * have one), checked on every reconcile, so a device turned back on by hand is put right
+ * and a restarted agent keeps it off.
  * @module
  */
 
 import { formatIp, overlaps, parseCidr, parseIp } from "../../ipam/addr.ts";
-import { IpBatch, ipJson, type Netns, runCommand } from "../../netns/mod.ts";
+import { IpBatch, ipJson, linkTxChecksum, type Netns, runCommand } from "../../netns/mod.ts";
 import type { Logger } from "../../lib/log.ts";
 import { HostGwBackend, type IpCommand, runIpCommands } from "./hostgw.ts";
 import type {
@@ -47,6 +49,7 @@ import type {
   ReconcileReport,
   RoutingState,
   SkippedBlock,
+  VxlanMismatch,
   WantedRoute,
 } from "./types.ts";
 
@@ -126,6 +129,18 @@ function macOf(peer: Peer, family: 4 | 6): string | undefined {
     : undefined;
 }
 
+/**
+ * The peer's published VNI and port when either differs from `s` (a field the peer did not
+ * publish is taken as agreeing: there is nothing to compare).
+ */
+export function vxlanMismatch(peer: Peer, s: VxlanSettings): VxlanMismatch | undefined {
+  const num = (v: unknown, dflt: number) => (typeof v === "number" ? v : dflt);
+  const vni = num(peer.backend?.vni, s.vni);
+  const port = num(peer.backend?.port, s.port);
+  if (vni === s.vni && port === s.port) return undefined;
+  return { node: peer.node, vni, port, localVni: s.vni, localPort: s.port };
+}
+
 interface LinkInfo {
   ifname: string;
   address?: string;
@@ -170,7 +185,9 @@ export class VxlanBackend implements Backend {
   readonly #routes: HostGwBackend;
   readonly #log: Logger | undefined;
   #macs: { 4: string; 6: string } | undefined;
-  #offloadChecked = new Set<string>();
+  #offloadWarned = new Set<string>();
+  /** Mismatches warned about (node → what was said), so each is logged once. */
+  #mismatchWarned = new Map<string, string>();
 
   constructor(o: VxlanOptions) {
     const vni = o.vni ?? VXLAN_DEFAULT_VNI;
@@ -218,10 +235,16 @@ export class VxlanBackend implements Backend {
       }
     });
     const seen = new Set<string>();
+    const mismatches: VxlanMismatch[] = [];
     const peers = [...state.peers].filter((p) => p.node !== state.local.node)
       .sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
     for (const peer of peers) {
       const pip = { 4: ipOf(peer.ips, 4), 6: ipOf(peer.ips, 6) };
+      // Only a peer that runs vxlan (published a VTEP MAC) can disagree on VNI and port.
+      const mismatch = macOf(peer, 4) || macOf(peer, 6)
+        ? vxlanMismatch(peer, this.settings)
+        : undefined;
+      if (mismatch) mismatches.push(mismatch);
       for (const block of peer.blocks) {
         let c;
         try {
@@ -259,6 +282,12 @@ export class VxlanBackend implements Backend {
           skip(`node published no VTEP MAC for IPv${under} (is it running backend vxlan?)`);
           continue;
         }
+        if (mismatch) {
+          skip(
+            `VXLAN settings differ: node ${peer.node} has VNI ${mismatch.vni} port ${mismatch.port}, this node VNI ${mismatch.localVni} port ${mismatch.localPort}`,
+          );
+          continue;
+        }
         const dev = VXLAN_DEVICES[under];
         const vtep = formatIp(c.family, c.network);
         seen.add(dst);
@@ -272,7 +301,8 @@ export class VxlanBackend implements Backend {
     const stats = await this.#reconcileNeighbours(devs, neigh, fdb, failed);
     const report = await this.#routes.reconcileRoutes(routes, skipped);
     report.failed.unshift(...failed);
-    report.vxlan = stats;
+    report.vxlan = { ...stats, mismatches };
+    this.#logMismatches(mismatches);
     return report;
   }
 
@@ -280,6 +310,24 @@ export class VxlanBackend implements Backend {
     const routes = await this.#routes.cleanup();
     await removeVxlanDevices(this.#netns);
     return routes;
+  }
+
+  /** Warns once per peer and disagreement; says when a peer agrees again. */
+  #logMismatches(mismatches: VxlanMismatch[]): void {
+    const now = new Map<string, string>();
+    for (const m of mismatches) {
+      const key = `${m.vni}/${m.port}`;
+      now.set(m.node, key);
+      if (this.#mismatchWarned.get(m.node) === key) continue;
+      this.#log?.warn(
+        "peer's VXLAN VNI or port differ from this node's: no VXLAN path to it is programmed",
+        { ...m },
+      );
+    }
+    for (const node of this.#mismatchWarned.keys()) {
+      if (!now.has(node)) this.#log?.info("peer's VXLAN VNI and port agree again", { node });
+    }
+    this.#mismatchWarned = now;
   }
 
   /** Creates or fixes the devices; returns which exist. Removes a family's the node lacks. */
@@ -296,7 +344,6 @@ export class VxlanBackend implements Backend {
       const ip = local[fam];
       const mtu = this.#underlayMtu - VXLAN_OVERHEAD[fam];
       const b = new IpBatch();
-      let created = false;
       if (!ip) {
         if (have) b.add("link", "del", name);
       } else {
@@ -306,7 +353,6 @@ export class VxlanBackend implements Backend {
           (fam === 4 ? d?.local : d?.local6) === ip;
         if (have && !right) b.add("link", "del", name);
         if (!have || !right) {
-          created = true;
           b.add(
             "link",
             "add",
@@ -335,7 +381,7 @@ export class VxlanBackend implements Backend {
       try {
         await b.run({ netns: this.#netns });
         out[fam] = !!ip;
-        if (created) await this.#offload(name);
+        if (ip) this.#offload(name);
       } catch (e) {
         failed.push({
           op: ip ? "replace" : "delete",
@@ -347,18 +393,25 @@ export class VxlanBackend implements Backend {
     return out;
   }
 
-  /** TX checksum offload off on a new device when ethtool is there (see the module doc). */
-  async #offload(dev: string): Promise<void> {
-    if (this.#offloadChecked.has(dev)) return;
-    this.#offloadChecked.add(dev);
-    const r = await runCommand(this.#netns, "ethtool", {
-      args: ["-K", dev, "tx-checksum-ip-generic", "off"],
-    }).catch((e) => ({ success: false, stderr: (e as Error).message }));
-    if (r.success) this.#log?.info("VXLAN TX checksum offload off", { dev });
-    else {
-      this.#log?.info("VXLAN TX checksum offload left as it is (no ethtool)", {
+  /**
+   * TX checksum offload off on the device (see the module doc), checked on every reconcile
+   * like the rest of the state: one ioctl to read, one more to fix (no ethtool needed).
+   */
+  #offload(dev: string): void {
+    try {
+      if (!linkTxChecksum(dev, undefined, { netns: this.#netns })) {
+        this.#offloadWarned.delete(dev);
+        return;
+      }
+      const on = linkTxChecksum(dev, false, { netns: this.#netns });
+      if (on) throw new Error("the kernel kept it on");
+      this.#log?.info("VXLAN TX checksum offload turned off", { dev });
+    } catch (e) {
+      if (this.#offloadWarned.has(dev)) return;
+      this.#offloadWarned.add(dev);
+      this.#log?.warn("could not turn VXLAN TX checksum offload off", {
         dev,
-        error: r.stderr.trim(),
+        error: (e as Error).message,
       });
     }
   }
@@ -393,7 +446,7 @@ export class VxlanBackend implements Backend {
   ): Promise<NonNullable<ReconcileReport["vxlan"]>> {
     const ipCmds: IpCommand[] = [];
     const brCmds: IpCommand[] = [];
-    const stats = { neighbours: neigh.size, fdb: fdb.size, changed: 0 };
+    const stats = { neighbours: neigh.size, fdb: fdb.size, changed: 0, mismatches: [] };
     for (const fam of [4, 6] as const) {
       if (!devs[fam]) continue;
       const dev = VXLAN_DEVICES[fam];
