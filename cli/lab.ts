@@ -102,7 +102,7 @@ export function registerLab(program: Command): void {
       if (rs.some((r) => !r.ok)) throw new CliError("some pings failed", 1);
     });
 
-  named(cmd.command("status")).description("nodes, blocks and pods")
+  named(cmd.command("status")).description("nodes, routing problems, blocks and pods")
     .option("-o, --output <format>", "table or json", "table")
     .action(async (o: Named & { output: string }) => {
       const fmt = outputFormat(o.output, ["table", "json"] as const);
@@ -114,6 +114,30 @@ export function registerLab(program: Command): void {
           ["NODE", "IPV4", "IPV6", "AGENT"],
           s.nodes.map((n) => [n.name, n.ipv4, n.ipv6, n.agent]),
         ),
+      );
+      print("");
+      // Routing problems the agents report: off-link next hops, VXLAN setting disagreements.
+      const problems: string[][] = [];
+      for (const n of s.nodes) {
+        for (const u of n.routing?.unreachableNextHops ?? []) {
+          problems.push([
+            n.name,
+            "unreachable next hop",
+            `${u.dst} via ${u.via ?? "?"}${u.node ? ` (node ${u.node})` : ""}`,
+          ]);
+        }
+        for (const m of n.routing?.vxlanMismatches ?? []) {
+          problems.push([
+            n.name,
+            "vxlan mismatch",
+            `node ${m.node} has VNI ${m.vni} port ${m.port}; ${n.name} VNI ${m.localVni} port ${m.localPort}`,
+          ]);
+        }
+      }
+      print(
+        problems.length
+          ? table(["NODE", "ROUTING PROBLEM", "DETAIL"], problems)
+          : "no routing problems",
       );
       print("");
       print(

@@ -496,9 +496,45 @@ export interface LabStatus {
     ipv6: string;
     agent: "ready" | "not ready" | "down";
     pid: number;
+    /** The agent's routing problems, from its `/status` (absent when it did not answer). */
+    routing?: LabNodeRouting;
   }[];
   blocks: { cidr: string; node: string; used: number }[];
   pods: { name: string; node: string; ips: string[] }[];
+}
+
+/** What `ohno lab status` shows of a node's routing (from the agent's `/status`). */
+export interface LabNodeRouting {
+  backend: string;
+  /** Next hops the kernel refused as off-link (host-gw across subnets). */
+  unreachableNextHops: { node?: string; via?: string; dst: string }[];
+  /** vxlan: peers whose VNI or port differ from the node's. */
+  vxlanMismatches: {
+    node: string;
+    vni: number;
+    port: number;
+    localVni: number;
+    localPort: number;
+  }[];
+}
+
+/** A node agent's routing status, or undefined when it does not answer. */
+async function agentRouting(ns: Netns): Promise<LabNodeRouting | undefined> {
+  const r = await runCommand(ns, "curl", {
+    args: ["-s", "--fail", "--max-time", "2", "http://127.0.0.1:9753/status"],
+  });
+  if (r.code !== 0) return undefined;
+  try {
+    const s = JSON.parse(r.stdout) as { routing?: Partial<LabNodeRouting> };
+    if (!s.routing) return undefined;
+    return {
+      backend: s.routing.backend ?? "",
+      unreachableNextHops: s.routing.unreachableNextHops ?? [],
+      vxlanMismatches: s.routing.vxlanMismatches ?? [],
+    };
+  } catch {
+    return undefined;
+  }
 }
 
 export async function status(name: string): Promise<LabStatus> {
@@ -506,12 +542,22 @@ export async function status(name: string): Promise<LabStatus> {
   try {
     const nodes: LabStatus["nodes"] = [];
     for (const n of state.nodes) {
-      const agent = !processAlive(n.pid)
+      const ns = lab.node(n.name).ns;
+      const alive = processAlive(n.pid);
+      const agent = !alive
         ? "down"
-        : (await curlOk(lab.node(n.name).ns, "http://127.0.0.1:9753/readyz"))
+        : (await curlOk(ns, "http://127.0.0.1:9753/readyz"))
         ? "ready"
         : "not ready";
-      nodes.push({ name: n.name, ipv4: n.ipv4, ipv6: n.ipv6, agent, pid: n.pid });
+      const routing = alive ? await agentRouting(ns) : undefined;
+      nodes.push({
+        name: n.name,
+        ipv4: n.ipv4,
+        ipv6: n.ipv6,
+        agent,
+        pid: n.pid,
+        ...(routing ? { routing } : {}),
+      });
     }
     const b = await ipam(name, ["blocks", "-o", "json"]);
     const blocks = b.code === 0

@@ -8,6 +8,8 @@ import { metric, testLab } from "./support/lab.ts";
 import { etcdMissing } from "./support/etcd.ts";
 import { ipJson, type IpRoute } from "../netns/mod.ts";
 import { labOpen } from "../lab/topology.ts";
+import { runCommand } from "../netns/mod.ts";
+import { OHNO } from "./support/ohno.ts";
 
 const missing = etcdMissing();
 const skip = missing ? ` [SKIP: ${missing}]` : "";
@@ -56,6 +58,30 @@ Deno.test({
     assertEquals(await metric(t.node("node1"), "ohno_routes_not_programmed"), 2);
     assertEquals(await metric(t.node("node2"), "ohno_route_unreachable_next_hops"), 2);
     assertEquals(await metric(t.node("node2"), "ohno_routes_not_programmed"), 4);
+    // ...in `ohno lab status` (from each agent's /status), naming peer and next hop...
+    const st = await t.lab.status(t.name);
+    const hops = (node: string) =>
+      st.nodes.find((n) => n.name === node)?.routing?.unreachableNextHops.map((u) =>
+        `${u.node} ${u.via}`
+      ).sort();
+    assertEquals(hops("node1"), ["node2 172.31.1.12", "node2 fd00:172:31:1::12"]);
+    assertEquals(hops("node3"), ["node2 172.31.1.12", "node2 fd00:172:31:1::12"]);
+    assertEquals(hops("node2"), [
+      "node1 172.31.0.11",
+      "node1 fd00:172:31::11",
+      "node3 172.31.0.13",
+      "node3 fd00:172:31::13",
+    ]);
+    const cli = await runCommand(undefined, OHNO, { args: ["lab", "status", "--name", t.name] });
+    assertEquals(cli.code, 0, cli.stderr);
+    const lines = cli.stdout.split("\n").filter((l) => l.includes("unreachable next hop"));
+    assertEquals(lines.length, 8, cli.stdout);
+    assert(
+      lines.some((l) =>
+        /^node1\s+unreachable next hop\s+\S+ via 172\.31\.1\.12 \(node node2\)/.test(l)
+      ),
+      cli.stdout,
+    );
     // ...and in the log, naming the peer, its next hop and what to do.
     const log = Deno.readTextFileSync(`${s.nodes[0]!.dir}/daemon.log`);
     for (const via of ["172.31.1.12", "fd00:172:31:1::12"]) {
