@@ -1,10 +1,12 @@
 /**
  * `./dev bench vxlan`: the vxlan backend's control-plane costs.
- * - Route convergence: on a routed lab (nodes in two subnets) with the vxlan backend, a
- *   joining node registers its record (underlay addresses and VTEP MACs) and claims its
- *   blocks in the lab's etcd, as an agent starting would; measured from the block claim
- *   committed to its routes, neighbour entries and FDB entries present in every other
- *   node's kernel (seen by `ip monitor` and `bridge monitor`), p50/p99 over 20 joins.
+ * - Route convergence: a joining node registers its record (underlay addresses, and VTEP
+ *   MACs with vxlan) and claims its blocks in the lab's etcd, as an agent starting would;
+ *   measured from the block claim committed to its routes (and with vxlan neighbour and
+ *   FDB entries) present in every other node's kernel (seen by `ip monitor` and `bridge
+ *   monitor`), p50/p99 over 20 joins. In one run, labs of the same shape (3 nodes): vxlan
+ *   on the routed underlay (nodes in two subnets), and vxlan and host-gw on the flat one
+ *   (host-gw cannot reach across subnets), so the two backends compare like for like.
  * - Reconcile cost: {@link VxlanBackend} driven directly in a lab node namespace with P
  *   peers (first programming, steady state, one peer moved to another underlay address),
  *   next to the naive way (one `ip`/`bridge` process per route, neighbour and FDB entry).
@@ -29,7 +31,26 @@ import { eachLine, ms, note, printTable, ratio, summarize, timeIt } from "./stat
 
 export async function benchVxlan(): Promise<void> {
   await benchVxlanReconcile();
-  await benchVxlanConvergence();
+  const joins = 20;
+  const nodes = 3;
+  const rows: string[][] = [];
+  for (
+    const [backend, underlay] of [
+      ["vxlan", "routed"],
+      ["vxlan", "flat"],
+      ["host-gw", "flat"],
+    ] as const
+  ) {
+    rows.push(...await convergence(backend, underlay, joins, nodes));
+  }
+  printTable(
+    `route convergence: block claim in etcd → kernel state on every other node (${nodes} nodes), ${joins} joins (ms)`,
+    ["backend, underlay", "present on every node", "p50", "p90", "p99"],
+    rows,
+  );
+  note(
+    "(etcd watch → RouteSync → backend: `bridge -batch` + `ip -batch`; seen by `ip monitor` / `bridge monitor`; host-gw has no neighbour or FDB entries to program)",
+  );
 }
 
 /** A canonical address or CIDR (so the kernel's spelling and ours compare equal). */
@@ -61,7 +82,7 @@ function follow(ns: Netns, seen: Seen): Deno.ChildProcess[] {
       if (key && !seen.has(key)) seen.set(key, at);
     });
   read(ipMon, (l) => {
-    let m = /^(\S+\/\d+) via \S+ dev ohno\.vxlan[46] .*proto 111/.exec(l);
+    let m = /^(\S+\/\d+) via \S+ dev \S+ .*proto 111/.exec(l);
     if (m) return `r:${canon(m[1]!)}`;
     m = /^(\S+) dev ohno\.vxlan[46] lladdr \S+ .*PERMANENT/.exec(l);
     if (m) return `n:${canon(m[1]!)}`;
@@ -74,14 +95,21 @@ function follow(ns: Netns, seen: Seen): Deno.ChildProcess[] {
   return [ipMon, brMon];
 }
 
-async function benchVxlanConvergence(joins = 20, nodes = 3): Promise<void> {
-  const name = `bvx${Deno.pid % 100000}`;
+/** Convergence of `joins` joins on a lab of `nodes` nodes; the table's rows. */
+async function convergence(
+  backend: "vxlan" | "host-gw",
+  underlay: "flat" | "routed",
+  joins: number,
+  nodes: number,
+): Promise<string[][]> {
+  const name = `bvx${backend[0]}${underlay[0]}${Deno.pid % 100000}`;
+  const vxlan = backend === "vxlan";
   await labs.up({
     name,
     nodes,
     ohno: OHNO,
-    underlay: "routed",
-    extraConfig: { backend: "vxlan" },
+    underlay,
+    extraConfig: { backend },
   });
   const procs: Deno.ChildProcess[] = [];
   try {
@@ -96,7 +124,7 @@ async function benchVxlanConvergence(joins = 20, nodes = 3): Promise<void> {
       joiners.push({
         name: `join${i}`,
         ips: f.ips,
-        backend: await vxlanRecord(`join${i}`, settings),
+        ...(vxlan ? { backend: await vxlanRecord(`join${i}`, settings) } : {}),
       });
     }
     // The joiner runs in the lab namespace (where etcd listens) and joins as an agent would.
@@ -108,7 +136,7 @@ async function benchVxlanConvergence(joins = 20, nodes = 3): Promise<void> {
       const joiners = ${JSON.stringify(joiners)};
       const lines = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
       for (const j of joiners) {
-        await ipam.registerNode(j.name, { ips: j.ips, backend: j.backend });
+        await ipam.registerNode(j.name, j.backend ? { ips: j.ips, backend: j.backend } : { ips: j.ips });
         const blocks = await ipam.claimBlocks(j.name);
         console.log(JSON.stringify({ t: Date.now(), blocks: blocks.map((b) => b.cidr) }));
         await lines.read(); // wait for the bench to see the kernel state
@@ -142,8 +170,8 @@ async function benchVxlanConvergence(joins = 20, nodes = 3): Promise<void> {
       const j = joiners[i]!;
       const keys = {
         routes: blocks.map((b) => `r:${canon(b)}`),
-        neigh: blocks.map((b) => `n:${canon(b.split("/")[0]!)}`),
-        fdb: [`f:${j.backend.vtepMac4}`, `f:${j.backend.vtepMac6}`],
+        neigh: vxlan ? blocks.map((b) => `n:${canon(b.split("/")[0]!)}`) : [],
+        fdb: j.backend ? [`f:${j.backend.vtepMac4}`, `f:${j.backend.vtepMac6}`] : [],
       };
       const wanted = [...keys.routes, ...keys.neigh, ...keys.fdb];
       const until = Date.now() + 15_000;
@@ -158,30 +186,29 @@ async function benchVxlanConvergence(joins = 20, nodes = 3): Promise<void> {
       }
       const last = (ks: string[]) => Math.max(...seen.flatMap((m) => ks.map((k) => m.get(k)!))) - t;
       conv.routes.push(last(keys.routes));
-      conv.neigh.push(last(keys.neigh));
-      conv.fdb.push(last(keys.fdb));
-      conv.all.push(last(wanted));
+      if (vxlan) {
+        conv.neigh.push(last(keys.neigh));
+        conv.fdb.push(last(keys.fdb));
+        conv.all.push(last(wanted));
+      }
       await w.write(new TextEncoder().encode("next\n"));
     }
     await w.close();
     await joiner.status;
-    const row = (label: string, xs: number[]) => {
+    const label = `${backend}, ${underlay}`;
+    const row = (what: string, xs: number[]) => {
+      if (!xs.length) return [label, what, "-", "-", "-"];
       const c = summarize(xs);
-      return [label, ms(c.p50), ms(c.p90), ms(c.p99)];
+      return [label, what, ms(c.p50), ms(c.p90), ms(c.p99)];
     };
-    printTable(
-      `vxlan route convergence: block claim in etcd → kernel state on every other node (${nodes} nodes, routed lab), ${joins} joins (ms)`,
-      ["present on every node", "p50", "p90", "p99"],
-      [
+    return vxlan
+      ? [
         row("routes (both families)", conv.routes),
         row("neighbour entries", conv.neigh),
         row("FDB entries", conv.fdb),
         row("all three", conv.all),
-      ],
-    );
-    note(
-      "(etcd watch → RouteSync → VxlanBackend: `bridge -batch` + `ip -batch`; seen by `ip monitor` / `bridge monitor`)",
-    );
+      ]
+      : [row("routes (both families)", conv.routes)];
   } finally {
     for (const p of procs) {
       try {
