@@ -76,3 +76,37 @@ export async function eachLine(
     for (const l of lines) fn(l, at);
   }
 }
+
+/**
+ * The median of `xs` and a 95% interval for it by the percentile bootstrap (`resamples`
+ * resamples with replacement, from a seeded generator so a run's figures repeat).
+ */
+export function bootstrapMedian(
+  xs: number[],
+  resamples = 4000,
+  seed = 12345,
+): { median: number; lo: number; hi: number } {
+  const median = quantile(xs, 0.5);
+  if (xs.length < 2) return { median, lo: median, hi: median };
+  let s = seed >>> 0;
+  const rand = () => {
+    // mulberry32
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const meds: number[] = [];
+  const sample = new Array<number>(xs.length);
+  for (let r = 0; r < resamples; r++) {
+    for (let i = 0; i < xs.length; i++) sample[i] = xs[Math.floor(rand() * xs.length)]!;
+    meds.push(quantile(sample, 0.5));
+  }
+  meds.sort((a, b) => a - b);
+  return {
+    median,
+    lo: meds[Math.floor(0.025 * (resamples - 1))]!,
+    hi: meds[Math.ceil(0.975 * (resamples - 1))]!,
+  };
+}
