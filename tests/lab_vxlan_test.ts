@@ -467,6 +467,15 @@ Deno.test({
       // lab status shows it.
       const st = await t.lab.status(t.name);
       assertEquals(st.nodes.find((n) => n.name === "node1")?.routing?.vxlanMismatches, [want]);
+      const cli = await runCommand(undefined, OHNO, { args: ["lab", "status", "--name", t.name] });
+      assertEquals(cli.code, 0, cli.stderr);
+      assert(
+        new RegExp(
+          `^node1\\s+vxlan mismatch\\s+node node2 has VNI ${vni} port ${port}; node1 VNI 1 port 8472$`,
+          "m",
+        ).test(cli.stdout),
+        cli.stdout,
+      );
       // The other pairs still connect.
       assertEquals(await pingAll(t, ["p1", "p3"]), []);
     }
