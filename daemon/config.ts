@@ -20,6 +20,7 @@ import {
   type DaemonConfig,
   type DaemonFlags,
   DEFAULT_CONFIG_FILE,
+  defaultText,
   flagProp,
   SETTINGS,
   type SettingSpec,
@@ -57,7 +58,7 @@ const FLAGGED: readonly Flagged[] = [
 
 /** Every flag of `ohno daemon` with the key it sets (register them in the CLI in a loop). */
 export const DAEMON_FLAGS: readonly FlagSpec[] = FLAGGED.map((s) => {
-  const dflt = s.default === undefined ? s.defaultDoc : JSON.stringify(s.default);
+  const dflt = defaultText(s) ?? s.defaultDoc;
   return {
     flags: s.flag,
     description: `${s.doc}${dflt && dflt !== "–" ? ` (default ${dflt})` : ""}`.replaceAll("`", ""),
@@ -84,9 +85,9 @@ function overlay(
   const take = (s: SettingSpec, v: unknown, source: string, parse = s.parse) =>
     given.set(s, { value: parse(v, source, s.key), source });
   const readObject = (v: unknown, src: string, prefix: string) => {
-    const under = SPECS.filter((s) => s.key.startsWith(prefix ? `${prefix}.` : ""));
-    const names = [...new Set(under.map((s) => s.key.slice(prefix ? prefix.length + 1 : 0)))]
-      .map((rest) => rest.split(".")[0]!);
+    const inside = prefix ? `${prefix}.` : "";
+    const names = SPECS.filter((s) => s.key.startsWith(inside))
+      .map((s) => s.key.slice(inside.length).split(".")[0]!);
     for (const [name, x] of Object.entries(object(v, src, prefix, [...new Set(names)]))) {
       const key = prefix ? `${prefix}.${name}` : name;
       const s = SPECS.find((s) => s.key === key);
@@ -100,8 +101,8 @@ function overlay(
     if (e !== undefined && e !== "") take(s, e, `env ${s.env}`);
   }
   for (const s of SPECS) {
-    const f = s.flag && flags[flagProp(s.flag) as keyof DaemonFlags];
-    if (s.flag && f !== undefined) take(s, f, s.flag.split(" ")[0]!);
+    const f = s.flag ? flags[flagProp(s.flag) as keyof DaemonFlags] : undefined;
+    if (f !== undefined) take(s, f, s.flag!.split(" ")[0]!);
   }
   return given;
 }

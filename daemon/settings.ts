@@ -96,7 +96,8 @@ export const SETTINGS = declare([
     flag: "--node-ip-source <source>",
     parse: oneOf(NODE_IP_SOURCES),
     defaultDoc: "`auto`",
-    doc: "`auto`, `addresses`, `interface`, `default-route`, `kubernetes` (below)",
+    doc:
+      "`auto`, `addresses`, `interface`, `default-route`, `kubernetes` (docs/daemon.md: Node IP selection)",
   },
   {
     key: "nodeIP.addresses",
@@ -118,7 +119,7 @@ export const SETTINGS = declare([
     flag: "--backend <type>",
     parse: oneOf(["host-gw", "vxlan"] as const),
     default: "host-gw",
-    doc: "routing backend: `host-gw` or `vxlan` (see below)",
+    doc: "routing backend: `host-gw` or `vxlan`",
   },
   {
     key: "vxlanVni",
@@ -403,6 +404,13 @@ type FlagProps = Setting extends infer S ? S extends { flag: infer F } ? FlagPro
 
 /** Flags as the CLI parser hands them over (all strings; commander's camelCase names). */
 export type DaemonFlags = { [K in FlagProps | FlagProp<typeof CONFIG_SETTING.flag>]?: string };
+
+/** A static default as written in the file (a string without quotes). */
+export function defaultText(s: { default?: unknown }): string | undefined {
+  return typeof s.default === "string" || s.default === undefined
+    ? s.default
+    : JSON.stringify(s.default);
+}
 
 /** The property commander fills for a flag (`--node-ip <a>` → `nodeIp`). */
 export function flagProp(flag: string): string {

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { CONFIG_SETTING, SETTINGS, type SettingSpec } from "./settings.ts";
+import { CONFIG_SETTING, defaultText, SETTINGS, type SettingSpec } from "./settings.ts";
 
 export const DOC_FILE = new URL("../docs/daemon.md", import.meta.url);
 export const BEGIN =
@@ -23,15 +23,16 @@ const code = (s: string) => cell(`\`${s}\``);
 
 /** The table's rows, header first. */
 export function settingsRows(): string[][] {
-  const row = (s: Omit<SettingSpec, "key" | "parse"> & { key?: string }) => [
-    s.key ? code(s.key) : "–",
-    s.flag ? code(s.flag) : "",
-    s.env ? code(s.env) : "",
-    s.default !== undefined
-      ? code(typeof s.default === "string" ? s.default : JSON.stringify(s.default))
-      : cell(s.defaultDoc ?? "–"),
-    cell(s.doc),
-  ];
+  const row = (s: Omit<SettingSpec, "key" | "parse"> & { key?: string }) => {
+    const dflt = defaultText(s);
+    return [
+      s.key ? code(s.key) : "–",
+      s.flag ? code(s.flag) : "",
+      s.env ? code(s.env) : "",
+      dflt !== undefined ? code(dflt) : cell(s.defaultDoc ?? "–"),
+      cell(s.doc),
+    ];
+  };
   return [HEADER, row(CONFIG_SETTING), ...SETTINGS.map(row)];
 }
 

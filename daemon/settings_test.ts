@@ -1,5 +1,6 @@
-import { assert, assertEquals } from "../tests/support/assert.ts";
-import { DAEMON_FLAGS, loadDaemonConfig } from "./config.ts";
+import { Command } from "commander";
+import { assert, assertEquals, assertThrows } from "../tests/support/assert.ts";
+import { DAEMON_FLAGS, DaemonConfigError, loadDaemonConfig, validate } from "./config.ts";
 import { flagProp, SETTINGS, type SettingSpec } from "./settings.ts";
 import { DOC_FILE, docRows, settingsRows } from "./settings_doc.ts";
 
@@ -52,4 +53,37 @@ Deno.test("settings: with nothing given, every setting that is not optional has 
     const value = path.reduce<unknown>((o, p) => (o as Record<string, unknown>)?.[p], c);
     assert(value !== undefined, `${s.key}: no default and nothing derives it`);
   }
+});
+
+Deno.test("settings: commander fills exactly the DaemonFlags property each flag declares", () => {
+  const cmd = new Command("daemon").exitOverride();
+  for (const f of DAEMON_FLAGS) cmd.option(f.flags, f.description);
+  cmd.parse(DAEMON_FLAGS.flatMap((f) => [f.flags.split(" ")[0]!, `v-${f.name}`]), {
+    from: "user",
+  });
+  assertEquals(
+    cmd.opts(),
+    Object.fromEntries(DAEMON_FLAGS.map((f) => [f.name, `v-${f.name}`])),
+  );
+});
+
+Deno.test("settings: validate() is pure and names the rule's source", () => {
+  const base = loadDaemonConfig({
+    defaultFile: "/nonexistent/ohno-test/ohno.json",
+    hostname: () => "h",
+    env: () => undefined,
+  });
+  const pools = [{ cidr: "10.244.0.0/16", blockPrefix: 24 }, {
+    cidr: "10.244.8.0/24",
+    blockPrefix: 26,
+  }];
+  const c = { ...base, pools, clusterCIDRs: ["10.0.0.0/8"] };
+  const e = assertThrows(
+    () => validate(c, (key) => (key === "pools" ? "--pool" : "config")),
+    DaemonConfigError,
+    '--pool: pools "10.244.0.0/16 10.244.8.0/24" overlap',
+  );
+  assertEquals([e.key, e.source], ["pools", "--pool"]);
+  assertEquals(c.pools, pools);
+  validate({ ...c, pools: pools.slice(0, 1) }, () => "config");
 });
