@@ -57,7 +57,7 @@ export interface SettingSpec {
   readonly doc: string;
 }
 
-function declare<const T extends readonly SettingSpec[]>(settings: T): T {
+function declareSettings<const T extends readonly SettingSpec[]>(settings: T): T {
   return settings;
 }
 
@@ -82,7 +82,7 @@ export const CONFIG_SETTING = {
  * table in docs/daemon.md, and use it (`config.yourKey`). A rule that spans settings goes
  * in daemon/config.ts's `validate`.
  */
-export const SETTINGS = declare([
+export const SETTINGS = declareSettings([
   {
     key: "nodeName",
     flag: "--node-name <name>",
@@ -398,7 +398,9 @@ export type DaemonConfig = Flat<
 
 type Camel<S extends string> = S extends `${infer H}-${infer T}` ? `${H}${Capitalize<Camel<T>>}`
   : S;
-type FlagProp<F> = F extends `--${infer N} ${string}` ? Camel<N> : never;
+type FlagProp<F> = F extends `--${infer N} ${string}` ? Camel<N>
+  : F extends `--${infer N}` ? Camel<N>
+  : never;
 type FlagProps = Setting extends infer S ? S extends { flag: infer F } ? FlagProp<F> : never
   : never;
 

@@ -36,12 +36,17 @@ export function settingsRows(): string[][] {
   return [HEADER, row(CONFIG_SETTING), ...SETTINGS.map(row)];
 }
 
-/** The rows of the table between the markers in `doc`, cells trimmed (header first). */
-export function docRows(doc: string): string[][] {
+/** Where the table goes in `doc`: after BEGIN, up to END. */
+function section(doc: string): [start: number, end: number] {
   const start = doc.indexOf(BEGIN);
   const end = doc.indexOf(END, start);
   if (start < 0 || end < 0) throw new Error(`the markers ${BEGIN} … ${END} are missing`);
-  return doc.slice(start + BEGIN.length, end).split("\n")
+  return [start + BEGIN.length, end];
+}
+
+/** The rows of the table between the markers in `doc`, cells trimmed (header first). */
+export function docRows(doc: string): string[][] {
+  return doc.slice(...section(doc)).split("\n")
     .filter((l) => l.startsWith("|") && !/^\|[\s|:-]+\|$/.test(l))
     .map((l) => l.slice(1, -1).split(/(?<!\\)\|/).map((c) => c.trim()));
 }
@@ -56,12 +61,7 @@ export function renderTable(rows: string[][]): string {
 
 if (import.meta.main) {
   const doc = await Deno.readTextFile(DOC_FILE);
-  const start = doc.indexOf(BEGIN);
-  const end = doc.indexOf(END, start);
-  if (start < 0 || end < 0) throw new Error(`the markers ${BEGIN} … ${END} are missing`);
+  const [start, end] = section(doc);
   const table = renderTable(settingsRows());
-  await Deno.writeTextFile(
-    DOC_FILE,
-    `${doc.slice(0, start + BEGIN.length)}\n\n${table}\n\n${doc.slice(end)}`,
-  );
+  await Deno.writeTextFile(DOC_FILE, `${doc.slice(0, start)}\n\n${table}\n\n${doc.slice(end)}`);
 }
