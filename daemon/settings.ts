@@ -75,12 +75,18 @@ export const CONFIG_SETTING = {
 /**
  * The settings, in the order docs/daemon.md lists them.
  *
- * To add a setting: add one entry here (key, flag and/or env, parse, a `default` or
- * `optional: true` or a `defaultDoc` that daemon/config.ts's `derive` fills, and `doc`);
- * it appears in DaemonConfig at `at ?? key`, as a flag of `ohno daemon`, in the file's
- * known keys; then run `./dev deno run -A daemon/settings_doc.ts` to regenerate the
- * table in docs/daemon.md, and use it (`config.yourKey`). A rule that spans settings goes
- * in daemon/config.ts's `validate`.
+ * HOW TO ADD A SETTING: add one entry below, e.g.
+ *
+ *     { key: "bgp.asn", flag: "--bgp-asn <n>", parse: intIn(1, 4_294_967_295),
+ *       default: 64512, doc: "bgp: this node's AS number" },
+ *
+ * (a parser from settings_parse.ts or your own; a `default` written as in the file, or
+ * `optional: true`, or a `defaultDoc` when daemon/config.ts's `derive` computes it). From
+ * it alone, the file accepts the key, `ohno daemon` gets the flag (and `env`, if given),
+ * and DaemonConfig gets the typed field at `at ?? key` (`config.bgp.asn`). Then
+ * regenerate docs/daemon.md's table (`./dev deno run -A daemon/settings_doc.ts && ./dev
+ * deno fmt docs/daemon.md`; daemon/settings_test.ts fails until you do) and use the
+ * field. A rule that spans settings goes in daemon/config.ts's `validate`.
  */
 export const SETTINGS = declareSettings([
   {
