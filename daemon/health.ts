@@ -21,6 +21,10 @@
  */
 
 import { METRICS_CONTENT_TYPE, type Registry } from "./metrics.ts";
+import { parseListenAddress } from "./settings_parse.ts";
+
+// The config checks metricsAddress with it too, without loading the server.
+export { parseListenAddress };
 
 /** A liveness check: returns undefined when healthy, or what is wrong. */
 export type Check = () => string | undefined;
@@ -80,18 +84,6 @@ export class Health {
       }
     });
   }
-}
-
-/** Parses `HOST:PORT`, `[V6]:PORT` or `:PORT` (all addresses). */
-export function parseListenAddress(text: string): { hostname: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text.trim());
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) {
-    throw new RangeError(
-      `${JSON.stringify(text)} is not HOST:PORT (e.g. 127.0.0.1:9753, [::1]:9753, :9753)`,
-    );
-  }
-  return { hostname: m[1] ?? (m[2] || "0.0.0.0"), port };
 }
 
 export interface HealthServerOptions {
