@@ -72,9 +72,11 @@ export async function cmdAdd(ctx: PodVerbContext): Promise<Result> {
   };
 
   undo.defer(async () => {
-    await driver.undoHost(pod, plan).catch((e) =>
-      log.warn("rollback: host side undo failed", { error: e })
-    );
+    try {
+      await driver.undoHost(pod, plan);
+    } catch (e) {
+      log.warn("rollback: host side undo failed", { error: e });
+    }
   });
   const hostLinks = await driver.setupHost(pod, plan);
   mark("host");
