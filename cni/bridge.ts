@@ -1,28 +1,38 @@
 /**
- * Bridge mode: the kernel work of attaching a pod to a Linux bridge.
+ * Bridge mode: the kernel work of attaching a pod to a Linux bridge, as a
+ * {@link ModeDriver} that runs `ip`.
  *
  * Each side is one `ip -j -d -batch -` process: the host side creates what is missing
  * (bridge, gateway addresses, the veth pair with its pod end created straight inside the
- * pod's namespace) and reads back the two links it reports; the pod side addresses the
- * interface, adds routes and reads the interface back. What goes into each batch is
- * decided by pure planning functions (unit-tested without root); the decision inputs
- * come from procfs (no process): does the bridge exist, what is the uplink MTU.
+ * pod's namespace) and reads back the two links it reports; the pod side (iplinks.ts)
+ * addresses the interface, adds routes and reads the interface back. What goes into each
+ * batch is decided once by pure planning functions (unit-tested without root); the
+ * decision inputs come from procfs (no process): does the bridge exist, what is the
+ * uplink MTU.
  * @module
  */
 
-import { parseIpPrefix } from "../ipam/addr.ts";
 import { IpExistsError, IpNotFoundError } from "../netns/errors.ts";
-import { IpBatch, type IpLink } from "../netns/ip.ts";
-import type { Netns } from "../netns/netns.ts";
+import { ipJson, type IpLink } from "../netns/ip.ts";
+import { defaultRouteInterface, linkDriver, linkMtu, linkNames } from "../netns/links.ts";
 import { sysctlSet } from "../netns/sysctl.ts";
+import type { Logger } from "../lib/log.ts";
+import type { NetConf } from "./config.ts";
+import type {
+  AddPlan,
+  Attachment,
+  FamAddr,
+  LinkReport,
+  ModeDriver,
+  PodLinkState,
+  PodNs,
+  PodRoute,
+  Probe,
+} from "./driver.ts";
 import { CniCode, CniError } from "./errors.ts";
-
-/** An address to put on the bridge (`10.22.0.1/16`) or the pod (`10.22.0.5/16`). */
-export interface FamAddr {
-  family: 4 | 6;
-  /** ADDRESS/PREFIX */
-  cidr: string;
-}
+import { batchOf, deleteLink, IpPodSide, linkAdd, report } from "./iplinks.ts";
+import { ensureMasq, removeMasq } from "./masq.ts";
+import { derivedMac, hostVethName } from "./names.ts";
 
 export interface HostPlan {
   bridge: string;
@@ -47,18 +57,7 @@ export interface HostPlan {
 export function hostCommands(p: HostPlan): string[][] {
   const c: string[][] = [];
   if (p.createBridge) {
-    c.push([
-      "link",
-      "add",
-      "name",
-      p.bridge,
-      "address",
-      p.bridgeMac,
-      "mtu",
-      String(p.mtu),
-      "type",
-      "bridge",
-    ]);
+    c.push(linkAdd(p.bridge, [["address", p.bridgeMac], ["mtu", p.mtu]], "bridge"));
   }
   c.push(["link", "set", "dev", p.bridge, "up"]);
   for (const g of p.gateways) {
@@ -92,115 +91,95 @@ export function hostCommands(p: HostPlan): string[][] {
   return c;
 }
 
-export interface PodRoute {
-  dst: string;
-  gw?: string | undefined;
+/** The MTU for new links: configured, else the default-route interface's, else 1500. */
+export function hostMtu(configured: number | undefined): number {
+  if (configured) return configured;
+  const uplink = defaultRouteInterface();
+  return (uplink && linkMtu(uplink)) || 1500;
 }
 
-export interface PodPlan {
-  ifname: string;
-  addresses: FamAddr[];
-  routes: PodRoute[];
+function notABridge(name: string, kind: string): CniError {
+  return new CniError(
+    CniCode.InvalidConfig,
+    `invalid network config: bridge ${
+      JSON.stringify(name)
+    } exists but is a ${kind} link, not a bridge`,
+  );
 }
 
-/** The pod-side commands, ending with the `link show` ADD reports. */
-export function podCommands(p: PodPlan): string[][] {
-  const c: string[][] = [["link", "set", "lo", "up"]];
-  for (const a of p.addresses) {
-    // nodad: the address is usable at once (IPAM guarantees it is unique).
-    c.push(["addr", "add", a.cidr, "dev", p.ifname, ...(a.family === 6 ? ["nodad"] : [])]);
+/**
+ * Whether the bridge exists; error 7 naming the link and its kind when the name belongs
+ * to a link that is not a bridge. Costs a procfs read and one ioctl (no process) on the
+ * hot path; only a refusal asks ip for the link's kind.
+ */
+export async function checkBridge(name: string): Promise<boolean> {
+  if (!linkNames().includes(name)) return false;
+  const driver = linkDriver(name);
+  if (driver === undefined) return false; // gone meanwhile: ADD creates it
+  if (driver === "bridge") return true;
+  let kind = driver;
+  try {
+    const link = (await ipJson<IpLink[]>(["-d", "link", "show", "dev", name]))[0];
+    kind = link?.linkinfo?.info_kind ?? (driver ? `${driver} device` : "device");
+  } catch {
+    // the driver's name says enough
   }
-  c.push(["link", "set", "dev", p.ifname, "up"]);
-  for (const r of p.routes) {
-    c.push(["route", "replace", r.dst, ...(r.gw ? ["via", r.gw] : []), "dev", p.ifname]);
-  }
-  c.push(["link", "show", "dev", p.ifname]);
-  return c;
+  throw notABridge(name, kind || "non-bridge");
 }
 
-/** Default routes for the families that have a gateway, then the configured routes. */
-export function podRoutes(
-  gateways: { family: 4 | 6; gw: string }[],
-  isDefaultGateway: boolean,
-  configured: PodRoute[],
-): PodRoute[] {
-  const out: PodRoute[] = [];
-  const seen = new Set<string>();
-  const add = (r: PodRoute) => {
-    const key = normDst(r.dst);
-    if (seen.has(key)) return;
-    seen.add(key);
-    out.push(r);
+/** The host plan of an ADD: the bridge's config, what the probe found, IPAM's plan. */
+export function hostPlan(
+  conf: Pick<NetConf, "bridge" | "isGateway" | "hairpinMode" | "promiscMode">,
+  bridgeExists: boolean,
+  plan: AddPlan,
+): HostPlan {
+  return {
+    bridge: conf.bridge,
+    createBridge: !bridgeExists,
+    // Seeded with the gateway too: every node's bridge gets its own MAC.
+    bridgeMac: derivedMac(`bridge:${conf.bridge}:${plan.gateways[0]?.cidr ?? ""}`),
+    mtu: plan.mtu,
+    gateways: conf.isGateway ? plan.gateways.map((g) => ({ family: g.family, cidr: g.cidr })) : [],
+    hostVeth: hostVethName(plan.att.containerID, plan.att.ifname),
+    ifname: plan.att.ifname,
+    podNetns: plan.att.netns,
+    podMac: plan.podMac,
+    hairpin: conf.hairpinMode,
+    promisc: conf.promiscMode,
   };
-  if (isDefaultGateway) {
-    for (const g of gateways) add({ dst: g.family === 4 ? "0.0.0.0/0" : "::/0", gw: g.gw });
-  }
-  for (const r of configured) {
-    const fam = r.dst.includes(":") ? 6 : 4;
-    add({ dst: r.dst, gw: r.gw ?? gateways.find((g) => g.family === fam)?.gw });
-  }
-  return out;
-}
-
-function normDst(dst: string): string {
-  return dst === "default" ? "0.0.0.0/0" : dst;
-}
-
-/** Family and prefix of an `ADDRESS/PREFIX`. */
-export function famAddr(cidr: string): FamAddr {
-  const { ip } = parseIpPrefix(cidr);
-  return { family: ip.family, cidr };
-}
-
-function batchOf(commands: string[][]): IpBatch {
-  const b = new IpBatch();
-  for (const c of commands) b.add(...c);
-  return b;
-}
-
-export interface HostLinks {
-  bridge: IpLink;
-  hostVeth: IpLink;
 }
 
 /**
  * Runs the host side: the bridge first when it is missing (two ADDs racing to create it
  * both succeed: "exists" is fine), then one batch for the rest.
  */
-export async function setupHost(plan: HostPlan, host?: Netns): Promise<HostLinks> {
-  let p = plan;
+async function runHostPlan(p: HostPlan, commands: string[][]): Promise<[IpLink, IpLink]> {
+  let rest = commands;
   if (p.createBridge) {
     // A new bridge is created down, and DAD is turned off on it before it comes up: until
     // its link-local address has passed DAD (a second or more) the kernel sends no
     // neighbour solicitations for forwarded packets, so a pod's first packets from
     // another node would be lost.
     try {
-      await batchOf([hostCommands(p)[0]!]).run({ netns: host });
+      await batchOf(commands.slice(0, 1)).run();
     } catch (e) {
       if (!(e instanceof IpExistsError)) throw e; // a concurrent ADD made it
     }
     try {
-      sysctlSet(`net/ipv6/conf/${p.bridge}/accept_dad`, 0, { netns: host });
+      sysctlSet(`net/ipv6/conf/${p.bridge}/accept_dad`, 0);
     } catch {
       // IPv6 disabled on this host: nothing to wait for
     }
-    p = { ...p, createBridge: false };
+    rest = commands.slice(1);
   }
   try {
-    const docs = await batchOf(hostCommands(p)).runJson<IpLink[]>({ netns: host, details: true });
+    const docs = await batchOf(rest).runJson<IpLink[]>({ details: true });
     const bridge = docs[0]?.[0];
     const hostVeth = docs[1]?.[0];
     if (!bridge || !hostVeth) throw new CniError(CniCode.Internal, "ip did not report the links");
     const kind = bridge.linkinfo?.info_kind;
-    if (kind !== "bridge") {
-      throw new CniError(
-        CniCode.InvalidConfig,
-        `invalid network config: bridge ${JSON.stringify(p.bridge)} exists but is a ${
-          kind ?? "device"
-        } link, not a bridge`,
-      );
-    }
-    return { bridge, hostVeth };
+    if (kind !== "bridge") throw notABridge(p.bridge, kind ?? "device");
+    return [bridge, hostVeth];
   } catch (e) {
     if (e instanceof IpExistsError && e.command.startsWith(`link add ${p.hostVeth} `)) {
       throw new CniError(
@@ -213,28 +192,87 @@ export async function setupHost(plan: HostPlan, host?: Netns): Promise<HostLinks
   }
 }
 
-/** Runs the pod side; returns the pod interface as ip reports it. */
-export async function setupPod(plan: PodPlan, pod: Netns): Promise<IpLink> {
-  // The pod's addresses skip DAD (IPAM made them unique); its link-local should too, or
-  // its first neighbour exchanges wait out DAD and cross-node packets stall for a second.
-  try {
-    sysctlSet(`net/ipv6/conf/${plan.ifname}/accept_dad`, 0, { netns: pod });
-  } catch {
-    // IPv6 disabled in the pod
+/** Bridge mode's driver: `ip` processes, procfs and sysctls. */
+export class BridgeDriver extends IpPodSide implements ModeDriver {
+  #bridgeExists = false;
+  constructor(readonly conf: NetConf, readonly log: Logger) {
+    super();
   }
-  const docs = await batchOf(podCommands(plan)).runJson<IpLink[]>({ netns: pod });
-  const link = docs[0]?.[0];
-  if (!link) throw new CniError(CniCode.Internal, "ip did not report the pod interface");
-  return link;
-}
 
-/** Deletes a link; true when it existed. */
-export async function deleteLink(name: string, ns?: Netns): Promise<boolean> {
-  try {
-    await new IpBatch().add("link", "del", "dev", name).run({ netns: ns });
-    return true;
-  } catch (e) {
-    if (e instanceof IpNotFoundError) return false;
-    throw e;
+  async probe(pod: PodNs, att: Attachment): Promise<Probe> {
+    const conf = this.conf;
+    // The bridge may exist already: it must be a bridge, or ADD would put the gateway
+    // address on (and set up) someone else's link.
+    this.#bridgeExists = await checkBridge(conf.bridge);
+    // Refuse a second ADD for the same attachment before touching anything (this also
+    // protects a delegated IPAM plugin's allocation from our own rollback).
+    const hostVeth = hostVethName(att.containerID, att.ifname);
+    if (linkNames().includes(hostVeth)) {
+      throw new CniError(
+        CniCode.AttachmentExists,
+        `container ${att.containerID} interface ${att.ifname} is already attached (host veth ${hostVeth} exists)`,
+      );
+    }
+    this.refuseExistingIfname(pod, att);
+    return { mtu: hostMtu(conf.mtu), mtuOrigin: conf.mtu ? "" : " (the uplink's)" };
+  }
+
+  prepare(_addresses: FamAddr[]): Promise<PodRoute[]> {
+    return Promise.resolve([]);
+  }
+
+  async setupHost(_pod: PodNs, plan: AddPlan): Promise<LinkReport[]> {
+    if (this.conf.isGateway) {
+      if (plan.addresses.some((a) => a.family === 4)) sysctlSet("net.ipv4.ip_forward", 1);
+      if (plan.addresses.some((a) => a.family === 6)) {
+        sysctlSet("net.ipv6.conf.all.forwarding", 1);
+      }
+    }
+    const p = hostPlan(this.conf, this.#bridgeExists, plan);
+    const commands = hostCommands(p);
+    this.log.debug("host side", { commands: commands.length });
+    const [bridge, hostVeth] = await runHostPlan(p, commands);
+    return [report(bridge, p.bridge), report(hostVeth, p.hostVeth)];
+  }
+
+  async undoHost(_pod: PodNs, plan: AddPlan): Promise<void> {
+    await deleteLink(hostVethName(plan.att.containerID, plan.att.ifname));
+  }
+
+  async finish(plan: AddPlan): Promise<string | undefined> {
+    if (this.conf.ipMasq) await ensureMasq(this.conf.name, plan.addresses.map((a) => a.cidr));
+    return undefined;
+  }
+
+  describe(att: Attachment): Record<string, string> {
+    return { hostVeth: hostVethName(att.containerID, att.ifname), bridge: this.conf.bridge };
+  }
+
+  /** The host veth (named from container ID + ifname: no state needed); the pod end goes with it. */
+  async detach(att: Attachment): Promise<Record<string, string>> {
+    const hostVeth = hostVethName(att.containerID, att.ifname);
+    const existed = await deleteLink(hostVeth);
+    this.log.debug(existed ? "host veth deleted" : "host veth already gone", { hostVeth });
+    return { hostVeth };
+  }
+
+  async dropNetwork(): Promise<void> {
+    await removeMasq(this.conf.name);
+  }
+
+  /** The host veth on the bridge. */
+  async hostProblem(att: Attachment, _link: PodLinkState): Promise<string | undefined> {
+    const hostVeth = hostVethName(att.containerID, att.ifname);
+    let link: IpLink | undefined;
+    try {
+      link = (await ipJson<IpLink[]>(["link", "show", "dev", hostVeth]))[0];
+    } catch (e) {
+      if (!(e instanceof IpNotFoundError)) throw e;
+    }
+    if (!link) return `host veth ${hostVeth} is missing`;
+    if (link.master !== this.conf.bridge) {
+      return `host veth ${hostVeth} is not on bridge ${this.conf.bridge}`;
+    }
+    return undefined;
   }
 }

@@ -1,5 +1,7 @@
 import { assertEquals } from "../tests/support/assert.ts";
-import { hostCommands, podCommands, podRoutes } from "./bridge.ts";
+import { hostCommands } from "./bridge.ts";
+import { podRoutes } from "./driver.ts";
+import { podCommands } from "./iplinks.ts";
 
 Deno.test("host plan: create the bridge only when missing, veth straight into the pod", () => {
   const plan = {

@@ -1,9 +1,15 @@
-/** What every verb is handed: the parsed environment and config, stdin, the logger. */
+/**
+ * What every verb is handed: the parsed environment and config, stdin, the logger; the
+ * main face's ADD, DEL and CHECK also get their effects: the mode's kernel driver and
+ * the IPAM (`withEffects` in modes.ts makes the real ones; unit tests hand in fakes).
+ */
 
 import type { Logger } from "../lib/log.ts";
 import type { NetConf } from "./config.ts";
+import type { ModeDriver } from "./driver.ts";
 import type { CniEnv } from "./env.ts";
 import { CniCode, CniError } from "./errors.ts";
+import type { IpamDriver } from "./ipam.ts";
 
 export interface VerbContext {
   env: CniEnv;
@@ -11,6 +17,14 @@ export interface VerbContext {
   /** The config exactly as received (forwarded to delegated plugins). */
   stdin: string;
   log: Logger;
+}
+
+/** ADD, DEL and CHECK of the main face: the verb and the effects it orchestrates. */
+export interface PodVerbContext extends VerbContext {
+  /** The mode's kernel work (bridge, macvlan/ipvlan). */
+  driver: ModeDriver;
+  /** The config's IPAM. */
+  ipam: IpamDriver;
 }
 
 /**

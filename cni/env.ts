@@ -102,7 +102,7 @@ function containerIdProblem(id: string): string | undefined {
  * Opens the pod's namespace (CNI_NETNS). Error 4 when it does not exist or is the
  * plugin's own namespace: the host must never be wired as if it were a pod.
  */
-export function openPodNetns(env: CniEnv): Netns {
+export function openPodNetns(env: { netns: string }): Netns {
   const ns = Netns.open(env.netns);
   try {
     if (ns.isHome()) {

@@ -12,7 +12,7 @@
 
 import { ipJson, type IpLink } from "../netns/ip.ts";
 import { IpNotFoundError } from "../netns/errors.ts";
-import { deleteLink } from "./bridge.ts";
+import { deleteLink } from "./iplinks.ts";
 import type { VerbContext } from "./context.ts";
 import { CniCode, CniError } from "./errors.ts";
 import { toCniError } from "./fail.ts";

@@ -11,6 +11,7 @@ import { AgentClient } from "../ipam/client.ts";
 import { LocalStore } from "../ipam/local.ts";
 import { RangeAllocator } from "../ipam/ranges.ts";
 import type { Attachment } from "../ipam/records.ts";
+import type { Store } from "../ipam/store.ts";
 import type { NetConf } from "./config.ts";
 import { execPlugin } from "./delegate.ts";
 import type { CniEnv } from "./env.ts";
@@ -81,11 +82,19 @@ function checkHeld(held: string[], prev: Result, where: string): void {
   }
 }
 
-class EmbeddedIpam implements IpamDriver {
-  readonly #store: LocalStore;
+/** The store STATUS probes: the local file store can say whether it is writable now. */
+type EmbeddedStore = Store & { probeWrite?(): Promise<void> };
+
+/** Embedded IPAM: `ranges` allocated in-process from the local file store (tests: any store). */
+export class EmbeddedIpam implements IpamDriver {
+  readonly #store: EmbeddedStore;
   readonly #alloc: RangeAllocator;
-  constructor(readonly ctx: IpamContext, conf: Extract<NetConf["ipam"], { mode: "embedded" }>) {
-    this.#store = new LocalStore(conf.dataDir);
+  constructor(
+    readonly ctx: IpamContext,
+    conf: Extract<NetConf["ipam"], { mode: "embedded" }>,
+    store: EmbeddedStore = new LocalStore(conf.dataDir),
+  ) {
+    this.#store = store;
     this.#alloc = new RangeAllocator(this.#store, ctx.conf.name, conf.sets);
   }
   async add(): Promise<IpamOutcome> {
@@ -121,7 +130,7 @@ class EmbeddedIpam implements IpamDriver {
     try {
       // What ADD reads must decode, and what ADD writes must be writable now.
       free = await this.#alloc.free();
-      await this.#store.probeWrite();
+      await this.#store.probeWrite?.();
     } catch (e) {
       throw new CniError(
         CniCode.NotAvailable,

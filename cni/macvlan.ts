@@ -1,8 +1,8 @@
 /**
  * macvlan and ipvlan modes: the pod's interface is a slave of the node's uplink (the
  * `master`), created by one `ip -batch` in the host namespace straight into the pod's
- * namespace under its CNI_IFNAME; the pod side (addresses, routes) is bridge mode's
- * {@link setupPod}. No veth, no bridge, no gateway address on the host: the pod's default
+ * namespace under its CNI_IFNAME; the pod side (addresses, routes) is the one both modes
+ * share (iplinks.ts). No veth, no bridge, no gateway address on the host: the pod's default
  * route goes to IPAM's gateway on the master's network.
  *
  * Optional host shim: a slave of the master in the host namespace (macvlan bridge mode,
@@ -11,17 +11,26 @@
  * master directly).
  *
  * The decisions (master, MTU, does the shim exist) come from procfs and one ioctl, no
- * process; the planning functions are pure and unit-tested.
+ * process; the planning functions are pure and unit-tested. {@link SlaveDriver} is the
+ * {@link ModeDriver} of both kinds.
  * @module
  */
 
 import { formatCidr, parseCidr } from "../ipam/addr.ts";
-import { IpExistsError } from "../netns/errors.ts";
-import { IpBatch } from "../netns/ip.ts";
-import { defaultRouteInterface, linkDriver, linkMtu, linkNames } from "../netns/links.ts";
-import type { Netns } from "../netns/netns.ts";
-import type { SlaveConf } from "./config.ts";
+import type { Logger } from "../lib/log.ts";
+import { IpExistsError, NetnsNotFoundError } from "../netns/errors.ts";
+import {
+  defaultRouteInterface,
+  linkAddresses,
+  linkDriver,
+  linkMtu,
+  linkNames,
+} from "../netns/links.ts";
+import { Netns } from "../netns/netns.ts";
+import type { NetConf, SlaveConf } from "./config.ts";
+import type * as drv from "./driver.ts";
 import { CniCode, CniError } from "./errors.ts";
+import { batchOf, deleteLink, IpPodSide, linkAdd, netnsOf } from "./iplinks.ts";
 import { fnv1a64 } from "./names.ts";
 
 /** Drivers of links that are themselves slaves of another link (never a master). */
@@ -44,23 +53,13 @@ export interface SlavePlan {
  * reads it back. Every name follows its keyword.
  */
 export function slaveCommands(p: SlavePlan): string[][] {
-  return [[
-    "link",
-    "add",
-    "name",
-    p.ifname,
-    "link",
-    p.master,
-    "mtu",
-    String(p.mtu),
-    ...(p.podMac ? ["address", p.podMac] : []),
-    "netns",
-    p.podNetns,
-    "type",
-    p.kind,
-    "mode",
-    p.linkMode,
-  ]];
+  const attrs: [string, string | number | undefined][] = [
+    ["link", p.master],
+    ["mtu", p.mtu],
+    ["address", p.podMac],
+    ["netns", p.podNetns],
+  ];
+  return [linkAdd(p.ifname, attrs, p.kind, p.linkMode)];
 }
 
 /** The shim's name: `shim` + 11 hex digits of FNV-1a 64 of `kind:master` (15 characters). */
@@ -85,18 +84,8 @@ export interface ShimPlan {
 export function shimCommands(p: ShimPlan): string[][] {
   const c: string[][] = [];
   if (p.create) {
-    c.push([
-      "link",
-      "add",
-      "name",
-      p.name,
-      "link",
-      p.master,
-      "type",
-      p.kind,
-      "mode",
-      p.kind === "macvlan" ? "bridge" : p.linkMode,
-    ]);
+    const mode = p.kind === "macvlan" ? "bridge" : p.linkMode;
+    c.push(linkAdd(p.name, [["link", p.master]], p.kind, mode));
     for (const a of p.nodeAddrs) {
       c.push([
         "addr",
@@ -174,35 +163,6 @@ export function resolveMaster(slave: SlaveConf, mtu: number | undefined, host?: 
   return { name, mtu: masterMtu };
 }
 
-function batchOf(commands: string[][]): IpBatch {
-  const b = new IpBatch();
-  for (const c of commands) b.add(...c);
-  return b;
-}
-
-/**
- * Creates the pod's slave in its namespace, then runs `more` (host-side commands) in the
- * same `ip` process; error 101 when the pod already has the name.
- */
-export async function createSlave(
-  p: SlavePlan,
-  more: string[][] = [],
-  host?: Netns,
-): Promise<void> {
-  try {
-    await batchOf([...slaveCommands(p), ...more]).run({ netns: host });
-  } catch (e) {
-    if (e instanceof IpExistsError && e.command.startsWith("link add ")) {
-      throw new CniError(
-        CniCode.AttachmentExists,
-        `interface ${p.ifname} already exists in ${p.podNetns}`,
-        e.stderr,
-      );
-    }
-    throw e;
-  }
-}
-
 /**
  * Error 7 when a pod subnet is routed through a link other than the shim already:
  * `route replace` would take that route (typically the master's own subnet) away.
@@ -228,36 +188,17 @@ export function checkShimRoutes(
 }
 
 /**
- * Routes the pod subnets through the shim, creating the shim first when it is missing,
+ * Routes the pod subnets through the shim, creating the shim first when `create`,
  * holding the node's addresses. Call {@link checkShimRoutes} first.
  */
-export async function ensureShim(
-  kind: "macvlan" | "ipvlan",
-  master: string,
-  linkMode: string,
-  subnets: string[],
-  nodeAddrs: string[],
-  host?: Netns,
-): Promise<string> {
-  const name = shimName(kind, master);
-  const create = !linkNames({ netns: host }).includes(name);
-  const plan: ShimPlan = {
-    kind,
-    name,
-    master,
-    linkMode,
-    create,
-    nodeAddrs: nodeAddrs.map(hostCidr),
-    subnets,
-  };
+async function ensureShim(plan: ShimPlan): Promise<void> {
   try {
-    await batchOf(shimCommands(plan)).run({ netns: host });
+    await batchOf(shimCommands(plan)).run();
   } catch (e) {
-    if (!(create && e instanceof IpExistsError)) throw e;
+    if (!(plan.create && e instanceof IpExistsError)) throw e;
     // a concurrent ADD made the shim: only the routes are left to do
-    await batchOf(shimCommands({ ...plan, create: false })).run({ netns: host });
+    await batchOf(shimCommands({ ...plan, create: false })).run();
   }
-  return name;
 }
 
 /** The link an IPv4 route to exactly `subnet` uses (`/proc/thread-self/net/route`). */
@@ -280,4 +221,145 @@ export function ipv4RouteDev(subnet: string, host?: Netns): string | undefined {
     if (f.length >= 8 && f[1] === dst && f[7] === msk) return f[0];
   }
   return undefined;
+}
+
+/** macvlan and ipvlan modes' driver: `ip` processes, procfs and ioctls. */
+export class SlaveDriver extends IpPodSide implements drv.ModeDriver {
+  #master: MasterInfo = { name: "", mtu: 0 };
+  /** The shim's plan once ADD has the subnets: undefined without `hostShim`. */
+  #shim: ShimPlan | undefined;
+  constructor(readonly conf: NetConf, readonly slave: SlaveConf, readonly log: Logger) {
+    super();
+  }
+
+  probe(pod: drv.PodNs, att: drv.Attachment): Promise<drv.Probe> {
+    // Everything about the master is decided before anything is touched.
+    const master = this.#master = resolveMaster(this.slave, this.conf.mtu);
+    this.refuseExistingIfname(pod, att);
+    const mtu = this.conf.mtu ?? master.mtu;
+    return Promise.resolve({ mtu, mtuOrigin: this.conf.mtu ? "" : ` (master ${master.name}'s)` });
+  }
+
+  prepare(addresses: drv.FamAddr[]): Promise<drv.PodRoute[]> {
+    const { kind, linkMode, hostShim } = this.slave;
+    if (!hostShim) return Promise.resolve([]);
+    const master = this.#master.name;
+    const subnets = subnetsOf(addresses.map((a) => a.cidr));
+    checkShimRoutes(kind, master, subnets);
+    // With the shim, the node's addresses are on-link for the pod: the shim answers for them.
+    const nodeAddrs = linkAddresses(master);
+    const name = shimName(kind, master);
+    this.#shim = {
+      kind,
+      name,
+      master,
+      linkMode,
+      create: !linkNames().includes(name),
+      nodeAddrs: nodeAddrs.map(hostCidr),
+      subnets,
+    };
+    return Promise.resolve(shimPodRoutes(nodeAddrs, addresses.map((a) => a.family)));
+  }
+
+  /** The slave, created in the pod's namespace; an existing shim's routes in the same ip. */
+  async setupHost(_pod: drv.PodNs, plan: drv.AddPlan): Promise<drv.LinkReport[]> {
+    const p: SlavePlan = {
+      kind: this.slave.kind,
+      master: this.#master.name,
+      linkMode: this.slave.linkMode,
+      ifname: plan.att.ifname,
+      podNetns: plan.att.netns,
+      mtu: plan.mtu,
+      podMac: plan.podMac,
+    };
+    const commands = slaveCommands(p);
+    this.log.debug("slave", { command: commands[0]!.join(" ") });
+    const shim = this.#shim;
+    if (shim && !shim.create) {
+      commands.push(...shimCommands({ ...shim, nodeAddrs: [] }));
+    }
+    try {
+      await batchOf(commands).run();
+    } catch (e) {
+      if (e instanceof IpExistsError && e.command.startsWith("link add ")) {
+        throw new CniError(
+          CniCode.AttachmentExists,
+          `interface ${p.ifname} already exists in ${p.podNetns}`,
+          e.stderr,
+        );
+      }
+      throw e;
+    }
+    return [];
+  }
+
+  async undoHost(pod: drv.PodNs, plan: drv.AddPlan): Promise<void> {
+    await deleteLink(plan.att.ifname, netnsOf(pod));
+  }
+
+  async finish(_plan: drv.AddPlan): Promise<string | undefined> {
+    if (!this.#shim?.create) return undefined;
+    await ensureShim(this.#shim);
+    return "shim";
+  }
+
+  describe(_att: drv.Attachment): Record<string, string> {
+    return {
+      [this.slave.kind]: `${this.#master.name} ${this.slave.linkMode}`,
+      ...(this.#shim ? { shim: this.#shim.name } : {}),
+    };
+  }
+
+  /**
+   * The pod's interface lives only in the pod's namespace. Deleted there when CNI_NETNS
+   * is given and still exists; never in the plugin's own namespace.
+   */
+  async detach(att: drv.Attachment): Promise<Record<string, string>> {
+    const done = { ifname: att.ifname };
+    if (att.netns === "") return done;
+    let ns: Netns;
+    try {
+      ns = Netns.open(att.netns);
+    } catch (e) {
+      if (e instanceof NetnsNotFoundError) {
+        this.log.debug("pod namespace already gone", { netns: att.netns });
+        return done;
+      }
+      throw e;
+    }
+    using pod = ns;
+    if (pod.isHome()) {
+      this.log.warn("DEL: CNI_NETNS is the plugin's own namespace; no interface deleted", {
+        netns: att.netns,
+      });
+      return done;
+    }
+    const existed = await deleteLink(att.ifname, pod);
+    this.log.debug(existed ? "pod interface deleted" : "pod interface already gone", {
+      ifname: att.ifname,
+    });
+    return done;
+  }
+
+  /** Nothing network-wide: config refuses ipMasq in these modes. */
+  dropNetwork(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** The master still there and fit; the pod's interface its slave, of the kind and mode. */
+  hostProblem(att: drv.Attachment, link: drv.PodLinkState): Promise<string | undefined> {
+    const slave = this.slave;
+    resolveMaster(slave, this.conf.mtu);
+    if (link.kind !== slave.kind) {
+      return Promise.resolve(
+        `${att.ifname} is a ${link.kind ?? "plain"} link, not a ${slave.kind} slave`,
+      );
+    }
+    if (link.mode !== undefined && link.mode !== slave.linkMode) {
+      return Promise.resolve(
+        `${att.ifname} is in ${slave.kind} mode ${link.mode}, not ${slave.linkMode}`,
+      );
+    }
+    return Promise.resolve(undefined);
+  }
 }

@@ -113,13 +113,14 @@ export async function runCni(face: Face, io: CniIo = processIo()): Promise<CniOu
 }
 
 async function runMain(verb: Verb, ctx: VerbContext): Promise<Result | undefined> {
+  const effects = async () => (await import("./modes.ts")).withEffects(ctx);
   switch (verb) {
     case "ADD":
-      return await (await import("./add.ts")).cmdAdd(ctx);
+      return await (await import("./add.ts")).cmdAdd(await effects());
     case "DEL":
-      return void await (await import("./del.ts")).cmdDel(ctx);
+      return void await (await import("./del.ts")).cmdDel(await effects());
     case "CHECK":
-      return void await (await import("./check.ts")).cmdCheck(ctx);
+      return void await (await import("./check.ts")).cmdCheck(await effects());
     case "GC":
       return void await (await import("./gc.ts")).cmdGc(ctx, { hostSide: true });
     case "STATUS":

@@ -22,8 +22,8 @@ export const MUTANTS: Mutant[] = [
   {
     id: "slave-del-home",
     what: "macvlan DEL deletes CNI_IFNAME in the node's own namespace",
-    file: "cni/del.ts",
-    from: "  if (pod.isHome()) {",
+    file: "cni/macvlan.ts",
+    from: "    if (pod.isHome()) {",
     to: "  if (false) {",
     tests: ["tests/cni_macvlan_test.ts"],
     filter: "own namespace",
@@ -49,9 +49,9 @@ export const MUTANTS: Mutant[] = [
   {
     id: "shim-steals-route",
     what: "the shim replaces the node's own route to a subnet",
-    file: "cni/add.ts",
-    from: "  if (slave.hostShim) checkShimRoutes(slave.kind, master.name, subnets);",
-    to: "  void checkShimRoutes;",
+    file: "cni/macvlan.ts",
+    from: "    checkShimRoutes(kind, master, subnets);",
+    to: "    void checkShimRoutes;",
     tests: ["tests/cni_macvlan_test.ts"],
     filter: "bad masters",
   },
