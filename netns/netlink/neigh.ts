@@ -165,6 +165,8 @@ export interface Neigh {
   /** NUD_* bits, and ip's names for them. */
   state: number;
   states: string[];
+  /** NUD_PERMANENT: a static entry (`ip neigh … nud permanent`, `bridge fdb … permanent`). */
+  permanent: boolean;
   /** NTF_* flags. */
   flags: number;
   self: boolean;
@@ -190,6 +192,7 @@ export function decodeNeigh(m: Message): Neigh {
     index: dv.getInt32(4, true),
     state,
     states: NUD_NAMES.filter(([bit]) => state & bit).map(([, name]) => name),
+    permanent: (state & NUD_PERMANENT) !== 0,
     flags,
     self: (flags & NTF_SELF) !== 0,
     master: (flags & NTF_MASTER) !== 0,

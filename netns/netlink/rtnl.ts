@@ -67,13 +67,16 @@ import { IpNotFoundError } from "../errors.ts";
 /** A namespace for a link to be created in or moved to: an open handle. */
 type NsArg = { netns?: Netns };
 
+/** Omit over each member of a union. */
+type DistOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
 /** {@link LinkAdd} with namespaces as handles instead of fds. */
 export type LinkAddSpec =
   & (
     | Omit<Extract<LinkAdd, { kind: "veth" }>, "netnsFd" | "peer"> & {
       peer: Omit<Extract<LinkAdd, { kind: "veth" }>["peer"], "netnsFd"> & NsArg;
     }
-    | Omit<Exclude<LinkAdd, { kind: "veth" }>, "netnsFd">
+    | DistOmit<Exclude<LinkAdd, { kind: "veth" }>, "netnsFd">
   )
   & NsArg;
 
