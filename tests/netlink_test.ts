@@ -79,8 +79,8 @@ Deno.test("netlink links: bridge, veth with its peer made in the pod's namespace
   // The socket lives in its namespace; the thread is back home.
   assertEquals(currentNetnsInode(), homeInode);
 
-  h.linkAdd({ kind: "bridge", name: "br0", mtu: 1450, up: true });
-  h.linkAdd({
+  const br0 = h.linkAdd({ kind: "bridge", name: "br0", mtu: 1450, up: true });
+  const veth1 = h.linkAdd({
     kind: "veth",
     name: "veth1",
     mtu: 1450,
@@ -88,7 +88,7 @@ Deno.test("netlink links: bridge, veth with its peer made in the pod's namespace
     up: true,
     peer: { name: "eth0", mtu: 1450, mac: "02:00:0a:01:00:02", netns: pod.ns },
   });
-  h.linkAdd({
+  const vx0 = h.linkAdd({
     kind: "vxlan",
     name: "vx0",
     id: 4242,
@@ -99,6 +99,14 @@ Deno.test("netlink links: bridge, veth with its peer made in the pod's namespace
     up: true,
   });
 
+  // linkAdd returns each new link's index.
+  const shown = await ipJson<IpLink[]>(["link", "show"], { netns: host.ns });
+  const idx = (name: string) => shown.find((l) => l.ifname === name)?.ifindex;
+  assertEquals([br0, veth1, vx0], [idx("br0"), idx("veth1"), idx("vx0")]);
+  // Created in another namespace: no index here.
+  assertEquals(h.linkAdd({ kind: "bridge", name: "br9", netns: pod.ns }), -1);
+  assert(p.link("br9") && !h.link("br9"), "br9 was made in the pod's namespace");
+  p.linkDel("br9");
   // The peer is in the pod's namespace, not the host's.
   const eth0 = p.link("eth0");
   assert(eth0, "eth0 is in the pod");

@@ -28,7 +28,7 @@ import {
   type AddrOptions,
   decodeAddr,
 } from "./addr.ts";
-import { RTM_NEWLINK } from "./codec.ts";
+import { NLM_F_ECHO, RTM_NEWLINK } from "./codec.ts";
 import {
   decodeLink,
   type Link,
@@ -131,9 +131,11 @@ export class Rtnl implements Disposable {
   /**
    * Creates a link (`ip link add`): veth (the peer may go straight into another
    * namespace), bridge, dummy or vxlan. `IpExistsError` when the name is taken (in either
-   * namespace for a veth's two ends).
+   * namespace for a veth's two ends). Returns the new link's index in this socket's
+   * namespace (-1 when it was created in another one), so that what follows can name it
+   * without a lookup.
    */
-  linkAdd(spec: LinkAddSpec): void {
+  linkAdd(spec: LinkAddSpec): number {
     const { netns, ...rest } = spec;
     const s = { ...rest, ...(netns ? { netnsFd: netns.fd } : {}) } as LinkAdd;
     if (spec.kind === "veth") {
@@ -143,12 +145,16 @@ export class Rtnl implements Disposable {
         ...(peerNs ? { netnsFd: peerNs.fd } : {}),
       };
     }
-    this.#sock.request(
-      linkAddRequest(s, this.#resolve),
+    const req = linkAddRequest(s, this.#resolve);
+    // The kernel echoes the new link (6.2 and later); older ones are asked.
+    const echoed = this.#sock.request(
+      { ...req, flags: req.flags | NLM_F_ECHO },
       `link add ${spec.name}${
         spec.kind === "veth" ? ` type veth peer ${spec.peer.name}` : ` type ${spec.kind}`
       }`,
-    );
+    ).filter((m) => m.type === RTM_NEWLINK).map(decodeLink).find((l) => l.name === spec.name);
+    if (spec.netns) return -1;
+    return echoed ? echoed.index : this.index(spec.name);
   }
 
   /** Changes a link (`ip link set`): up/down, mtu, address, master, namespace, name. */

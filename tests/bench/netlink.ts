@@ -47,15 +47,17 @@ function viaNetlink(n: number, host: TempNetns, pod: TempNetns): void {
   using p = Rtnl.open(pod.ns);
   for (let i = 0; i < n; i++) {
     const hi = i >> 8, lo = i & 255;
-    h.linkAdd({ kind: "veth", name: `h${i}`, peer: { name: `p${i}`, netns: pod.ns } });
-    h.linkSet(`h${i}`, { up: true });
-    h.routeReplace({ dst: `10.${200 + hi}.${lo}.2/32`, dev: `h${i}`, protocol: 111 });
-    p.addrAdd(`p${i}`, `10.${200 + hi}.${lo}.2/24`);
-    p.linkSet(`p${i}`, { up: true });
+    // As a caller would: the index linkAdd returns, and the pod end's looked up once.
+    const hIdx = h.linkAdd({ kind: "veth", name: `h${i}`, peer: { name: `p${i}`, netns: pod.ns } });
+    h.linkSet(hIdx, { up: true });
+    h.routeReplace({ dst: `10.${200 + hi}.${lo}.2/32`, dev: hIdx, protocol: 111 });
+    const pIdx = p.index(`p${i}`);
+    p.addrAdd(pIdx, `10.${200 + hi}.${lo}.2/24`);
+    p.linkSet(pIdx, { up: true });
     p.routeReplace({
       dst: `10.${220 + hi}.${lo}.0/24`,
       via: `10.${200 + hi}.${lo}.1`,
-      dev: `p${i}`,
+      dev: pIdx,
       onlink: true,
       protocol: 111,
     });
