@@ -7,12 +7,14 @@ import { assert, assertEquals, assertThrows } from "./support/assert.ts";
 import { tempNetns } from "./support/netns.ts";
 import {
   currentNetnsInode,
+  IpError,
   IpExistsError,
   IpInvalidError,
   ipJson,
   type IpLink,
   IpNotFoundError,
   type IpRoute,
+  IpUnsupportedError,
   NetnsError,
   runCommand,
 } from "../netns/mod.ts";
@@ -163,6 +165,85 @@ Deno.test("netlink link set: down/up, mtu, address, nomaster, rename, move to an
   assertEquals(rb.link("eth0"), undefined);
   await compareLinks(a, ra);
   await compareLinks(b, rb);
+});
+
+Deno.test("netlink macvlan/ipvlan made in the pod's namespace on a host link; promisc, hairpin, addrgenmode as ip shows them", async () => {
+  await using host = await tempNetns("mh");
+  await using pod = await tempNetns("mp");
+  using h = Rtnl.open(host.ns);
+  using p = Rtnl.open(pod.ns);
+  h.linkAdd({ kind: "bridge", name: "br0", up: true });
+  const up0 = h.linkAdd({ kind: "veth", name: "up0", master: "br0", peer: { name: "up1" } });
+  const m0 = h.linkAdd({ kind: "veth", name: "m0", peer: { name: "m1" } });
+  // A bridge port cannot carry a macvlan: the kernel says EBUSY, a plain IpError.
+  const busy = assertThrows(
+    () => h.linkAdd({ kind: "macvlan", name: "bad0", link: up0, netns: pod.ns }),
+    IpError,
+  );
+  assertEquals(busy.errno, 16);
+  h.linkAdd({
+    kind: "macvlan",
+    name: "eth0",
+    link: "up1",
+    mode: "bridge",
+    mtu: 1400,
+    mac: "02:00:00:00:0a:01",
+    netns: pod.ns,
+  });
+  type D = IpLinkD & {
+    inet6_addr_gen_mode?: string;
+    linkinfo?: { info_data?: { mode?: string }; info_slave_data?: { hairpin?: boolean } };
+  };
+  const show = async (ns: TempNetns, dev: string) =>
+    (await ipJson<D[]>(["-d", "link", "show", dev], { netns: ns.ns }))[0]!;
+  const mv = await show(pod, "eth0");
+  assertEquals([mv.linkinfo?.info_kind, mv.linkinfo?.info_data?.mode, mv.mtu, mv.address], [
+    "macvlan",
+    "bridge",
+    1400,
+    "02:00:00:00:0a:01",
+  ]);
+  try {
+    h.linkAdd({ kind: "ipvlan", name: "eth1", link: m0, mode: "l3", netns: pod.ns });
+    const iv = await show(pod, "eth1");
+    assertEquals([iv.linkinfo?.info_kind, iv.linkinfo?.info_data?.mode], ["ipvlan", "l3"]);
+  } catch (e) {
+    // A kernel without ipvlan: the typed "unsupported", and ip cannot either.
+    if (!(e instanceof IpUnsupportedError)) throw e;
+    const r = await runCommand(host.ns, "/usr/sbin/ip", {
+      args: ["link", "add", "iv9", "link", "m0", "type", "ipvlan"],
+    });
+    assert(!r.success, "ip made an ipvlan where netlink could not");
+  }
+  await compareLinks(pod, p);
+  assertEquals(h.link("eth0"), undefined);
+
+  h.linkSet(up0, { promisc: true, hairpin: true, addrGenMode: "none" });
+  let d = await show(host, "up0");
+  assertEquals([
+    d.flags.includes("PROMISC"),
+    d.linkinfo?.info_slave_data?.hairpin,
+    d.inet6_addr_gen_mode,
+  ], [
+    true,
+    true,
+    "none",
+  ]);
+  let l = h.link(up0)!;
+  assertEquals([l.promisc, l.hairpin, l.addrGenMode], [true, true, "none"]);
+  h.linkSet("up0", { promisc: false, hairpin: false, addrGenMode: "eui64" });
+  d = await show(host, "up0");
+  assertEquals([
+    d.flags.includes("PROMISC"),
+    d.linkinfo?.info_slave_data?.hairpin,
+    d.inet6_addr_gen_mode,
+  ], [
+    false,
+    false,
+    "eui64",
+  ]);
+  l = h.link(up0)!;
+  assertEquals([l.promisc, l.hairpin, l.addrGenMode], [false, false, "eui64"]);
 });
 
 Deno.test("netlink addresses: add v4 and v6 (nodad, noprefixroute), dump matches ip, delete", async () => {

@@ -59,6 +59,7 @@ export const IFF_BROADCAST = 0x2;
 export const IFF_LOOPBACK = 0x8;
 export const IFF_POINTOPOINT = 0x10;
 export const IFF_NOARP = 0x80;
+export const IFF_PROMISC = 0x100;
 export const IFF_MULTICAST = 0x1000;
 export const IFF_LOWER_UP = 0x10000;
 
@@ -69,6 +70,7 @@ export const IFLA_LINK = 5;
 export const IFLA_MASTER = 10;
 export const IFLA_OPERSTATE = 16;
 export const IFLA_LINKINFO = 18;
+export const IFLA_AF_SPEC = 26;
 export const IFLA_NET_NS_FD = 28;
 export const IFLA_EXT_MASK = 29;
 export const IFLA_LINK_NETNSID = 37;
@@ -76,6 +78,25 @@ export const IFLA_LINK_NETNSID = 37;
 export const IFLA_INFO_KIND = 1;
 export const IFLA_INFO_DATA = 2;
 export const IFLA_INFO_SLAVE_KIND = 4;
+export const IFLA_INFO_SLAVE_DATA = 5;
+
+/** In IFLA_INFO_SLAVE_DATA of a bridge port: hairpin mode (u8). */
+export const IFLA_BRPORT_MODE = 4;
+/** In IFLA_AF_SPEC → AF_INET6: how IPv6 link-local addresses are made (u8). */
+export const IFLA_INET6_ADDR_GEN_MODE = 8;
+export const ADDR_GEN_MODES = ["eui64", "none", "stable_secret", "random"] as const;
+
+export const IFLA_MACVLAN_MODE = 1;
+export const MACVLAN_MODES: Record<string, number> = {
+  private: 1,
+  vepa: 2,
+  bridge: 4,
+  passthru: 8,
+  source: 16,
+};
+export const IFLA_IPVLAN_MODE = 1;
+export const IFLA_IPVLAN_FLAGS = 2;
+export const IPVLAN_MODES: Record<string, number> = { l2: 0, l3: 1, l3s: 2 };
 
 export const VETH_INFO_PEER = 1;
 

@@ -98,6 +98,52 @@ const ENCODE: [string, Request, Uint8Array][] = [
     ),
   ],
   [
+    "ip link add name mv0 link d0p type macvlan mode bridge",
+    linkAddRequest({ kind: "macvlan", name: "mv0", link: 3, mode: "bridge" }, resolve),
+    ipMessage(
+      16,
+      0x600,
+      `${Z16} 08 00 05 00 03 00 00 00  08 00 03 00 6d 76 30 00
+       1c 00 12 00  0b 00 01 00 6d 61 63 76 6c 61 6e 00  0c 00 02 00 08 00 01 00 04 00 00 00`,
+    ),
+  ],
+  [
+    "ip link add name iv0 link d0p type ipvlan mode l3",
+    linkAddRequest({ kind: "ipvlan", name: "iv0", link: 3, mode: "l3" }, resolve),
+    ipMessage(
+      16,
+      0x600,
+      `${Z16} 08 00 05 00 03 00 00 00  08 00 03 00 69 76 30 00
+       24 00 12 00  0a 00 01 00 69 70 76 6c 61 6e 00 00
+       14 00 02 00 06 00 01 00 01 00 00 00 06 00 02 00 00 00 00 00`,
+    ),
+  ],
+  [
+    "ip link set dev d0 promisc on",
+    linkSetRequest(4, { promisc: true }, resolve),
+    ipMessage(16, 0, "00 00 00 00 04 00 00 00 00 01 00 00 00 01 00 00"),
+  ],
+  [
+    "ip link set dev d0 type bridge_slave hairpin on",
+    linkSetRequest(4, { hairpin: true }, resolve),
+    ipMessage(
+      16,
+      0,
+      `00 00 00 00 04 00 00 00 00 00 00 00 00 00 00 00
+       20 00 12 00  10 00 01 00 62 72 69 64 67 65 5f 73 6c 61 76 65
+       0c 00 05 00 05 00 04 00 01 00 00 00`,
+    ),
+  ],
+  [
+    "ip link set dev d0 addrgenmode none",
+    linkSetRequest(4, { addrGenMode: "none" }, resolve),
+    ipMessage(
+      16,
+      0,
+      `00 00 00 00 04 00 00 00 00 00 00 00 00 00 00 00  10 00 1a 00 0c 00 0a 00 05 00 08 00 01 00 00 00`,
+    ),
+  ],
+  [
     "ip link set dev d0 up",
     linkSetRequest(4, { up: true }, resolve),
     ipMessage(16, 0, "00 00 00 00 04 00 00 00 01 00 00 00 01 00 00 00"),
@@ -354,6 +400,7 @@ Deno.test("messages from the kernel decode to what ip shows for them", () => {
     flags: 0x11043,
     up: true,
     lowerUp: true,
+    promisc: false,
     operstate: "UP",
     mtu: 1400,
     mac: "9e:97:98:a6:3b:78",

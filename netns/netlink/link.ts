@@ -5,6 +5,8 @@
  */
 
 import {
+  ADDR_GEN_MODES,
+  AF_INET6,
   type Attr,
   attr,
   Attrs,
@@ -12,17 +14,25 @@ import {
   formatIpBytes,
   formatMac,
   IFF_LOWER_UP,
+  IFF_PROMISC,
   IFF_UP,
   ifinfomsg,
   IFLA_ADDRESS,
+  IFLA_AF_SPEC,
+  IFLA_BRPORT_MODE,
   IFLA_EXT_MASK,
   IFLA_IFNAME,
+  IFLA_INET6_ADDR_GEN_MODE,
   IFLA_INFO_DATA,
   IFLA_INFO_KIND,
+  IFLA_INFO_SLAVE_DATA,
   IFLA_INFO_SLAVE_KIND,
+  IFLA_IPVLAN_FLAGS,
+  IFLA_IPVLAN_MODE,
   IFLA_LINK,
   IFLA_LINK_NETNSID,
   IFLA_LINKINFO,
+  IFLA_MACVLAN_MODE,
   IFLA_MASTER,
   IFLA_MTU,
   IFLA_NET_NS_FD,
@@ -38,7 +48,9 @@ import {
   IFLA_VXLAN_UDP_ZERO_CSUM6_RX,
   IFLA_VXLAN_UDP_ZERO_CSUM6_TX,
   ipBytes,
+  IPVLAN_MODES,
   macBytes,
+  MACVLAN_MODES,
   type Message,
   NLM_F_CREATE,
   NLM_F_EXCL,
@@ -110,14 +122,33 @@ export interface VxlanAdd extends LinkAddCommon {
   udp6ZeroCsumRx?: boolean;
 }
 
-export type LinkAdd = VethAdd | BridgeAdd | DummyAdd | VxlanAdd;
+/** A macvlan on `link` (the lower device, named in the socket's namespace). */
+export interface MacvlanAdd extends LinkAddCommon {
+  kind: "macvlan";
+  link: LinkRef;
+  /** Default bridge. */
+  mode?: "private" | "vepa" | "bridge" | "passthru" | "source";
+}
+
+/** An ipvlan on `link`. */
+export interface IpvlanAdd extends LinkAddCommon {
+  kind: "ipvlan";
+  link: LinkRef;
+  /** Default l2. */
+  mode?: "l2" | "l3" | "l3s";
+}
+
+export type LinkAdd = VethAdd | BridgeAdd | DummyAdd | VxlanAdd | MacvlanAdd | IpvlanAdd;
 
 /** The attributes of a new link, in the order `ip link add` sends them. */
-function common(spec: LinkAddCommon, resolve: Resolve): Attr[] {
+function common(spec: LinkAdd, resolve: Resolve): Attr[] {
   const a: Attr[] = [];
   if (spec.mtu !== undefined) a.push(attr.u32(IFLA_MTU, spec.mtu));
   if (spec.mac !== undefined) a.push(attr.bytes(IFLA_ADDRESS, macBytes(spec.mac)));
   if (spec.master !== undefined) a.push(attr.u32(IFLA_MASTER, resolve(spec.master)));
+  if (spec.kind === "macvlan" || spec.kind === "ipvlan") {
+    a.push(attr.u32(IFLA_LINK, resolve(spec.link)));
+  }
   a.push(attr.str(IFLA_IFNAME, spec.name));
   if (spec.netnsFd !== undefined) a.push(attr.u32(IFLA_NET_NS_FD, spec.netnsFd));
   return a;
@@ -163,6 +194,16 @@ function infoData(spec: LinkAdd, resolve: Resolve): Attr[] | undefined {
       }
       return a;
     }
+    case "macvlan": {
+      const mode = MACVLAN_MODES[spec.mode ?? "bridge"];
+      if (mode === undefined) throw new TypeError(`unknown macvlan mode ${spec.mode}`);
+      return [attr.u32(IFLA_MACVLAN_MODE, mode)];
+    }
+    case "ipvlan": {
+      const mode = IPVLAN_MODES[spec.mode ?? "l2"];
+      if (mode === undefined) throw new TypeError(`unknown ipvlan mode ${spec.mode}`);
+      return [attr.u16(IFLA_IPVLAN_MODE, mode), attr.u16(IFLA_IPVLAN_FLAGS, 0)];
+    }
     default:
       return undefined;
   }
@@ -193,6 +234,11 @@ export interface LinkChange {
   netnsFd?: NsFd;
   /** Rename it (the link must be down). */
   name?: string;
+  promisc?: boolean;
+  /** Hairpin mode of a bridge port (`type bridge_slave hairpin on`). */
+  hairpin?: boolean;
+  /** How IPv6 link-local addresses are made; `none` makes none (`addrgenmode none`). */
+  addrGenMode?: (typeof ADDR_GEN_MODES)[number];
 }
 
 /**
@@ -212,8 +258,32 @@ export function linkSetRequest(link: LinkRef, change: LinkChange, resolve: Resol
     a.push(attr.u32(IFLA_MASTER, change.master === null ? 0 : resolve(change.master)));
   }
   if (change.netnsFd !== undefined) a.push(attr.u32(IFLA_NET_NS_FD, change.netnsFd));
-  const flags = change.up === undefined ? {} : { flags: change.up ? IFF_UP : 0, change: IFF_UP };
-  return { type: RTM_NEWLINK, flags: 0, header: ifinfomsg({ index, ...flags }), attrs: a };
+  if (change.hairpin !== undefined) {
+    // As ip sends it: the kind is a label; the bridge reads the port's slave data.
+    a.push(attr.nest(IFLA_LINKINFO, [
+      attr.bytes(IFLA_INFO_KIND, new TextEncoder().encode("bridge_slave")),
+      attr.nest(IFLA_INFO_SLAVE_DATA, [attr.u8(IFLA_BRPORT_MODE, change.hairpin ? 1 : 0)]),
+    ]));
+  }
+  if (change.addrGenMode !== undefined) {
+    const mode = ADDR_GEN_MODES.indexOf(change.addrGenMode);
+    if (mode < 0) throw new TypeError(`unknown addrgenmode ${change.addrGenMode}`);
+    a.push(attr.nest(IFLA_AF_SPEC, [
+      attr.nest(AF_INET6, [attr.u8(IFLA_INET6_ADDR_GEN_MODE, mode)]),
+    ]));
+  }
+  let flags = 0, mask = 0;
+  if (change.up !== undefined) [flags, mask] = [change.up ? IFF_UP : 0, IFF_UP];
+  if (change.promisc !== undefined) {
+    flags |= change.promisc ? IFF_PROMISC : 0;
+    mask |= IFF_PROMISC;
+  }
+  return {
+    type: RTM_NEWLINK,
+    flags: 0,
+    header: ifinfomsg({ index, flags, change: mask }),
+    attrs: a,
+  };
 }
 
 function byRef(type: number, link: LinkRef, extra: Attr[] = []): Request {
@@ -274,6 +344,11 @@ export interface Link {
   link?: number;
   /** Set when `link` is in another namespace (the peer of a pod's veth). */
   linkNetnsid?: number;
+  promisc: boolean;
+  /** A bridge port's hairpin mode. */
+  hairpin?: boolean;
+  /** `eui64`, `none`, … (absent without IPv6). */
+  addrGenMode?: string;
   vxlan?: VxlanInfo;
 }
 
@@ -288,6 +363,7 @@ export function decodeLink(m: Message): Link {
     flags,
     up: (flags & IFF_UP) !== 0,
     lowerUp: (flags & IFF_LOWER_UP) !== 0,
+    promisc: (flags & IFF_PROMISC) !== 0,
     operstate: OPERSTATES[a.u8(IFLA_OPERSTATE) ?? 0] ?? "UNKNOWN",
     mtu: a.u32(IFLA_MTU) ?? 0,
   };
@@ -305,6 +381,9 @@ export function decodeLink(m: Message): Link {
     if (kind) l.kind = kind;
     const slave = info.str(IFLA_INFO_SLAVE_KIND);
     if (slave) l.slaveKind = slave;
+    const port = info.nested(IFLA_INFO_SLAVE_DATA);
+    const hairpin = slave === "bridge" ? port?.u8(IFLA_BRPORT_MODE) : undefined;
+    if (hairpin !== undefined) l.hairpin = hairpin !== 0;
     const data = info.nested(IFLA_INFO_DATA);
     if (kind === "vxlan" && data) {
       const v: VxlanInfo = {};
@@ -323,6 +402,8 @@ export function decodeLink(m: Message): Link {
       l.vxlan = v;
     }
   }
+  const gen = a.nested(IFLA_AF_SPEC)?.nested(AF_INET6)?.u8(IFLA_INET6_ADDR_GEN_MODE);
+  if (gen !== undefined) l.addrGenMode = ADDR_GEN_MODES[gen] ?? String(gen);
   return l;
 }
 
