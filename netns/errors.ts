@@ -107,6 +107,7 @@ const ERRNO: Record<number, string> = {
   95: "operation not supported",
   97: "address family not supported by protocol",
   99: "cannot assign requested address",
+  100: "network is down",
   101: "network is unreachable",
 };
 

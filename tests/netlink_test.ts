@@ -449,4 +449,20 @@ Deno.test("netlink sockets in two namespaces are independent; the thread never s
   // Many requests on one socket: sequence numbers keep answers apart.
   for (let i = 0; i < 50; i++) ra.addrAdd("only-a", `10.9.${i}.1/24`);
   assertEquals(ra.addrs({ link: "only-a", family: 4 }).length, 50);
+  // A route through a link that is down is refused (ENETDOWN).
+  const down = assertThrows(
+    () => ra.routeReplace({ dst: "10.99.0.0/24", dev: "only-a" }),
+    IpInvalidError,
+  );
+  assertEquals(down.errno, 100);
+  // A dump larger than one datagram (the kernel sends at most ~32 KiB at a time).
+  ra.linkSet("only-a", { up: true });
+  for (let i = 0; i < 1500; i++) {
+    ra.routeReplace({ dst: `10.${100 + (i >> 8)}.${i & 255}.0/24`, dev: "only-a", protocol: 99 });
+  }
+  const mineR = ra.routes({ protocol: 99 }).map((x) => x.dst);
+  const ipR = (await ipJson<IpRoute[]>(["route", "show", "proto", "99"], { netns: a.ns }))
+    .map((x) => x.dst);
+  assertEquals(mineR.length, 1500);
+  assertEquals(mineR, ipR);
 });

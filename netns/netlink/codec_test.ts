@@ -444,6 +444,7 @@ Deno.test("NLMSG_ERROR: errno, extended-ACK text, and the typed error it maps to
     [3, IpNotFoundError],
     [99, IpNotFoundError],
     [22, IpInvalidError],
+    [100, IpInvalidError],
     [101, IpInvalidError],
     [95, IpUnsupportedError],
   ];

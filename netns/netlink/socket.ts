@@ -85,6 +85,7 @@ export function netlinkError(
     case 22: // EINVAL
     case 34: // ERANGE
     case 36: // ENAMETOOLONG
+    case 100: // ENETDOWN: a route through a link that is down
     case 101: // ENETUNREACH: a gateway that is not on link
       Cls = IpInvalidError;
       break;
