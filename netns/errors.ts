@@ -34,6 +34,8 @@ export class IpError extends NetnsError {
     readonly stderr: string,
     readonly exitCode: number,
     readonly netns?: string,
+    /** The kernel's errno when the failure came over netlink rather than from an ip process. */
+    readonly errno?: number,
   ) {
     super(
       `ip ${command} failed${netns ? ` in ${netns}` : ""}: ${stderr.trim() || `exit ${exitCode}`}`,
@@ -88,11 +90,25 @@ export function ipErrorFor(
 const ERRNO: Record<number, string> = {
   1: "operation not permitted",
   2: "no such file or directory",
+  3: "no such process",
   9: "bad file descriptor",
+  11: "resource temporarily unavailable",
+  12: "cannot allocate memory",
   13: "permission denied",
+  16: "device or resource busy",
+  17: "file exists",
+  19: "no such device",
   20: "not a directory",
   22: "invalid argument",
   24: "too many open files",
+  34: "numerical result out of range",
+  36: "file name too long",
+  93: "protocol not supported",
+  95: "operation not supported",
+  97: "address family not supported by protocol",
+  99: "cannot assign requested address",
+  100: "network is down",
+  101: "network is unreachable",
 };
 
 export function strerror(errno: number): string {

@@ -19,6 +19,9 @@ const symbols = {
   __errno_location: { parameters: [], result: "pointer" },
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
 } as const;
 
 type Libc = Deno.DynamicLibrary<typeof symbols>["symbols"];
@@ -153,5 +156,48 @@ function ifreqIoctl<T>(
     return { ok: true, value: read(ifreq) };
   } finally {
     l.close(fd);
+  }
+}
+
+const AF_NETLINK = 16;
+const SOCK_RAW = 3;
+const NETLINK_ROUTE = 0;
+const EINTR = 4;
+
+/**
+ * socket(AF_NETLINK, SOCK_RAW|SOCK_CLOEXEC, NETLINK_ROUTE): an rtnetlink socket, which
+ * belongs to the namespace of the calling thread for the rest of its life.
+ */
+export function sysNetlinkSocket(): Sys {
+  const fd = lib().socket(AF_NETLINK, SOCK_RAW | O_CLOEXEC, NETLINK_ROUTE);
+  return fd < 0 ? { ok: false, errno: errno() } : { ok: true, value: fd };
+}
+
+/** setsockopt(fd, level, name, value, value.length). */
+export function sysSetsockopt(fd: number, level: number, name: number, value: Uint8Array): Sys {
+  const r = lib().setsockopt(fd, level, name, value, value.length);
+  return r < 0 ? { ok: false, errno: errno() } : { ok: true, value: 0 };
+}
+
+/** send(fd, buf, len, 0), retried on EINTR; the value is the bytes sent. */
+export function sysSend(fd: number, buf: Uint8Array): Sys {
+  for (;;) {
+    const r = Number(lib().send(fd, buf, BigInt(buf.length), 0));
+    if (r >= 0) return { ok: true, value: r };
+    const e = errno();
+    if (e !== EINTR) return { ok: false, errno: e };
+  }
+}
+
+/**
+ * recv(fd, buf, len, flags), retried on EINTR; blocks (the socket's SO_RCVTIMEO bounds
+ * it). With MSG_TRUNC the value is the datagram's real length, even when longer than `buf`.
+ */
+export function sysRecv(fd: number, buf: Uint8Array, flags = 0): Sys {
+  for (;;) {
+    const r = Number(lib().recv(fd, buf, BigInt(buf.length), flags));
+    if (r >= 0) return { ok: true, value: r };
+    const e = errno();
+    if (e !== EINTR) return { ok: false, errno: e };
   }
 }

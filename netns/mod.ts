@@ -7,7 +7,9 @@
  * - the `ip` driver: one command, `ip -j` state, or many commands in one
  *   `ip -batch -` ({@link ip}, {@link ipJson}, {@link IpBatch}), with typed errors;
  * - sysctl read and write inside a namespace;
- * - create and delete named namespaces (tests and the lab).
+ * - create and delete named namespaces (tests and the lab);
+ * - rtnetlink without processes lives in netns/netlink/ (its own entry, `Rtnl`), imported
+ *   directly by those who use it so that the others do not load it.
  *
  * Imports: only lib/. Never imports cni/, ipam/ or daemon/.
  * @module

@@ -4,7 +4,7 @@
  * not comparable between runs, ratios are).
  *
  * Usage: deno task bench [suite…] [--baseline REF]   (default: all suites but scale, agents,
- *        dataplane, vxlan: those run only when named)
+ *        dataplane, vxlan, netlink: those run only when named)
  * @module
  */
 
@@ -13,6 +13,7 @@ import { benchCni } from "./cni.ts";
 import { benchDataplane } from "./dataplane.ts";
 import { benchIpam } from "./ipam.ts";
 import { benchMacvlan } from "./macvlan.ts";
+import { benchNetlink } from "./netlink.ts";
 import { benchStartup } from "./startup.ts";
 import { benchRoutes } from "./routes.ts";
 import { benchAgents, benchScale } from "./scale.ts";
@@ -41,9 +42,10 @@ const SUITES: Record<string, () => Promise<void>> = {
   agents: () => benchAgents(),
   dataplane: () => benchDataplane(),
   vxlan: () => benchVxlan(),
+  netlink: () => benchNetlink(),
 };
-/** Suites that run only when named (minutes each, and a 30-node lab). */
-const ON_REQUEST = new Set(["scale", "agents", "dataplane", "vxlan"]);
+/** Suites that run only when named (minutes each, a 30-node lab, or a library's own bench). */
+const ON_REQUEST = new Set(["scale", "agents", "dataplane", "vxlan", "netlink"]);
 
 // Interrupted (Ctrl-C, a session's end): remove this run's namespaces before leaving, and
 // those an earlier interrupted run could not.
