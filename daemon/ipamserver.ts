@@ -15,7 +15,7 @@
  * @module
  */
 
-import type { ClusterIpam } from "../ipam/cluster.ts";
+import { addressOfIpKey, type ClusterIpam } from "../ipam/cluster.ts";
 import {
   AddressUnavailableError,
   HandleExistsError,
@@ -35,13 +35,15 @@ import {
   type ReleaseRequest,
   type ReleaseResponse,
   type StatusResponse,
+  type Verb,
+  verbOf,
 } from "../ipam/protocol.ts";
 import { type Attachment, checkAttachment, handleId, quoteShort } from "../ipam/records.ts";
 import { StoreConflictError, StoreUnavailableError } from "../ipam/store.ts";
 import type { Logger } from "../lib/log.ts";
 
 export interface IpamServerEvent {
-  op: "allocate" | "release" | "check" | "gc" | "status";
+  op: Verb;
   ok: boolean;
   /** The error kind when not ok. */
   reason?: ErrorKind;
@@ -295,14 +297,7 @@ export function startIpamServer(o: IpamServerOptions): IpamServer {
             `${handleId(b)} holds no address on node ${o.node}`,
           );
         }
-        const ips = h.keys.map((k) => {
-          const block = k.split("/").at(-2)!; // …/ips/<net>-<len>/<ip>
-          return {
-            address: `${k.slice(k.lastIndexOf("/") + 1)}/${
-              block.slice(block.lastIndexOf("-") + 1)
-            }`,
-          };
-        });
+        const ips = h.keys.map((k) => ({ address: addressOfIpKey(k) }));
         return { res: Response.json({ ips }) };
       }
       case "gc": {
@@ -343,25 +338,17 @@ export function startIpamServer(o: IpamServerOptions): IpamServer {
     }
   };
 
-  const routes: Record<string, [string, IpamServerEvent["op"]]> = {
-    "/v1/allocate": ["POST", "allocate"],
-    "/v1/release": ["POST", "release"],
-    "/v1/check": ["POST", "check"],
-    "/v1/gc": ["POST", "gc"],
-    "/v1/status": ["GET", "status"],
-  };
-
   const server = Deno.serve({ path: o.socket, onListen() {} }, async (req) => {
     const path = new URL(req.url).pathname;
-    const route = routes[path];
-    if (!route || route[0] !== req.method) {
+    const op = verbOf(req.method, path);
+    if (!op) {
       return errorResponse("invalid", `no ${req.method} ${quoteShort(path, 100)}`);
     }
     const t0 = performance.now();
     try {
-      const { res, addresses } = await handle(req, route[1]);
+      const { res, addresses } = await handle(req, op);
       o.observe?.({
-        op: route[1],
+        op: op,
         ok: true,
         ...(addresses !== undefined ? { addresses } : {}),
         ms: performance.now() - t0,
@@ -371,9 +358,9 @@ export function startIpamServer(o: IpamServerOptions): IpamServer {
       const kind = kindOf(e);
       const message = (e as Error)?.message ?? String(e);
       if (kind === "internal" || kind === "not-ready") {
-        log.warn(`${route[1]} failed`, { kind, error: message });
+        log.warn(`${op} failed`, { kind, error: message });
       }
-      o.observe?.({ op: route[1], ok: false, reason: kind, ms: performance.now() - t0 });
+      o.observe?.({ op: op, ok: false, reason: kind, ms: performance.now() - t0 });
       return errorResponse(kind, message, e instanceof ProtocolError ? e.status : undefined);
     }
   });

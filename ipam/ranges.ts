@@ -29,12 +29,7 @@ import {
   parseCidr,
   parseIp,
 } from "./addr.ts";
-import {
-  AddressUnavailableError,
-  HandleExistsError,
-  IpamConfigError,
-  IpamExhaustedError,
-} from "./errors.ts";
+import { AddressUnavailableError, IpamConfigError, IpamExhaustedError } from "./errors.ts";
 import { type AddressRange, capacity, pickNext, rangeOf } from "./pick.ts";
 import {
   type AddressRecord,
@@ -45,22 +40,8 @@ import {
   handleId,
   type HandleRecord,
 } from "./records.ts";
-import {
-  atomically,
-  type KV,
-  type Mutation,
-  type Store,
-  StoreDataError,
-  type StoreReader,
-} from "./store.ts";
-
-/** One range as written in the config. */
-export interface RangeSpec {
-  subnet: string;
-  rangeStart?: string;
-  rangeEnd?: string;
-  gateway?: string;
-}
+import { atomically, type KV, type Store, StoreDataError, type StoreReader } from "./store.ts";
+import { AttachmentWrites, refuseHeld, releaseAllBut, releaseTxn } from "./attachments.ts";
 
 /** A range with its defaults applied. */
 export interface Range extends AddressRange {
@@ -439,54 +420,14 @@ export class RangeAllocator {
     checkAttachment(req);
     const wanted = this.#matchRequested(req.requestedIPs ?? []);
     return atomically(this.store, async (r) => {
-      const existing = await r.get(this.#handleKey(req));
-      if (existing) {
-        const h = decodeHandle(this.store, existing);
-        throw new HandleExistsError(req.containerID, req.ifname, h.ips);
-      }
+      refuseHeld(await r.get(this.#handleKey(req)), req, (kv) => decodeHandle(this.store, kv));
       const used = await this.#used(r);
-      const createdAt = new Date().toISOString();
+      const w = new AttachmentWrites(this.#handleKey(req), req, podOf(req));
       const out: AllocatedIp[] = [];
-      const mutations: Mutation[] = [];
-      const compare: { key: string; absent: true }[] = [
-        { key: this.#handleKey(req), absent: true },
-      ];
       for (let i = 0; i < this.sets.length; i++) {
-        const set = this.sets[i]!;
-        let ip = wanted.get(i);
-        let range: Range;
-        if (ip !== undefined) {
-          range = set[rangeOf(set, set[0]!.family, ip)]!;
-          if (used[range.family].has(ip)) {
-            throw new AddressUnavailableError(
-              `requested address ${formatIp(range.family, ip)} is already in use`,
-            );
-          }
-        } else {
-          const cursorKv = await r.get(this.#cursorKey(i));
-          const cursor = cursorKv ? decodeCursor(this.store, cursorKv, set[0]!.family) : undefined;
-          const pick = pickNext(set, used[set[0]!.family], cursor);
-          if (!pick) {
-            throw new IpamExhaustedError(
-              `no free address in network ${this.network}, range set ${i} (${
-                set.map(describeRange).join(", ")
-              })`,
-            );
-          }
-          ip = pick.ip;
-          range = set[pick.range]!;
-          mutations.push({ put: this.#cursorKey(i), value: formatIp(range.family, ip) });
-        }
+        const { ip, range } = await this.#choose(r, i, wanted.get(i), used, w);
         const text = formatIp(range.family, ip);
-        const rec: AddressRecord = {
-          containerID: req.containerID,
-          ifname: req.ifname,
-          ip: text,
-          createdAt,
-          ...podOf(req),
-        };
-        compare.push({ key: this.#ipKey(text), absent: true });
-        mutations.push({ put: this.#ipKey(text), value: JSON.stringify(rec) });
+        w.address(this.#ipKey(text), text);
         out.push({
           family: range.family,
           address: `${text}/${range.subnet.prefix}`,
@@ -495,16 +436,44 @@ export class RangeAllocator {
           rangeSet: i,
         });
       }
-      const handle: HandleRecord = {
-        containerID: req.containerID,
-        ifname: req.ifname,
-        ips: out.map((a) => a.ip),
-        createdAt,
-        ...podOf(req),
-      };
-      mutations.push({ put: this.#handleKey(req), value: JSON.stringify(handle) });
-      return { txn: { compare, mutations }, result: out };
+      return { txn: w.txn(), result: out };
     }, { what: `allocation in network ${this.network}` });
+  }
+
+  /**
+   * The address range set `i` gives: the requested one if free, else the next after the
+   * set's cursor (whose move is added to `w`).
+   */
+  async #choose(
+    r: StoreReader,
+    i: number,
+    want: bigint | undefined,
+    used: Record<Family, Set<bigint>>,
+    w: AttachmentWrites,
+  ): Promise<{ ip: bigint; range: Range }> {
+    const set = this.sets[i]!;
+    if (want !== undefined) {
+      const range = set[rangeOf(set, set[0]!.family, want)]!;
+      if (used[range.family].has(want)) {
+        throw new AddressUnavailableError(
+          `requested address ${formatIp(range.family, want)} is already in use`,
+        );
+      }
+      return { ip: want, range };
+    }
+    const cursorKv = await r.get(this.#cursorKey(i));
+    const cursor = cursorKv ? decodeCursor(this.store, cursorKv, set[0]!.family) : undefined;
+    const pick = pickNext(set, used[set[0]!.family], cursor);
+    if (!pick) {
+      throw new IpamExhaustedError(
+        `no free address in network ${this.network}, range set ${i} (${
+          set.map(describeRange).join(", ")
+        })`,
+      );
+    }
+    const range = set[pick.range]!;
+    w.mutations.push({ put: this.#cursorKey(i), value: formatIp(range.family, pick.ip) });
+    return { ip: pick.ip, range };
   }
 
   /** The addresses an attachment holds, or undefined. */
@@ -523,21 +492,9 @@ export class RangeAllocator {
       const kv = await r.get(this.#handleKey(a));
       if (!kv) return { result: [] };
       const h = decodeHandle(this.store, kv);
-      const mutations: Mutation[] = [{ delete: this.#handleKey(a) }];
-      for (const ip of h.ips) {
-        const ipKv = await r.get(this.#ipKey(ip));
-        // Only delete an address record that still belongs to this attachment.
-        if (ipKv) {
-          const rec = decodeAddress(this.store, ipKv);
-          if (rec.containerID === a.containerID && rec.ifname === a.ifname) {
-            mutations.push({ delete: this.#ipKey(ip) });
-          }
-        }
-      }
-      return {
-        txn: { compare: [{ key: kv.key, modRevision: kv.modRevision }], mutations },
-        result: h.ips,
-      };
+      const keys = h.ips.map((ip) => this.#ipKey(ip));
+      const txn = await releaseTxn(r, kv, a, keys, (x) => decodeAddress(this.store, x));
+      return { txn, result: h.ips };
     }, { what: `release in network ${this.network}` });
   }
 
@@ -552,17 +509,10 @@ export class RangeAllocator {
    */
   async gc(valid: Attachment[]): Promise<{ released: HandleRecord[]; errors: string[] }> {
     const keep = new Set(valid.map(handleId));
-    const released: HandleRecord[] = [];
-    const errors: string[] = [];
-    for (const h of await this.list()) {
-      if (keep.has(handleId(h))) continue;
-      try {
-        await this.release(h);
-        released.push(h);
-      } catch (e) {
-        errors.push(`${handleId(h)}: ${(e as Error).message}`);
-      }
-    }
+    const { released, errors } = await releaseAllBut(await this.list(), valid, async (h) => {
+      await this.release(h);
+      return true;
+    });
     // Address records whose handle vanished (a crash between writes cannot cause this,
     // since one commit writes both, but an operator's edit can): release them too.
     const handles = new Set((await this.list()).map(handleId));
