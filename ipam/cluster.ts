@@ -19,16 +19,7 @@ export { ClusterIpam } from "./cluster/ipam.ts";
 export { addressOfIpKey } from "./cluster/keys.ts";
 export type { CheckReport, Problem } from "./cluster/check.ts";
 export type { Reservation } from "./cluster/reservations.ts";
-export type {
-  Block,
-  BlockUsage,
-  ClusterAllocation,
-  ClusterHandle,
-  ClusterRequest,
-  NodeRecord,
-  NodeScope,
-  Pool,
-} from "./cluster/types.ts";
+export type * from "./cluster/types.ts";
 export {
   applyPeerChanges,
   type Peer,

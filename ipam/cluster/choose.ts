@@ -6,16 +6,8 @@
  * @module
  */
 
-import {
-  type Cidr,
-  containsIp,
-  type Family,
-  formatCidr,
-  formatIp,
-  type Ip,
-  parseCidr,
-  parseIp,
-} from "../addr.ts";
+import type { Cidr, Family, Ip } from "../addr.ts";
+import { containsIp, formatCidr, formatIp, parseCidr, parseIp } from "../addr.ts";
 import { AddressUnavailableError, IpamExhaustedError } from "../errors.ts";
 import { type AddressRange, pickNext } from "../pick.ts";
 import { blockContaining, blockRange, freeBlock } from "./blocks.ts";
