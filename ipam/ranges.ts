@@ -126,11 +126,8 @@ const SPECIAL: Record<Family, { cidr: string; what: string }[]> = {
   ],
 };
 
-function parseRange(spec: unknown, field: string): Range {
-  if (typeof spec !== "object" || spec === null || Array.isArray(spec)) {
-    throw new IpamConfigError(field, "must be an object with a subnet");
-  }
-  const s = spec as Record<string, unknown>;
+/** A range's `subnet`: a CIDR pods can use, with room for at least 4 addresses. */
+function parseSubnet(s: Record<string, unknown>, field: string): Cidr {
   if (typeof s.subnet !== "string") {
     throw new IpamConfigError(`${field}.subnet`, "is required (a CIDR such as 10.22.0.0/16)");
   }
@@ -160,6 +157,15 @@ function parseRange(spec: unknown, field: string): Range {
       `${formatCidr(subnet)} is too small to allocate from (needs at least 4 addresses)`,
     );
   }
+  return subnet;
+}
+
+function parseRange(spec: unknown, field: string): Range {
+  if (typeof spec !== "object" || spec === null || Array.isArray(spec)) {
+    throw new IpamConfigError(field, "must be an object with a subnet");
+  }
+  const s = spec as Record<string, unknown>;
+  const subnet = parseSubnet(s, field);
   const addrIn = (key: string): bigint | undefined => {
     const v = s[key];
     if (v === undefined || v === "") return undefined;
@@ -302,11 +308,7 @@ export interface EmbeddedCheck {
  */
 export async function checkEmbedded(store: Store): Promise<EmbeddedCheck> {
   const problems: EmbeddedProblem[] = [];
-  type Net = {
-    ips: Map<string, { key: string; rec: AddressRecord }>;
-    handles: Map<string, { key: string; rec: HandleRecord }>;
-  };
-  const nets = new Map<string, Net>();
+  const nets = new Map<string, EmbeddedNet>();
   let handles = 0, addresses = 0;
   for (const kv of await store.list(NETWORKS)) {
     const m = /^([^/]+)\/(ips|handles|cursor)\/(.+)$/.exec(kv.key.slice(NETWORKS.length));
@@ -316,81 +318,102 @@ export async function checkEmbedded(store: Store): Promise<EmbeddedCheck> {
     }
     let net = nets.get(m[1]!);
     if (!net) nets.set(m[1]!, net = { ips: new Map(), handles: new Map() });
+    if (m[2] === "ips") addresses++;
+    else if (m[2] === "handles") handles++;
     try {
-      if (m[2] === "ips") {
-        addresses++;
-        const ip = ipOfKey(store, kv);
-        const rec = decodeAddress(store, kv);
-        const text = formatIp(ip.family, ip.value);
-        if (rec.ip !== text) {
-          problems.push({
-            kind: "bad-entry",
-            key: kv.key,
-            message: `the record of ${text} says it is ${rec.ip}`,
-          });
-        }
-        net.ips.set(text, { key: kv.key, rec });
-      } else if (m[2] === "handles") {
-        handles++;
-        const rec = decodeHandle(store, kv);
-        if (handleId(rec) !== m[3]) {
-          problems.push({
-            kind: "handle-mismatch",
-            key: kv.key,
-            message: `handle ${m[3]} holds the record of ${handleId(rec)}`,
-          });
-        }
-        net.handles.set(m[3]!, { key: kv.key, rec });
-      } else {
-        decodeCursor(store, kv);
-      }
+      problems.push(...readEntry(store, kv, m[2]!, m[3]!, net));
     } catch (e) {
       if (!(e instanceof StoreDataError)) throw e;
       problems.push({ kind: "bad-entry", key: kv.key, message: e.problem });
     }
   }
-  for (const [name, net] of nets) {
-    const holders = new Map<string, string[]>();
-    for (const [id, h] of net.handles) {
-      for (const ip of h.rec.ips) {
-        const a = parseIp(ip);
-        const text = formatIp(a.family, a.value);
-        holders.set(text, [...holders.get(text) ?? [], id]);
-      }
-    }
-    for (const [ip, ids] of holders) {
-      if (ids.length > 1) {
-        problems.push({
-          kind: "duplicate-handle",
-          key: net.handles.get(ids.at(-1)!)!.key,
-          message: `${ip} in network ${name} is held by ${ids.length} handles: ${ids.join(", ")}`,
-        });
-        continue;
-      }
-      const id = ids[0]!;
-      const a = net.ips.get(ip);
-      if (!a || handleId(a.rec) !== id) {
-        problems.push({
-          kind: "missing-address",
-          key: net.handles.get(id)!.key,
-          message: `${id} holds ${ip} in network ${name}, ${
-            a ? `whose record belongs to ${handleId(a.rec)}` : "which has no address record"
-          }`,
-        });
-      }
-    }
-    for (const [ip, a] of net.ips) {
-      const h = net.handles.get(handleId(a.rec));
-      if (!h || !(holders.get(ip) ?? []).includes(handleId(a.rec))) {
-        problems.push({
-          kind: "orphan-address",
-          key: a.key,
-          message: `${ip} in network ${name} has no live handle (${handleId(a.rec)})`,
-        });
-      }
+  for (const [name, net] of nets) problems.push(...netProblems(name, net));
+  return { networks: nets.size, handles, addresses, problems };
+}
+
+/** One network's decoded entries: address records by address, handles by ID. */
+interface EmbeddedNet {
+  ips: Map<string, { key: string; rec: AddressRecord }>;
+  handles: Map<string, { key: string; rec: HandleRecord }>;
+}
+
+/** Decodes one entry (of `kind`, key suffix `rest`) into `net`; the problems it shows. */
+function readEntry(
+  store: Store,
+  kv: KV,
+  kind: string,
+  rest: string,
+  net: EmbeddedNet,
+): EmbeddedProblem[] {
+  if (kind === "ips") {
+    const ip = ipOfKey(store, kv);
+    const rec = decodeAddress(store, kv);
+    const text = formatIp(ip.family, ip.value);
+    net.ips.set(text, { key: kv.key, rec });
+    if (rec.ip === text) return [];
+    return [{
+      kind: "bad-entry",
+      key: kv.key,
+      message: `the record of ${text} says it is ${rec.ip}`,
+    }];
+  }
+  if (kind === "handles") {
+    const rec = decodeHandle(store, kv);
+    net.handles.set(rest, { key: kv.key, rec });
+    if (handleId(rec) === rest) return [];
+    return [{
+      kind: "handle-mismatch",
+      key: kv.key,
+      message: `handle ${rest} holds the record of ${handleId(rec)}`,
+    }];
+  }
+  decodeCursor(store, kv);
+  return [];
+}
+
+/** A network's handles and address records against each other. */
+function netProblems(name: string, net: EmbeddedNet): EmbeddedProblem[] {
+  const problems: EmbeddedProblem[] = [];
+  const holders = new Map<string, string[]>();
+  for (const [id, h] of net.handles) {
+    for (const ip of h.rec.ips) {
+      const a = parseIp(ip);
+      const text = formatIp(a.family, a.value);
+      holders.set(text, [...holders.get(text) ?? [], id]);
     }
   }
-  return { networks: nets.size, handles, addresses, problems };
+  for (const [ip, ids] of holders) {
+    if (ids.length > 1) {
+      problems.push({
+        kind: "duplicate-handle",
+        key: net.handles.get(ids.at(-1)!)!.key,
+        message: `${ip} in network ${name} is held by ${ids.length} handles: ${ids.join(", ")}`,
+      });
+      continue;
+    }
+    const id = ids[0]!;
+    const a = net.ips.get(ip);
+    if (!a || handleId(a.rec) !== id) {
+      problems.push({
+        kind: "missing-address",
+        key: net.handles.get(id)!.key,
+        message: `${id} holds ${ip} in network ${name}, ${
+          a ? `whose record belongs to ${handleId(a.rec)}` : "which has no address record"
+        }`,
+      });
+    }
+  }
+  for (const [ip, a] of net.ips) {
+    const h = net.handles.get(handleId(a.rec));
+    if (!h || !(holders.get(ip) ?? []).includes(handleId(a.rec))) {
+      problems.push({
+        kind: "orphan-address",
+        key: a.key,
+        message: `${ip} in network ${name} has no live handle (${handleId(a.rec)})`,
+      });
+    }
+  }
+  return problems;
 }
 
 /** Allocation of one network's addresses from its range sets, in a Store. */
