@@ -123,8 +123,10 @@ async function choose(
   return chooseAddress({ ...base, mine, cursor });
 }
 
-/** Adds one family's chosen address to the writes: its block (claimed or unchanged), its
- * cursor, its record. */
+/**
+ * Adds one family's chosen address to the writes: its block (claimed, or compared
+ * unchanged), the node's cursor, the address record.
+ */
 async function write(
   r: StoreReader,
   w: AttachmentWrites,

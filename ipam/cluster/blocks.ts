@@ -22,6 +22,7 @@ import { K, PREFIX } from "./keys.ts";
 import {
   type Block,
   type BlockKv,
+  type BlockUsage,
   checkNodeName,
   DEFAULT_BLOCK_PREFIX,
   parse,
@@ -51,7 +52,7 @@ export function blockContaining(ip: Ip, prefix: number): Cidr {
   return { family: ip.family, network: ip.value - (ip.value % size), prefix };
 }
 
-export function blockCapacity(block: Cidr): bigint {
+function blockCapacity(block: Cidr): bigint {
   const r = blockRange(block);
   return r.last >= r.first ? r.last - r.first + 1n : 0n;
 }
@@ -88,6 +89,25 @@ export async function readPools(r: StoreReader): Promise<Pool[]> {
 
 export async function readBlocks(r: StoreReader): Promise<BlockKv[]> {
   return (await r.list(PREFIX.blocks)).map((kv) => ({ kv, value: parse<Block>(kv) }));
+}
+
+/** The blocks `node` holds. */
+export async function nodeBlocks(r: StoreReader, node: string): Promise<Block[]> {
+  return (await readBlocks(r)).filter((b) => b.value.node === node).map((b) => b.value);
+}
+
+/** Every block with its owner and utilisation. */
+export async function blockUsage(store: Store): Promise<BlockUsage[]> {
+  const out: BlockUsage[] = [];
+  for (const b of await readBlocks(store)) {
+    const c = parseCidr(b.value.cidr);
+    out.push({
+      ...b.value,
+      used: (await store.list(K.ipsOf(c))).length,
+      capacity: String(blockCapacity(c)),
+    });
+  }
+  return out;
 }
 
 /** The new pool record for `cidrText`; throws naming a bad block prefix. */

@@ -6,19 +6,11 @@
  */
 
 import type { AllocationRow, Attachment } from "../records.ts";
-import type { Store } from "../store.ts";
+import type { Store, StoreReader } from "../store.ts";
 import { allocate, parseRequested } from "./allocate.ts";
-import {
-  addPool,
-  blockCapacity,
-  claimBlocks,
-  readBlocks,
-  readPools,
-  removePool,
-} from "./blocks.ts";
+import { addPool, blockUsage, claimBlocks, nodeBlocks, readPools, removePool } from "./blocks.ts";
 import { type CheckReport, checkSnapshot, readSnapshot } from "./check.ts";
 import { gc, getHandle, listAllocations, readHandles, release } from "./handles.ts";
-import { K } from "./keys.ts";
 import { createNode, readNode, readNodes, registerNode, releaseNode } from "./nodes.ts";
 import {
   listPeers,
@@ -28,7 +20,6 @@ import {
   type WatchPeerOptions,
 } from "./peers.ts";
 import { readReservations, type Reservation, reserve, unreserve } from "./reservations.ts";
-import { parseCidr } from "../addr.ts";
 import type {
   Block,
   BlockUsage,
@@ -39,7 +30,6 @@ import type {
   NodeScope,
   Pool,
 } from "./types.ts";
-import type { StoreReader } from "../store.ts";
 
 export class ClusterIpam {
   /** Allocations of one node made through this instance, one after another. */
@@ -75,29 +65,23 @@ export class ClusterIpam {
   removePool(cidrText: string): Promise<void> {
     return removePool(this.store, cidrText);
   }
-  async nodeBlocks(node: string, r: StoreReader = this.store): Promise<Block[]> {
-    return (await readBlocks(r)).filter((b) => b.value.node === node).map((b) => b.value);
+  nodeBlocks(node: string, r: StoreReader = this.store): Promise<Block[]> {
+    return nodeBlocks(r, node);
   }
   claimBlocks(node: string): Promise<Block[]> {
     return claimBlocks(this.store, node);
   }
   /** Every block with its owner and utilisation. */
-  async blocks(): Promise<BlockUsage[]> {
-    const out: BlockUsage[] = [];
-    for (const b of await readBlocks(this.store)) {
-      const c = parseCidr(b.value.cidr);
-      out.push({
-        ...b.value,
-        used: (await this.store.list(K.ipsOf(c))).length,
-        capacity: String(blockCapacity(c)),
-      });
-    }
-    return out;
+  blocks(): Promise<BlockUsage[]> {
+    return blockUsage(this.store);
   }
 
   // ---------------------------------------------------------------- nodes (nodes.ts)
 
-  registerNode(name: string, info: { ips: string[]; backend?: Record<string, unknown> }) {
+  registerNode(
+    name: string,
+    info: { ips: string[]; backend?: Record<string, unknown> },
+  ): Promise<void> {
     return registerNode(this.store, name, info);
   }
   createNode(name: string): Promise<boolean> {
