@@ -25,5 +25,4 @@ export {
   type Peer,
   type PeerChange,
   type PeerWatchStats,
-  type WatchPeerOptions,
 } from "./cluster/peers.ts";
