@@ -20,8 +20,12 @@
  */
 
 import { sleep } from "../lib/async.ts";
-import { ClusterIpam, type Peer as IpamPeer, type PeerChange } from "../ipam/cluster.ts";
-import type { PeerWatchStats } from "../ipam/peers.ts";
+import {
+  ClusterIpam,
+  type Peer as IpamPeer,
+  type PeerChange,
+  type PeerWatchStats,
+} from "../ipam/cluster.ts";
 import { selfExecutable } from "../lib/argv0.ts";
 import type { Logger } from "../lib/log.ts";
 import { OHNO_VERSION } from "../lib/version.ts";
@@ -198,7 +202,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
       onReconcile: metrics.observeReconcile,
     });
     health.setStatus(() => ({ node: cfg.nodeName, routing: sync.status() }));
-    // Peers: one list, then the watch's changes applied to an in-memory view (ipam/peers.ts).
+    // Peers: one list, then the watch's changes applied to a view (ipam/cluster/peers.ts).
     // Routing starts once the first list is in, so a restarted agent never reconciles
     // against an empty peer set (which would delete every route for a moment).
     const watchStats: PeerWatchStats = { lists: 0, events: 0, batches: 0 };

@@ -15,7 +15,7 @@
  * @module
  */
 
-import type { ClusterIpam } from "../ipam/cluster.ts";
+import { addressOfIpKey, type ClusterIpam } from "../ipam/cluster.ts";
 import {
   AddressUnavailableError,
   HandleExistsError,
@@ -25,6 +25,7 @@ import {
 import {
   type AllocateRequest,
   type AllocateResponse,
+  type CheckRequest,
   ERROR_KINDS,
   type ErrorKind,
   FIELD_LIMITS,
@@ -32,16 +33,19 @@ import {
   type GcResponse,
   MAX_REQUEST_BYTES,
   MAX_REQUESTED_IPS,
+  type Messages,
   type ReleaseRequest,
   type ReleaseResponse,
   type StatusResponse,
+  type Verb,
+  verbOf,
 } from "../ipam/protocol.ts";
 import { type Attachment, checkAttachment, handleId, quoteShort } from "../ipam/records.ts";
 import { StoreConflictError, StoreUnavailableError } from "../ipam/store.ts";
 import type { Logger } from "../lib/log.ts";
 
 export interface IpamServerEvent {
-  op: "allocate" | "release" | "check" | "gc" | "status";
+  op: Verb;
   ok: boolean;
   /** The error kind when not ok. */
   reason?: ErrorKind;
@@ -200,6 +204,148 @@ async function annotatedIPs(
   }
 }
 
+/** What every verb's handler works with. */
+interface Ctx {
+  o: IpamServerOptions;
+  log: Logger;
+  /** Only this node's attachments, for every verb. */
+  scope: { node: string };
+}
+
+/** A verb's answer, and how many addresses it gave out or freed (metrics). */
+type Answer<V extends Verb> = { res: Messages[V]["res"]; addresses?: number };
+
+/** Every body: bounded fields, this agent's network, a valid attachment (unless `gc`). */
+async function request<T extends { network: string }>(
+  c: Ctx,
+  req: Request,
+  attachment: boolean,
+): Promise<T> {
+  const b = await body<T>(req);
+  checkFields(b as unknown as Record<string, unknown>);
+  if (b.network !== c.o.network) {
+    throw new ProtocolError(
+      "invalid",
+      `this agent serves network ${JSON.stringify(c.o.network)}, not ${quoteShort(b.network)}`,
+    );
+  }
+  if (attachment) checkAttachment(b as unknown as Attachment);
+  return b;
+}
+
+function checkReady(c: Ctx): void {
+  if (!c.o.ready()) {
+    throw new ProtocolError("not-ready", `agent on node ${c.o.node} is not ready yet`);
+  }
+}
+
+/** The runtime's static addresses win; else the pod's annotation, if it has one. */
+async function wantedIPs(
+  c: Ctx,
+  b: AllocateRequest,
+): Promise<{ requestedIPs?: string[] | undefined; annotated: boolean }> {
+  const requestedIPs = b.requestedIPs?.length ? b.requestedIPs : undefined;
+  if (requestedIPs || !b.podNamespace || !b.podName || !c.o.podRequestedIPs) {
+    return { requestedIPs, annotated: false };
+  }
+  const annotated = await annotatedIPs(c.o.podRequestedIPs, b.podNamespace, b.podName);
+  return { requestedIPs: annotated, annotated: annotated !== undefined };
+}
+
+async function allocate(c: Ctx, req: Request): Promise<Answer<"allocate">> {
+  const b = await request<AllocateRequest>(c, req, true);
+  checkReady(c);
+  const { requestedIPs, annotated } = await wantedIPs(c, b);
+  let got;
+  try {
+    got = await c.o.ipam.allocate({
+      node: c.o.node,
+      containerID: b.containerID,
+      ifname: b.ifname,
+      ...(b.podNamespace ? { podNamespace: b.podNamespace } : {}),
+      ...(b.podName ? { podName: b.podName } : {}),
+      ...(b.podUid ? { podUid: b.podUid } : {}),
+      ...(requestedIPs?.length ? { requestedIPs } : {}),
+    });
+  } catch (e) {
+    if (annotated && e instanceof AddressUnavailableError) {
+      throw new ProtocolError(
+        "unavailable",
+        `pod ${b.podNamespace}/${b.podName} annotation ohno.io/ip-addrs: ${e.message}`,
+      );
+    }
+    throw e;
+  }
+  c.log.info("allocated", {
+    container: b.containerID.slice(0, 12),
+    ifname: b.ifname,
+    pod: b.podName ? `${b.podNamespace ?? "-"}/${b.podName}` : undefined,
+    ips: got.map((g) => g.address).join(","),
+  });
+  const res: AllocateResponse = {
+    ips: got.map((g) => ({ address: g.address, gateway: g.gateway })),
+  };
+  return { res, addresses: got.length };
+}
+
+async function release(c: Ctx, req: Request): Promise<Answer<"release">> {
+  const b = await request<ReleaseRequest>(c, req, true);
+  const released = await c.o.ipam.release(b, c.scope);
+  const res: ReleaseResponse = { released };
+  if (released.length) {
+    c.log.info("released", { container: b.containerID.slice(0, 12), ips: released.join(",") });
+  } else {
+    res.message = `${handleId(b)} holds no address on node ${c.o.node}; nothing released`;
+  }
+  return { res, addresses: released.length };
+}
+
+async function check(c: Ctx, req: Request): Promise<Answer<"check">> {
+  const b = await request<CheckRequest>(c, req, true);
+  const h = await c.o.ipam.get(b, c.scope);
+  if (!h) {
+    throw new ProtocolError("not-found", `${handleId(b)} holds no address on node ${c.o.node}`);
+  }
+  return { res: { ips: h.keys.map((k) => ({ address: addressOfIpKey(k) })) } };
+}
+
+async function gc(c: Ctx, req: Request): Promise<Answer<"gc">> {
+  const b = await request<GcRequest>(c, req, false);
+  if (!Array.isArray(b.validAttachments)) {
+    throw new ProtocolError("invalid", "validAttachments must be a list");
+  }
+  b.validAttachments.forEach((a, i) => {
+    if (typeof a !== "object" || a === null) {
+      throw new ProtocolError("invalid", `validAttachments[${i}] must be an object`);
+    }
+    checkAttachment(a);
+  });
+  const r = await c.o.ipam.gc(c.o.node, b.validAttachments);
+  const res: GcResponse = {
+    released: r.released.map((h) => ({ containerID: h.containerID, ifname: h.ifname, ips: h.ips })),
+    errors: r.errors,
+  };
+  if (res.released.length) c.log.info("GC released", { count: res.released.length });
+  return { res, addresses: res.released.reduce((n, h) => n + h.ips.length, 0) };
+}
+
+async function status(c: Ctx): Promise<Answer<"status">> {
+  checkReady(c);
+  // A cheap read proves the datastore answers.
+  await c.o.ipam.store.revision();
+  const res: StatusResponse = { ready: true, node: c.o.node };
+  return { res };
+}
+
+/** Each verb of the route table (ipam/protocol.ts) and its handler. */
+const HANDLERS: { [V in Verb]: (c: Ctx, req: Request) => Promise<Answer<V>> } = {
+  allocate,
+  release,
+  check,
+  gc,
+  status,
+};
+
 export function startIpamServer(o: IpamServerOptions): IpamServer {
   const dir = o.socket.replace(/\/[^/]*$/, "");
   if (dir) Deno.mkdirSync(dir, { recursive: true, mode: 0o755 });
@@ -209,171 +355,31 @@ export function startIpamServer(o: IpamServerOptions): IpamServer {
     // none
   }
   const log = o.log.child("ipam");
-
-  const checkNetwork = (n: unknown) => {
-    if (n !== o.network) {
-      throw new ProtocolError(
-        "invalid",
-        `this agent serves network ${JSON.stringify(o.network)}, not ${quoteShort(n)}`,
-      );
-    }
-  };
-  /** Every body: bounded fields, this agent's network, a valid attachment (unless `gc`). */
-  const request = async <T extends { network: string }>(req: Request, attachment: boolean) => {
-    const b = await body<T>(req);
-    checkFields(b as unknown as Record<string, unknown>);
-    checkNetwork(b.network);
-    if (attachment) checkAttachment(b as unknown as Attachment);
-    return b;
-  };
-  /** Only this node's attachments, for every verb. */
-  const scope = { node: o.node };
-
-  type Answer = { res: Response; addresses?: number };
-  const handle = async (req: Request, op: IpamServerEvent["op"]): Promise<Answer> => {
-    switch (op) {
-      case "allocate": {
-        const b = await request<AllocateRequest>(req, true);
-        if (!o.ready()) {
-          throw new ProtocolError("not-ready", `agent on node ${o.node} is not ready yet`);
-        }
-        // The runtime's static addresses win; else the pod's annotation, if it has one.
-        let requestedIPs = b.requestedIPs?.length ? b.requestedIPs : undefined;
-        let annotated = false;
-        if (!requestedIPs && b.podNamespace && b.podName && o.podRequestedIPs) {
-          requestedIPs = await annotatedIPs(o.podRequestedIPs, b.podNamespace, b.podName);
-          annotated = requestedIPs !== undefined;
-        }
-        let got;
-        try {
-          got = await o.ipam.allocate({
-            node: o.node,
-            containerID: b.containerID,
-            ifname: b.ifname,
-            ...(b.podNamespace ? { podNamespace: b.podNamespace } : {}),
-            ...(b.podName ? { podName: b.podName } : {}),
-            ...(b.podUid ? { podUid: b.podUid } : {}),
-            ...(requestedIPs?.length ? { requestedIPs } : {}),
-          });
-        } catch (e) {
-          if (annotated && e instanceof AddressUnavailableError) {
-            throw new ProtocolError(
-              "unavailable",
-              `pod ${b.podNamespace}/${b.podName} annotation ohno.io/ip-addrs: ${e.message}`,
-            );
-          }
-          throw e;
-        }
-        log.info("allocated", {
-          container: b.containerID.slice(0, 12),
-          ifname: b.ifname,
-          pod: b.podName ? `${b.podNamespace ?? "-"}/${b.podName}` : undefined,
-          ips: got.map((g) => g.address).join(","),
-        });
-        const res: AllocateResponse = {
-          ips: got.map((g) => ({ address: g.address, gateway: g.gateway })),
-        };
-        return { res: Response.json(res), addresses: got.length };
-      }
-      case "release": {
-        const b = await request<ReleaseRequest>(req, true);
-        const released = await o.ipam.release(b, scope);
-        const res: ReleaseResponse = { released };
-        if (released.length) {
-          log.info("released", { container: b.containerID.slice(0, 12), ips: released.join(",") });
-        } else {
-          res.message = `${handleId(b)} holds no address on node ${o.node}; nothing released`;
-        }
-        return { res: Response.json(res), addresses: released.length };
-      }
-      case "check": {
-        const b = await request<ReleaseRequest>(req, true);
-        const h = await o.ipam.get(b, scope);
-        if (!h) {
-          throw new ProtocolError(
-            "not-found",
-            `${handleId(b)} holds no address on node ${o.node}`,
-          );
-        }
-        const ips = h.keys.map((k) => {
-          const block = k.split("/").at(-2)!; // …/ips/<net>-<len>/<ip>
-          return {
-            address: `${k.slice(k.lastIndexOf("/") + 1)}/${
-              block.slice(block.lastIndexOf("-") + 1)
-            }`,
-          };
-        });
-        return { res: Response.json({ ips }) };
-      }
-      case "gc": {
-        const b = await request<GcRequest>(req, false);
-        if (!Array.isArray(b.validAttachments)) {
-          throw new ProtocolError("invalid", "validAttachments must be a list");
-        }
-        b.validAttachments.forEach((a, i) => {
-          if (typeof a !== "object" || a === null) {
-            throw new ProtocolError("invalid", `validAttachments[${i}] must be an object`);
-          }
-          checkAttachment(a);
-        });
-        const r = await o.ipam.gc(o.node, b.validAttachments);
-        const res: GcResponse = {
-          released: r.released.map((h) => ({
-            containerID: h.containerID,
-            ifname: h.ifname,
-            ips: h.ips,
-          })),
-          errors: r.errors,
-        };
-        if (res.released.length) log.info("GC released", { count: res.released.length });
-        return {
-          res: Response.json(res),
-          addresses: res.released.reduce((n, h) => n + h.ips.length, 0),
-        };
-      }
-      case "status": {
-        if (!o.ready()) {
-          throw new ProtocolError("not-ready", `agent on node ${o.node} is not ready yet`);
-        }
-        // A cheap read proves the datastore answers.
-        await o.ipam.store.revision();
-        const res: StatusResponse = { ready: true, node: o.node };
-        return { res: Response.json(res) };
-      }
-    }
-  };
-
-  const routes: Record<string, [string, IpamServerEvent["op"]]> = {
-    "/v1/allocate": ["POST", "allocate"],
-    "/v1/release": ["POST", "release"],
-    "/v1/check": ["POST", "check"],
-    "/v1/gc": ["POST", "gc"],
-    "/v1/status": ["GET", "status"],
-  };
+  const ctx: Ctx = { o, log, scope: { node: o.node } };
 
   const server = Deno.serve({ path: o.socket, onListen() {} }, async (req) => {
     const path = new URL(req.url).pathname;
-    const route = routes[path];
-    if (!route || route[0] !== req.method) {
+    const op = verbOf(req.method, path);
+    if (!op) {
       return errorResponse("invalid", `no ${req.method} ${quoteShort(path, 100)}`);
     }
     const t0 = performance.now();
     try {
-      const { res, addresses } = await handle(req, route[1]);
+      const { res, addresses } = await HANDLERS[op](ctx, req);
       o.observe?.({
-        op: route[1],
+        op,
         ok: true,
         ...(addresses !== undefined ? { addresses } : {}),
         ms: performance.now() - t0,
       });
-      return res;
+      return Response.json(res);
     } catch (e) {
       const kind = kindOf(e);
       const message = (e as Error)?.message ?? String(e);
       if (kind === "internal" || kind === "not-ready") {
-        log.warn(`${route[1]} failed`, { kind, error: message });
+        log.warn(`${op} failed`, { kind, error: message });
       }
-      o.observe?.({ op: route[1], ok: false, reason: kind, ms: performance.now() - t0 });
+      o.observe?.({ op, ok: false, reason: kind, ms: performance.now() - t0 });
       return errorResponse(kind, message, e instanceof ProtocolError ? e.status : undefined);
     }
   });

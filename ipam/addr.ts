@@ -35,10 +35,6 @@ export interface Cidr {
 
 const BITS: Record<Family, number> = { 4: 32, 6: 128 };
 
-export function familyBits(f: Family): number {
-  return BITS[f];
-}
-
 function bytesToBigint(bytes: number[]): bigint {
   let v = 0n;
   for (const b of bytes) v = (v << 8n) | BigInt(b);
@@ -66,14 +62,19 @@ export function parseIp(text: string): Ip {
   throw new RangeError(`${JSON.stringify(text)} is not an IP address`);
 }
 
-/** Whether `text` is an address (strict, as {@link parseIp}). */
-export function isIp(text: string): boolean {
+/** Whether `parse` takes `text` without throwing. */
+function parses(parse: (text: string) => unknown, text: string): boolean {
   try {
-    parseIp(text);
+    parse(text);
     return true;
   } catch {
     return false;
   }
+}
+
+/** Whether `text` is an address (strict, as {@link parseIp}). */
+export function isIp(text: string): boolean {
+  return parses(parseIp, text);
 }
 
 /** Formats an address (IPv6 in RFC 5952 form). */
@@ -126,12 +127,7 @@ export function parseIpPrefix(text: string): { ip: Ip; prefix: number } {
 
 /** Whether `text` parses as a CIDR. */
 export function isCidr(text: string): boolean {
-  try {
-    parseCidr(text);
-    return true;
-  } catch {
-    return false;
-  }
+  return parses(parseCidr, text);
 }
 
 export function formatCidr(c: Cidr): string {

@@ -9,18 +9,21 @@
  */
 
 import { HttpProtocolError, unixRequest } from "./unixhttp.ts";
-import type {
-  AllocateRequest,
-  AllocateResponse,
-  CheckRequest,
-  CheckResponse,
-  ErrorBody,
-  ErrorKind,
-  GcRequest,
-  GcResponse,
-  ReleaseRequest,
-  ReleaseResponse,
-  StatusResponse,
+import {
+  type AllocateRequest,
+  type AllocateResponse,
+  type CheckRequest,
+  type CheckResponse,
+  type ErrorBody,
+  type ErrorKind,
+  type GcRequest,
+  type GcResponse,
+  type Messages,
+  type ReleaseRequest,
+  type ReleaseResponse,
+  ROUTES,
+  type StatusResponse,
+  type Verb,
 } from "./protocol.ts";
 
 /** The agent could not be reached or did not answer in time. */
@@ -49,26 +52,27 @@ export class AgentClient implements Disposable {
   }
 
   allocate(req: AllocateRequest): Promise<AllocateResponse> {
-    return this.#call("POST", "/v1/allocate", req);
+    return this.#call("allocate", req);
   }
 
   release(req: ReleaseRequest): Promise<ReleaseResponse> {
-    return this.#call("POST", "/v1/release", req);
+    return this.#call("release", req);
   }
 
   check(req: CheckRequest): Promise<CheckResponse> {
-    return this.#call("POST", "/v1/check", req);
+    return this.#call("check", req);
   }
 
   gc(req: GcRequest): Promise<GcResponse> {
-    return this.#call("POST", "/v1/gc", req);
+    return this.#call("gc", req);
   }
 
   status(): Promise<StatusResponse> {
-    return this.#call("GET", "/v1/status");
+    return this.#call("status", undefined);
   }
 
-  async #call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  async #call<V extends Verb>(verb: V, body: Messages[V]["req"]): Promise<Messages[V]["res"]> {
+    const { method, path } = ROUTES[verb];
     const signal = AbortSignal.timeout(this.#timeoutMs);
     let res: { status: number; body: string };
     try {
@@ -106,7 +110,7 @@ export class AgentClient implements Disposable {
         res.status,
       );
     }
-    return doc as T;
+    return doc as Messages[V]["res"];
   }
 
   /** Nothing to release (a connection per call); kept so callers can `using` a client. */

@@ -13,7 +13,7 @@ import {
   IpamError,
   IpamExhaustedError,
 } from "./errors.ts";
-import { applyPeerChanges, type Peer } from "./peers.ts";
+import { applyPeerChanges, type Peer } from "./cluster.ts";
 import type { Store } from "./store.ts";
 import { type ContractCase, contractSuite } from "../tests/support/contract.ts";
 

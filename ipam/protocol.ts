@@ -8,9 +8,6 @@
 
 import type { Attachment } from "./records.ts";
 
-export const PROTOCOL_VERSION = "v1";
-export const DEFAULT_SOCKET = "/run/ohno/ipam.sock";
-
 /**
  * The largest request body the agent reads (bytes); a larger one is answered 413 without
  * reading it. Room for a GC list of about a thousand attachments with the longest IDs.
@@ -105,6 +102,35 @@ export interface StatusResponse {
   /** Free addresses per pool (text, since IPv6 counts exceed JSON numbers). */
   pools?: { cidr: string; free: string }[];
   message?: string;
+}
+
+/**
+ * The routes, one per verb: its method and path here, its request and response types in
+ * {@link Messages}. The client calls and the server answers through this table only.
+ */
+export const ROUTES = {
+  allocate: { method: "POST", path: "/v1/allocate" },
+  release: { method: "POST", path: "/v1/release" },
+  check: { method: "POST", path: "/v1/check" },
+  gc: { method: "POST", path: "/v1/gc" },
+  status: { method: "GET", path: "/v1/status" },
+} as const;
+
+export type Verb = keyof typeof ROUTES;
+
+/** Each verb's request body (`undefined`: none) and response body. */
+export interface Messages {
+  allocate: { req: AllocateRequest; res: AllocateResponse };
+  release: { req: ReleaseRequest; res: ReleaseResponse };
+  check: { req: CheckRequest; res: CheckResponse };
+  gc: { req: GcRequest; res: GcResponse };
+  status: { req: undefined; res: StatusResponse };
+}
+
+/** The verb a request's method and path name, or undefined. */
+export function verbOf(method: string, path: string): Verb | undefined {
+  const verbs = Object.keys(ROUTES) as Verb[];
+  return verbs.find((v) => ROUTES[v].path === path && ROUTES[v].method === method);
 }
 
 /** Error kinds in `{"error": {"kind", "message"}}` bodies, with their HTTP status. */

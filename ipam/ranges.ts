@@ -29,12 +29,7 @@ import {
   parseCidr,
   parseIp,
 } from "./addr.ts";
-import {
-  AddressUnavailableError,
-  HandleExistsError,
-  IpamConfigError,
-  IpamExhaustedError,
-} from "./errors.ts";
+import { AddressUnavailableError, IpamConfigError, IpamExhaustedError } from "./errors.ts";
 import { type AddressRange, capacity, pickNext, rangeOf } from "./pick.ts";
 import {
   type AddressRecord,
@@ -45,22 +40,8 @@ import {
   handleId,
   type HandleRecord,
 } from "./records.ts";
-import {
-  atomically,
-  type KV,
-  type Mutation,
-  type Store,
-  StoreDataError,
-  type StoreReader,
-} from "./store.ts";
-
-/** One range as written in the config. */
-export interface RangeSpec {
-  subnet: string;
-  rangeStart?: string;
-  rangeEnd?: string;
-  gateway?: string;
-}
+import { atomically, type KV, type Store, StoreDataError, type StoreReader } from "./store.ts";
+import { AttachmentWrites, refuseHeld, releaseAllBut, releaseTxn } from "./attachments.ts";
 
 /** A range with its defaults applied. */
 export interface Range extends AddressRange {
@@ -145,11 +126,8 @@ const SPECIAL: Record<Family, { cidr: string; what: string }[]> = {
   ],
 };
 
-function parseRange(spec: unknown, field: string): Range {
-  if (typeof spec !== "object" || spec === null || Array.isArray(spec)) {
-    throw new IpamConfigError(field, "must be an object with a subnet");
-  }
-  const s = spec as Record<string, unknown>;
+/** A range's `subnet`: a CIDR pods can use, with room for at least 4 addresses. */
+function parseSubnet(s: Record<string, unknown>, field: string): Cidr {
   if (typeof s.subnet !== "string") {
     throw new IpamConfigError(`${field}.subnet`, "is required (a CIDR such as 10.22.0.0/16)");
   }
@@ -179,6 +157,15 @@ function parseRange(spec: unknown, field: string): Range {
       `${formatCidr(subnet)} is too small to allocate from (needs at least 4 addresses)`,
     );
   }
+  return subnet;
+}
+
+function parseRange(spec: unknown, field: string): Range {
+  if (typeof spec !== "object" || spec === null || Array.isArray(spec)) {
+    throw new IpamConfigError(field, "must be an object with a subnet");
+  }
+  const s = spec as Record<string, unknown>;
+  const subnet = parseSubnet(s, field);
   const addrIn = (key: string): bigint | undefined => {
     const v = s[key];
     if (v === undefined || v === "") return undefined;
@@ -321,11 +308,7 @@ export interface EmbeddedCheck {
  */
 export async function checkEmbedded(store: Store): Promise<EmbeddedCheck> {
   const problems: EmbeddedProblem[] = [];
-  type Net = {
-    ips: Map<string, { key: string; rec: AddressRecord }>;
-    handles: Map<string, { key: string; rec: HandleRecord }>;
-  };
-  const nets = new Map<string, Net>();
+  const nets = new Map<string, EmbeddedNet>();
   let handles = 0, addresses = 0;
   for (const kv of await store.list(NETWORKS)) {
     const m = /^([^/]+)\/(ips|handles|cursor)\/(.+)$/.exec(kv.key.slice(NETWORKS.length));
@@ -335,81 +318,102 @@ export async function checkEmbedded(store: Store): Promise<EmbeddedCheck> {
     }
     let net = nets.get(m[1]!);
     if (!net) nets.set(m[1]!, net = { ips: new Map(), handles: new Map() });
+    if (m[2] === "ips") addresses++;
+    else if (m[2] === "handles") handles++;
     try {
-      if (m[2] === "ips") {
-        addresses++;
-        const ip = ipOfKey(store, kv);
-        const rec = decodeAddress(store, kv);
-        const text = formatIp(ip.family, ip.value);
-        if (rec.ip !== text) {
-          problems.push({
-            kind: "bad-entry",
-            key: kv.key,
-            message: `the record of ${text} says it is ${rec.ip}`,
-          });
-        }
-        net.ips.set(text, { key: kv.key, rec });
-      } else if (m[2] === "handles") {
-        handles++;
-        const rec = decodeHandle(store, kv);
-        if (handleId(rec) !== m[3]) {
-          problems.push({
-            kind: "handle-mismatch",
-            key: kv.key,
-            message: `handle ${m[3]} holds the record of ${handleId(rec)}`,
-          });
-        }
-        net.handles.set(m[3]!, { key: kv.key, rec });
-      } else {
-        decodeCursor(store, kv);
-      }
+      problems.push(...readEntry(store, kv, m[2]!, m[3]!, net));
     } catch (e) {
       if (!(e instanceof StoreDataError)) throw e;
       problems.push({ kind: "bad-entry", key: kv.key, message: e.problem });
     }
   }
-  for (const [name, net] of nets) {
-    const holders = new Map<string, string[]>();
-    for (const [id, h] of net.handles) {
-      for (const ip of h.rec.ips) {
-        const a = parseIp(ip);
-        const text = formatIp(a.family, a.value);
-        holders.set(text, [...holders.get(text) ?? [], id]);
-      }
-    }
-    for (const [ip, ids] of holders) {
-      if (ids.length > 1) {
-        problems.push({
-          kind: "duplicate-handle",
-          key: net.handles.get(ids.at(-1)!)!.key,
-          message: `${ip} in network ${name} is held by ${ids.length} handles: ${ids.join(", ")}`,
-        });
-        continue;
-      }
-      const id = ids[0]!;
-      const a = net.ips.get(ip);
-      if (!a || handleId(a.rec) !== id) {
-        problems.push({
-          kind: "missing-address",
-          key: net.handles.get(id)!.key,
-          message: `${id} holds ${ip} in network ${name}, ${
-            a ? `whose record belongs to ${handleId(a.rec)}` : "which has no address record"
-          }`,
-        });
-      }
-    }
-    for (const [ip, a] of net.ips) {
-      const h = net.handles.get(handleId(a.rec));
-      if (!h || !(holders.get(ip) ?? []).includes(handleId(a.rec))) {
-        problems.push({
-          kind: "orphan-address",
-          key: a.key,
-          message: `${ip} in network ${name} has no live handle (${handleId(a.rec)})`,
-        });
-      }
+  for (const [name, net] of nets) problems.push(...netProblems(name, net));
+  return { networks: nets.size, handles, addresses, problems };
+}
+
+/** One network's decoded entries: address records by address, handles by ID. */
+interface EmbeddedNet {
+  ips: Map<string, { key: string; rec: AddressRecord }>;
+  handles: Map<string, { key: string; rec: HandleRecord }>;
+}
+
+/** Decodes one entry (of `kind`, key suffix `rest`) into `net`; the problems it shows. */
+function readEntry(
+  store: Store,
+  kv: KV,
+  kind: string,
+  rest: string,
+  net: EmbeddedNet,
+): EmbeddedProblem[] {
+  if (kind === "ips") {
+    const ip = ipOfKey(store, kv);
+    const rec = decodeAddress(store, kv);
+    const text = formatIp(ip.family, ip.value);
+    net.ips.set(text, { key: kv.key, rec });
+    if (rec.ip === text) return [];
+    return [{
+      kind: "bad-entry",
+      key: kv.key,
+      message: `the record of ${text} says it is ${rec.ip}`,
+    }];
+  }
+  if (kind === "handles") {
+    const rec = decodeHandle(store, kv);
+    net.handles.set(rest, { key: kv.key, rec });
+    if (handleId(rec) === rest) return [];
+    return [{
+      kind: "handle-mismatch",
+      key: kv.key,
+      message: `handle ${rest} holds the record of ${handleId(rec)}`,
+    }];
+  }
+  decodeCursor(store, kv);
+  return [];
+}
+
+/** A network's handles and address records against each other. */
+function netProblems(name: string, net: EmbeddedNet): EmbeddedProblem[] {
+  const problems: EmbeddedProblem[] = [];
+  const holders = new Map<string, string[]>();
+  for (const [id, h] of net.handles) {
+    for (const ip of h.rec.ips) {
+      const a = parseIp(ip);
+      const text = formatIp(a.family, a.value);
+      holders.set(text, [...holders.get(text) ?? [], id]);
     }
   }
-  return { networks: nets.size, handles, addresses, problems };
+  for (const [ip, ids] of holders) {
+    if (ids.length > 1) {
+      problems.push({
+        kind: "duplicate-handle",
+        key: net.handles.get(ids.at(-1)!)!.key,
+        message: `${ip} in network ${name} is held by ${ids.length} handles: ${ids.join(", ")}`,
+      });
+      continue;
+    }
+    const id = ids[0]!;
+    const a = net.ips.get(ip);
+    if (!a || handleId(a.rec) !== id) {
+      problems.push({
+        kind: "missing-address",
+        key: net.handles.get(id)!.key,
+        message: `${id} holds ${ip} in network ${name}, ${
+          a ? `whose record belongs to ${handleId(a.rec)}` : "which has no address record"
+        }`,
+      });
+    }
+  }
+  for (const [ip, a] of net.ips) {
+    const h = net.handles.get(handleId(a.rec));
+    if (!h || !(holders.get(ip) ?? []).includes(handleId(a.rec))) {
+      problems.push({
+        kind: "orphan-address",
+        key: a.key,
+        message: `${ip} in network ${name} has no live handle (${handleId(a.rec)})`,
+      });
+    }
+  }
+  return problems;
 }
 
 /** Allocation of one network's addresses from its range sets, in a Store. */
@@ -439,54 +443,14 @@ export class RangeAllocator {
     checkAttachment(req);
     const wanted = this.#matchRequested(req.requestedIPs ?? []);
     return atomically(this.store, async (r) => {
-      const existing = await r.get(this.#handleKey(req));
-      if (existing) {
-        const h = decodeHandle(this.store, existing);
-        throw new HandleExistsError(req.containerID, req.ifname, h.ips);
-      }
+      refuseHeld(await r.get(this.#handleKey(req)), req, (kv) => decodeHandle(this.store, kv));
       const used = await this.#used(r);
-      const createdAt = new Date().toISOString();
+      const w = new AttachmentWrites(this.#handleKey(req), req, podOf(req));
       const out: AllocatedIp[] = [];
-      const mutations: Mutation[] = [];
-      const compare: { key: string; absent: true }[] = [
-        { key: this.#handleKey(req), absent: true },
-      ];
       for (let i = 0; i < this.sets.length; i++) {
-        const set = this.sets[i]!;
-        let ip = wanted.get(i);
-        let range: Range;
-        if (ip !== undefined) {
-          range = set[rangeOf(set, set[0]!.family, ip)]!;
-          if (used[range.family].has(ip)) {
-            throw new AddressUnavailableError(
-              `requested address ${formatIp(range.family, ip)} is already in use`,
-            );
-          }
-        } else {
-          const cursorKv = await r.get(this.#cursorKey(i));
-          const cursor = cursorKv ? decodeCursor(this.store, cursorKv, set[0]!.family) : undefined;
-          const pick = pickNext(set, used[set[0]!.family], cursor);
-          if (!pick) {
-            throw new IpamExhaustedError(
-              `no free address in network ${this.network}, range set ${i} (${
-                set.map(describeRange).join(", ")
-              })`,
-            );
-          }
-          ip = pick.ip;
-          range = set[pick.range]!;
-          mutations.push({ put: this.#cursorKey(i), value: formatIp(range.family, ip) });
-        }
+        const { ip, range } = await this.#choose(r, i, wanted.get(i), used, w);
         const text = formatIp(range.family, ip);
-        const rec: AddressRecord = {
-          containerID: req.containerID,
-          ifname: req.ifname,
-          ip: text,
-          createdAt,
-          ...podOf(req),
-        };
-        compare.push({ key: this.#ipKey(text), absent: true });
-        mutations.push({ put: this.#ipKey(text), value: JSON.stringify(rec) });
+        w.address(this.#ipKey(text), text);
         out.push({
           family: range.family,
           address: `${text}/${range.subnet.prefix}`,
@@ -495,16 +459,44 @@ export class RangeAllocator {
           rangeSet: i,
         });
       }
-      const handle: HandleRecord = {
-        containerID: req.containerID,
-        ifname: req.ifname,
-        ips: out.map((a) => a.ip),
-        createdAt,
-        ...podOf(req),
-      };
-      mutations.push({ put: this.#handleKey(req), value: JSON.stringify(handle) });
-      return { txn: { compare, mutations }, result: out };
+      return { txn: w.txn(), result: out };
     }, { what: `allocation in network ${this.network}` });
+  }
+
+  /**
+   * The address range set `i` gives: the requested one if free, else the next after the
+   * set's cursor (whose move is added to `w`).
+   */
+  async #choose(
+    r: StoreReader,
+    i: number,
+    want: bigint | undefined,
+    used: Record<Family, Set<bigint>>,
+    w: AttachmentWrites,
+  ): Promise<{ ip: bigint; range: Range }> {
+    const set = this.sets[i]!;
+    if (want !== undefined) {
+      const range = set[rangeOf(set, set[0]!.family, want)]!;
+      if (used[range.family].has(want)) {
+        throw new AddressUnavailableError(
+          `requested address ${formatIp(range.family, want)} is already in use`,
+        );
+      }
+      return { ip: want, range };
+    }
+    const cursorKv = await r.get(this.#cursorKey(i));
+    const cursor = cursorKv ? decodeCursor(this.store, cursorKv, set[0]!.family) : undefined;
+    const pick = pickNext(set, used[set[0]!.family], cursor);
+    if (!pick) {
+      throw new IpamExhaustedError(
+        `no free address in network ${this.network}, range set ${i} (${
+          set.map(describeRange).join(", ")
+        })`,
+      );
+    }
+    const range = set[pick.range]!;
+    w.mutations.push({ put: this.#cursorKey(i), value: formatIp(range.family, pick.ip) });
+    return { ip: pick.ip, range };
   }
 
   /** The addresses an attachment holds, or undefined. */
@@ -523,21 +515,9 @@ export class RangeAllocator {
       const kv = await r.get(this.#handleKey(a));
       if (!kv) return { result: [] };
       const h = decodeHandle(this.store, kv);
-      const mutations: Mutation[] = [{ delete: this.#handleKey(a) }];
-      for (const ip of h.ips) {
-        const ipKv = await r.get(this.#ipKey(ip));
-        // Only delete an address record that still belongs to this attachment.
-        if (ipKv) {
-          const rec = decodeAddress(this.store, ipKv);
-          if (rec.containerID === a.containerID && rec.ifname === a.ifname) {
-            mutations.push({ delete: this.#ipKey(ip) });
-          }
-        }
-      }
-      return {
-        txn: { compare: [{ key: kv.key, modRevision: kv.modRevision }], mutations },
-        result: h.ips,
-      };
+      const keys = h.ips.map((ip) => this.#ipKey(ip));
+      const txn = await releaseTxn(r, kv, a, keys, (x) => decodeAddress(this.store, x));
+      return { txn, result: h.ips };
     }, { what: `release in network ${this.network}` });
   }
 
@@ -552,17 +532,10 @@ export class RangeAllocator {
    */
   async gc(valid: Attachment[]): Promise<{ released: HandleRecord[]; errors: string[] }> {
     const keep = new Set(valid.map(handleId));
-    const released: HandleRecord[] = [];
-    const errors: string[] = [];
-    for (const h of await this.list()) {
-      if (keep.has(handleId(h))) continue;
-      try {
-        await this.release(h);
-        released.push(h);
-      } catch (e) {
-        errors.push(`${handleId(h)}: ${(e as Error).message}`);
-      }
-    }
+    const { released, errors } = await releaseAllBut(await this.list(), valid, async (h) => {
+      await this.release(h);
+      return true;
+    });
     // Address records whose handle vanished (a crash between writes cannot cause this,
     // since one commit writes both, but an operator's edit can): release them too.
     const handles = new Set((await this.list()).map(handleId));

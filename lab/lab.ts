@@ -30,10 +30,34 @@ export interface PodState {
   name: string;
   node: string;
   netns: string;
-  containerId: string;
+  containerID: string;
   ifname: string;
   ips: string[];
   result: Record<string, unknown>;
+}
+
+/** A pod as lab.json stores it: the container ID under its stored name `containerId`. */
+type StoredPod = Omit<PodState, "containerID"> & { containerId: string };
+
+/** lab.json's text of a state (pods mapped to their stored shape). */
+function stateText(s: LabState): string {
+  const pods: Record<string, StoredPod> = {};
+  for (const [k, p] of Object.entries(s.pods)) {
+    const { name, node, netns, containerID, ifname, ips, result } = p;
+    pods[k] = { name, node, netns, containerId: containerID, ifname, ips, result };
+  }
+  return JSON.stringify({ ...s, pods }, null, 2);
+}
+
+/** The state in lab.json's text. */
+function parseState(text: string): LabState {
+  const s = JSON.parse(text) as Omit<LabState, "pods"> & { pods: Record<string, StoredPod> };
+  const pods: Record<string, PodState> = {};
+  for (const [k, p] of Object.entries(s.pods)) {
+    const { containerId, ...rest } = p;
+    pods[k] = { ...rest, containerID: containerId };
+  }
+  return { ...s, pods };
 }
 
 export interface LabState {
@@ -92,7 +116,7 @@ function stateFile(name: string) {
 
 export function readState(name: string): LabState {
   try {
-    return JSON.parse(Deno.readTextFileSync(stateFile(name)));
+    return parseState(Deno.readTextFileSync(stateFile(name)));
   } catch {
     throw new Error(`lab ${name} is not up (no ${stateFile(name)}); start it with \`ohno lab up\``);
   }
@@ -106,7 +130,7 @@ async function updateState<T>(name: string, fn: (s: LabState) => T): Promise<T> 
     const s = readState(name);
     const out = fn(s);
     const tmp = `${stateFile(name)}.tmp-${Deno.pid}`;
-    Deno.writeTextFileSync(tmp, JSON.stringify(s, null, 2));
+    Deno.writeTextFileSync(tmp, stateText(s));
     Deno.renameSync(tmp, stateFile(name));
     return out;
   } finally {
@@ -247,7 +271,7 @@ export async function up(o: LabUpOptions): Promise<LabState> {
       nodes,
       pods: {},
     };
-    Deno.writeTextFileSync(stateFile(o.name), JSON.stringify(state, null, 2));
+    Deno.writeTextFileSync(stateFile(o.name), stateText(state));
     for (const n of nodes) {
       await waitFor(`the agent on ${n.name} ready (see ${n.dir}/daemon.log)`, 60_000, async () => {
         if (!processAlive(n.pid)) {
@@ -347,7 +371,7 @@ export async function podAdd(
     const ns = await createNamedNetns(netns);
     ns.close();
     const a = {
-      containerId: `lab-${name}-${pod}`,
+      containerID: `lab-${name}-${pod}`,
       netns: `/var/run/netns/${netns}`,
       ifname: "eth0",
       args: `IgnoreUnknown=1;K8S_POD_NAMESPACE=lab;K8S_POD_NAME=${pod};K8S_POD_UID=${
@@ -370,7 +394,7 @@ export async function podAdd(
       name: pod,
       node: nodeName,
       netns,
-      containerId: a.containerId,
+      containerID: a.containerID,
       ifname: "eth0",
       ips,
       result,
@@ -392,7 +416,7 @@ export async function podDel(name: string, pod: string): Promise<void> {
     if (!ps) throw new Error(`lab ${name} has no pod ${pod}`);
     const node = state.nodes.find((n) => n.name === ps.node)!;
     await runtimeFor(lab, node).del(nodeConflist(node), {
-      containerId: ps.containerId,
+      containerID: ps.containerID,
       netns: `/var/run/netns/${ps.netns}`,
       ifname: ps.ifname,
     }, ps.result);

@@ -16,7 +16,7 @@ export interface ConfList {
 }
 
 export interface Attachment {
-  containerId: string;
+  containerID: string;
   /** CNI_NETNS; empty on a DEL after the sandbox is gone. */
   netns: string;
   ifname: string;
@@ -94,7 +94,7 @@ export class CniRuntime {
       env: {
         PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
         CNI_COMMAND: command,
-        CNI_CONTAINERID: a.containerId,
+        CNI_CONTAINERID: a.containerID,
         CNI_NETNS: a.netns,
         CNI_IFNAME: a.ifname,
         CNI_ARGS: a.args ?? "",

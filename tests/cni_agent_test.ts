@@ -88,7 +88,7 @@ Deno.test("addresses from the node agent; DEL releases there; CHECK asks it", as
   const conf = node.conf("1.1.0", { ipam: { type: "ohno", daemonSocket: agent.socket } });
   const r = await node.call({
     command: "ADD",
-    containerId: "agent-pod",
+    containerID: "agent-pod",
     netns: pod.path,
     ifname: "eth0",
     args: "IgnoreUnknown=1;K8S_POD_NAMESPACE=prod;K8S_POD_NAME=api-1",
@@ -113,7 +113,7 @@ Deno.test("addresses from the node agent; DEL releases there; CHECK asks it", as
   );
   const chk = await node.call({
     command: "CHECK",
-    containerId: "agent-pod",
+    containerID: "agent-pod",
     netns: pod.path,
     ifname: "eth0",
     config: { ...conf, prevResult: r.json },
@@ -123,7 +123,7 @@ Deno.test("addresses from the node agent; DEL releases there; CHECK asks it", as
   assertEquals([st.code, st.stdout], [0, ""], st.stdout);
   const d = await node.call({
     command: "DEL",
-    containerId: "agent-pod",
+    containerID: "agent-pod",
     netns: pod.path,
     ifname: "eth0",
     config: conf,
@@ -133,7 +133,7 @@ Deno.test("addresses from the node agent; DEL releases there; CHECK asks it", as
   // CHECK after DEL: the agent holds nothing, and CHECK says so (the interface is gone too).
   const chk2 = await node.call({
     command: "CHECK",
-    containerId: "agent-pod",
+    containerID: "agent-pod",
     netns: pod.path,
     ifname: "eth0",
     config: { ...conf, prevResult: r.json },
@@ -155,7 +155,7 @@ for (
     agent.failWith = kind;
     const r = await node.call({
       command: "ADD",
-      containerId: "agent-fail",
+      containerID: "agent-fail",
       netns: pod.path,
       ifname: "eth0",
       config: node.conf("1.0.0", { ipam: { type: "ohno", daemonSocket: agent.socket } }),
@@ -175,7 +175,7 @@ Deno.test("an agent that never answers is error 11 (the plugin's own bound); STA
   // plugin's own bound at work (docs/ipam-socket.md: 2 s).
   const r = await node.call({
     command: "ADD",
-    containerId: "hang",
+    containerID: "hang",
     netns: pod.path,
     ifname: "eth0",
     config: conf,
@@ -205,7 +205,7 @@ Deno.test("the node's own namespace is error 4 before the agent is asked, for AD
   const conf = node.conf("1.1.0", { ipam: { type: "ohno", daemonSocket: agent.socket } });
   const r = await node.call({
     command: "ADD",
-    containerId: "host-as-pod",
+    containerID: "host-as-pod",
     netns: node.host.path,
     ifname: "eth0",
     config: conf,
@@ -213,7 +213,7 @@ Deno.test("the node's own namespace is error 4 before the agent is asked, for AD
   assertEquals([r.code, r.json?.code], [1, 4], r.stdout);
   const chk = await node.call({
     command: "CHECK",
-    containerId: "host-as-pod",
+    containerID: "host-as-pod",
     netns: "/proc/self/ns/net",
     ifname: "lo",
     config: {

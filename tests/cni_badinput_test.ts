@@ -476,7 +476,7 @@ Deno.test(`bad input: ${CASES.length} cases, each its error code and nothing lef
       const r = await node.call({
         command: env.CNI_COMMAND!,
         config: typeof config === "string" ? config : JSON.stringify(config),
-        ...(env.CNI_CONTAINERID !== undefined ? { containerId: env.CNI_CONTAINERID } : {}),
+        ...(env.CNI_CONTAINERID !== undefined ? { containerID: env.CNI_CONTAINERID } : {}),
         ...(env.CNI_NETNS !== undefined ? { netns: env.CNI_NETNS } : {}),
         ...(env.CNI_IFNAME !== undefined ? { ifname: env.CNI_IFNAME } : {}),
         ...(env.CNI_ARGS !== undefined ? { args: env.CNI_ARGS } : {}),
@@ -501,7 +501,7 @@ Deno.test("an exhausted range is error 100 naming the range, and writes nothing"
   const before = await node.state();
   const r = await node.call({
     command: "ADD",
-    containerId: "one-too-many",
+    containerID: "one-too-many",
     netns: b.path,
     ifname: "eth0",
     config: node.conf(),
@@ -516,13 +516,13 @@ Deno.test("an exhausted range is error 100 naming the range, and writes nothing"
 
 Deno.test("the log file gets the error; stdout stays one document even if the log is unwritable", async () => {
   await using node = await cniNode({ network: "logs" });
-  const r = await node.call({ command: "ADD", containerId: "x", netns: "/nope", ifname: "eth0" });
+  const r = await node.call({ command: "ADD", containerID: "x", netns: "/nope", ifname: "eth0" });
   assertEquals(r.json?.code, 4);
   const log = await Deno.readTextFile(node.logFile);
   assert(/ERROR \[ADD x eth0\] CNI_NETNS/.test(log), log);
   const r2 = await node.call({
     command: "ADD",
-    containerId: "x",
+    containerID: "x",
     netns: "/nope",
     ifname: "eth0",
     env: { OHNO_LOG_FILE: "/proc/ohno-cannot/log" },
@@ -552,7 +552,7 @@ Deno.test("names ip could misread work: keyword bridges and ifnames, quotes, a C
     for (const c of cases) {
       await t.step(`bridge ${c.bridge}, ifname ${c.ifname}, netns ${c.netns}`, async () => {
         const config = node.conf("1.0.0", { bridge: c.bridge, promiscMode: true });
-        const base = { containerId: "kw", netns: c.netns, ifname: c.ifname, config };
+        const base = { containerID: "kw", netns: c.netns, ifname: c.ifname, config };
         const r = await node.call({ command: "ADD", ...base });
         assertEquals(r.code, 0, r.stdout);
         const ifs = (r.json?.interfaces as { name: string }[]).map((i) => i.name);
@@ -653,7 +653,7 @@ Deno.test("local store: a lock held by another process is 11 naming the holder, 
   try {
     const add = node.call({
       command: "ADD",
-      containerId: "waiter",
+      containerID: "waiter",
       netns: pod.path,
       ifname: "eth0",
     });
@@ -715,7 +715,7 @@ Deno.test("local store: bad entries in store.json are 5 naming file, key and val
     await Deno.writeTextFile(file, text);
     const r = await node.call({
       command: "ADD",
-      containerId: c.id ?? "victim",
+      containerID: c.id ?? "victim",
       netns: pod.path,
       ifname: "eth0",
     });
@@ -745,7 +745,7 @@ Deno.test("local store: a read-only dataDir is 5 for ADD and DEL, and STATUS rep
   const wrap = inPrivateMounts(`mount --bind ${D} ${D} >&2\nmount -o remount,bind,ro ${D} >&2`);
   const add = await node.call({
     command: "ADD",
-    containerId: "victim",
+    containerID: "victim",
     netns: pod.path,
     ifname: "eth0",
     wrap,
@@ -754,7 +754,7 @@ Deno.test("local store: a read-only dataDir is 5 for ADD and DEL, and STATUS rep
   assertPlainMessage(add, node.dataDir, "Read-only file system");
   const del = await node.call({
     command: "DEL",
-    containerId: "seed",
+    containerID: "seed",
     netns: "",
     ifname: "eth0",
     wrap,
@@ -780,7 +780,7 @@ Deno.test("local store: a full file system is 5 naming the file, and leaves no t
   );
   const add = await node.call({
     command: "ADD",
-    containerId: "victim",
+    containerID: "victim",
     netns: pod.path,
     ifname: "eth0",
     wrap,

@@ -64,7 +64,7 @@ Deno.test("a configured MTU, MAC and static address are honoured", async () => {
   const p = await node.pod();
   const r = await node.call({
     command: "ADD",
-    containerId: "static-pod",
+    containerID: "static-pod",
     netns: p.path,
     ifname: "eth0",
     args: "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;IP=10.88.0.77",
@@ -115,7 +115,7 @@ Deno.test("DEL forgives what is already gone", async (t) => {
     await q[Symbol.asyncDispose]();
     const r = await node.call({
       command: "DEL",
-      containerId: "gone-pod",
+      containerID: "gone-pod",
       netns: path,
       ifname: "eth0",
       config: node.conf(),
@@ -146,7 +146,7 @@ for (const point of ["after-ipam", "after-host", "after-pod"]) {
     const before = await node.state();
     const r = await node.call({
       command: "ADD",
-      containerId: "faulty",
+      containerID: "faulty",
       netns: p.path,
       ifname: "net1",
       config: node.conf(),
@@ -165,7 +165,7 @@ Deno.test("a failed first ADD does not even leave the bridge's pods half-wired",
   const p = await node.pod();
   const r = await node.call({
     command: "ADD",
-    containerId: "first-fails",
+    containerID: "first-fails",
     netns: p.path,
     ifname: "eth0",
     config: node.conf(),
@@ -185,7 +185,7 @@ Deno.test("ipMasq adds one nftables table for the network and DEL of the last po
   const conf = node.conf("1.0.0", { ipMasq: true });
   const r = await node.call({
     command: "ADD",
-    containerId: "m1",
+    containerID: "m1",
     netns: p.path,
     ifname: "eth0",
     config: conf,
@@ -196,7 +196,7 @@ Deno.test("ipMasq adds one nftables table for the network and DEL of the last po
   assertMatch(list.stdout, /ip6 saddr fd00:88::\/64 ip6 daddr != fd00:88::\/64 .*masquerade/);
   const d = await node.call({
     command: "DEL",
-    containerId: "m1",
+    containerID: "m1",
     netns: p.path,
     ifname: "eth0",
     config: conf,
@@ -227,14 +227,14 @@ Deno.test("the node's own namespace as CNI_NETNS: ADD and CHECK are error 4, DEL
   // plugin: identity, not path, decides.
   for (const netns of [node.host.path, "/proc/self/ns/net"]) {
     for (const ifname of ["eth1", "eth0"]) {
-      const r = await node.call({ command: "ADD", containerId: "x", netns, ifname });
+      const r = await node.call({ command: "ADD", containerID: "x", netns, ifname });
       assertEquals([r.code, r.json?.code], [1, 4], r.stdout);
       assertMatch(String(r.json?.msg), /own network namespace/);
     }
   }
   const chk = await node.call({
     command: "CHECK",
-    containerId: "x",
+    containerID: "x",
     netns: node.host.path,
     ifname: "eth0",
     config: node.conf("1.0.0", {
@@ -245,7 +245,7 @@ Deno.test("the node's own namespace as CNI_NETNS: ADD and CHECK are error 4, DEL
   // DEL names no interface inside CNI_NETNS: only the ohno-named host veth and the
   // allocation of (container ID, ifname), so the host's eth0 is never a candidate.
   for (const ifname of ["eth0", "eth1"]) {
-    const d = await node.call({ command: "DEL", containerId: "x", netns: node.host.path, ifname });
+    const d = await node.call({ command: "DEL", containerID: "x", netns: node.host.path, ifname });
     assertEquals([d.code, d.stdout], [0, ""], d.stdout);
   }
   assertEquals(await node.state(), before);
@@ -258,7 +258,7 @@ Deno.test("a bridge name held by a non-bridge link is error 7 naming it and its 
   await ip(["link", "add", "ext0", "type", "veth", "peer", "name", "ext1"], { netns: h });
   const p = await node.pod();
   const before = await node.state();
-  const r = await node.call({ command: "ADD", containerId: "nb", netns: p.path, ifname: "eth0" });
+  const r = await node.call({ command: "ADD", containerID: "nb", netns: p.path, ifname: "eth0" });
   assertEquals([r.code, r.json?.code], [1, 7], r.stdout);
   assertMatch(String(r.json?.msg), /bridge "ext0" .*veth/);
   assertEquals(await node.state(), before);
@@ -281,7 +281,7 @@ Deno.test("an uplink MTU below 1280 with an IPv6 range is error 7 before the hos
     netns: h,
   });
   const before = await node.state();
-  const r = await node.call({ command: "ADD", containerId: "m6", netns: p.path, ifname: "eth0" });
+  const r = await node.call({ command: "ADD", containerID: "m6", netns: p.path, ifname: "eth0" });
   assertEquals([r.code, r.json?.code], [1, 7], r.stdout);
   assertMatch(String(r.json?.msg), /mtu 1200 \(the uplink's\) is below 1280.*fd00:88::/);
   assertEquals(await node.state(), before);

@@ -41,7 +41,7 @@ Deno.test("[ohno, portmap]: ADD, CHECK and DEL, and the mapped port answers", as
   };
   const run = new ConfListRunner(list, node.host.ns, { OHNO_LOG_FILE: node.logFile });
   const a = {
-    containerId: "pm-pod",
+    containerID: "pm-pod",
     netns: pod.path,
     ifname: "eth0",
     capabilityArgs: { portMappings: [{ hostPort: 18080, containerPort: 80, protocol: "tcp" }] },
@@ -92,7 +92,7 @@ Deno.test("[ohno, portmap]: ADD, CHECK and DEL, and the mapped port answers", as
       ipam: { type: "host-local", dataDir: refNode.dataDir, subnet: "10.83.0.0/24" },
     }, { type: "portmap", capabilities: { portMappings: true } }],
   }, refNode.host.ns);
-  const refA = { ...a, containerId: "pmref-pod", netns: refPod.path };
+  const refA = { ...a, containerID: "pmref-pod", netns: refPod.path };
   await refRun.add(refA);
   await assertRejects(() => refRun.check(refA, (t) => t === "portmap"), Error, "ipv6 dnat");
   await refRun.del(refA);
@@ -115,7 +115,7 @@ Deno.test("[ohno, tuning]: the sysctl lands in the pod; CHECK and DEL pass", asy
     }],
   };
   const run = new ConfListRunner(list, node.host.ns, { OHNO_LOG_FILE: node.logFile });
-  const a = { containerId: "tune-pod", netns: pod.path, ifname: "eth0" };
+  const a = { containerID: "tune-pod", netns: pod.path, ifname: "eth0" };
   await run.add(a);
   const v = await runCommand(pod.ns, "cat", { args: ["/proc/sys/net/ipv4/conf/eth0/arp_notify"] });
   assertEquals(v.stdout.trim(), "1");
@@ -134,7 +134,7 @@ Deno.test("[ohno, bandwidth]: a token bucket on the host veth; CHECK and DEL pas
   };
   const run = new ConfListRunner(list, node.host.ns, { OHNO_LOG_FILE: node.logFile });
   const a = {
-    containerId: "bw-pod",
+    containerID: "bw-pod",
     netns: pod.path,
     ifname: "eth0",
     capabilityArgs: {
@@ -176,7 +176,7 @@ Deno.test("the reference bridge with ohno-ipam gets its addresses from ohno", as
     }],
   };
   const run = new ConfListRunner(list, node.host.ns, { OHNO_LOG_FILE: node.logFile });
-  const a = { containerId: "refbr-pod", netns: pod.path, ifname: "eth0" };
+  const a = { containerID: "refbr-pod", netns: pod.path, ifname: "eth0" };
   const res = await run.add(a);
   assertEquals(podIp(res), "10.85.0.2");
   assertEquals(node.allocations(), ["10.85.0.2"]);
@@ -205,7 +205,7 @@ Deno.test("ohno delegating to host-local: addresses from host-local, released on
   // A failure after IPAM calls host-local's DEL: nothing stays reserved.
   const bad = await node.call({
     command: "ADD",
-    containerId: "hl-pod",
+    containerID: "hl-pod",
     netns: pod.path,
     ifname: "eth0",
     config: conf,
@@ -215,7 +215,7 @@ Deno.test("ohno delegating to host-local: addresses from host-local, released on
   assertEquals(files(), []);
   const r = await node.call({
     command: "ADD",
-    containerId: "hl-pod",
+    containerID: "hl-pod",
     netns: pod.path,
     ifname: "eth0",
     config: conf,
@@ -229,7 +229,7 @@ Deno.test("ohno delegating to host-local: addresses from host-local, released on
   assertEquals(ping.code, 0);
   const chk = await node.call({
     command: "CHECK",
-    containerId: "hl-pod",
+    containerID: "hl-pod",
     netns: pod.path,
     ifname: "eth0",
     config: { ...conf, prevResult: r.json },
@@ -237,7 +237,7 @@ Deno.test("ohno delegating to host-local: addresses from host-local, released on
   assertEquals(chk.code, 0, chk.stdout);
   const d = await node.call({
     command: "DEL",
-    containerId: "hl-pod",
+    containerID: "hl-pod",
     netns: pod.path,
     ifname: "eth0",
     config: conf,
@@ -258,7 +258,7 @@ Deno.test("delegating at cniVersion 1.1.0 to host-local (which speaks up to 1.0.
   });
   const r = await node.call({
     command: "ADD",
-    containerId: "hl11",
+    containerID: "hl11",
     netns: pod.path,
     ifname: "eth0",
     config: conf,
@@ -275,7 +275,7 @@ Deno.test("delegating at cniVersion 1.1.0 to host-local (which speaks up to 1.0.
   assertEquals([gc.code, gc.stdout], [0, ""], gc.stdout);
   const d = await node.call({
     command: "DEL",
-    containerId: "hl11",
+    containerID: "hl11",
     netns: pod.path,
     ifname: "eth0",
     config: conf,

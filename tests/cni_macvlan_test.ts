@@ -77,7 +77,7 @@ function call(
 ): Promise<CniReply> {
   return node.call({
     command,
-    containerId: id,
+    containerID: id,
     netns: pod?.path ?? "",
     ifname: "eth0",
     config: node.conf(version, extra),
@@ -229,7 +229,7 @@ Deno.test("macvlan: DEL given the node's own namespace deletes none of the node'
   const clean = await node.state();
   const r = await node.call({
     command: "DEL",
-    containerId: "home",
+    containerID: "home",
     netns: node.host.path,
     ifname: "up0",
     config: node.conf("1.0.0", { mode: "macvlan" }),
@@ -244,7 +244,7 @@ Deno.test("macvlan: a failure after the pod side rolls back the interface and th
   const clean = await node.state();
   const r = await node.call({
     command: "ADD",
-    containerId: "fault",
+    containerID: "fault",
     netns: p.path,
     ifname: "eth0",
     config: node.conf("1.0.0", { mode: "macvlan" }),
@@ -420,7 +420,7 @@ Deno.test({
           const r = await callCni({
             command: "ADD",
             host: t.node(node),
-            containerId: `${node}-${i}`,
+            containerID: `${node}-${i}`,
             netns: pod.path,
             ifname: "eth0",
             config: conf,
@@ -466,7 +466,7 @@ Deno.test({
         const r = await callCni({
           command: "ADD",
           host: t.node("node1"),
-          containerId: `agent-${i}`,
+          containerID: `agent-${i}`,
           netns: pod.path,
           ifname: "eth0",
           config: agentConf,
@@ -483,7 +483,7 @@ Deno.test({
         const d = await callCni({
           command: "DEL",
           host: t.node("node1"),
-          containerId: `agent-${i}`,
+          containerID: `agent-${i}`,
           netns: agentPods[i]!.path,
           ifname: "eth0",
           config: agentConf,

@@ -85,7 +85,7 @@ Deno.test("CHECK: each kind of drift after ADD is error 103 saying what changed"
       const check = () =>
         node.call({
           command: "CHECK",
-          containerId: cid,
+          containerID: cid,
           netns: pod.path,
           ifname: "eth0",
           config: node.conf("1.0.0", { prevResult: a.result }),
@@ -183,7 +183,7 @@ Deno.test("CNI_IFNAME: 15 characters work, 16 are error 4 naming CNI_IFNAME", as
     const before = await node.state();
     const r = await node.call({
       command: "ADD",
-      containerId: "ifname16",
+      containerID: "ifname16",
       netns: pod.path,
       ifname: sixteen,
       config: node.conf(),

@@ -44,7 +44,7 @@ for (const v of VERSIONS) {
     await t.step("CHECK: version 0.4.0+ passes with prevResult, older is error 1", async () => {
       const r = await node.call({
         command: "CHECK",
-        containerId: cid,
+        containerID: cid,
         netns: pod.path,
         ifname: "eth0",
         config: node.conf(v, { prevResult: added }),
@@ -77,7 +77,7 @@ for (const v of VERSIONS) {
     await t.step("DEL succeeds, prints nothing, and leaves nothing", async () => {
       const r = await node.call({
         command: "DEL",
-        containerId: cid,
+        containerID: cid,
         netns: pod.path,
         ifname: "eth0",
         config: node.conf(v, before(v, "0.4.0") ? {} : { prevResult: added }),
@@ -100,7 +100,7 @@ for (const v of VERSIONS) {
     };
     const r = await node.call({
       command: "ADD",
-      containerId: "ipamface",
+      containerID: "ipamface",
       netns: "/proc/self/ns/net",
       ifname: "eth0",
       config: conf,
@@ -117,7 +117,7 @@ for (const v of VERSIONS) {
     assertEquals(ips[0]?.version, before(v, "1.0.0") ? "4" : undefined);
     const d = await node.call({
       command: "DEL",
-      containerId: "ipamface",
+      containerID: "ipamface",
       netns: "",
       ifname: "eth0",
       config: conf,

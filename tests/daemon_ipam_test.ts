@@ -84,7 +84,7 @@ Deno.test("the plugin gets cluster addresses from the agent; DEL releases them",
   const conf = node.conf("1.0.0", { ipam: { type: "ohno", daemonSocket: a.socket } });
   const r = await node.call({
     command: "ADD",
-    containerId: "agentpod",
+    containerID: "agentpod",
     netns: pod.path,
     ifname: "eth0",
     args: "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web",
@@ -113,7 +113,7 @@ Deno.test("the plugin gets cluster addresses from the agent; DEL releases them",
   ]]);
   const chk = await node.call({
     command: "CHECK",
-    containerId: "agentpod",
+    containerID: "agentpod",
     netns: pod.path,
     ifname: "eth0",
     config: { ...conf, prevResult: r.json },
@@ -121,7 +121,7 @@ Deno.test("the plugin gets cluster addresses from the agent; DEL releases them",
   assertEquals([chk.code, chk.stdout], [0, ""], chk.stdout);
   const d = await node.call({
     command: "DEL",
-    containerId: "agentpod",
+    containerID: "agentpod",
     netns: pod.path,
     ifname: "eth0",
     config: conf,
@@ -143,7 +143,7 @@ Deno.test("GC through the agent releases exactly the invalid attachments and the
     const pod = await node.pod();
     const r = await node.call({
       command: "ADD",
-      containerId: cid,
+      containerID: cid,
       netns: pod.path,
       ifname: "eth0",
       config: conf("1.0.0"),

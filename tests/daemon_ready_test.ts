@@ -58,7 +58,7 @@ Deno.test("the agent refuses allocations until pools, node and blocks are loaded
     const add = () =>
       node.call({
         command: "ADD",
-        containerId: "early",
+        containerID: "early",
         netns: pod.path,
         ifname: "eth0",
         config: conf,
@@ -108,7 +108,7 @@ Deno.test("the agent refuses allocations until pools, node and blocks are loaded
         assertEquals(ips, [`${formatIp(4, nthAddress(block, 2n))}/24`]);
         const d = await node.call({
           command: "DEL",
-          containerId: "early",
+          containerID: "early",
           netns: pod.path,
           ifname: "eth0",
           config: conf,

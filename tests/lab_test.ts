@@ -204,7 +204,7 @@ Deno.test({
     const node1 = state.nodes.find((n) => n.name === "node1")!;
     const list = JSON.parse(Deno.readTextFileSync(`${node1.dir}/cni/net.d/10-ohno.conflist`));
     const valid = Object.values(state.pods).filter((p) => p.node === "node1").map((p) => ({
-      containerID: p.containerId,
+      containerID: p.containerID,
       ifname: p.ifname,
     }));
     const rt = new CniRuntime({ path: [`${node1.dir}/cni/bin`], host: t.node("node1") });
@@ -212,7 +212,7 @@ Deno.test({
       ...list.plugins[0],
       "cni.dev/valid-attachments": valid,
     }, {
-      containerId: "",
+      containerID: "",
       netns: "",
       ifname: "",
     }, undefined);
@@ -342,7 +342,7 @@ Deno.test({
       return { network: list.name, client: new AgentClient(ipam.daemonSocket) };
     };
     const n1 = agentOf("node1"), n2 = agentOf("node2");
-    const att = { network: n1.network, containerID: pod.containerId, ifname: pod.ifname };
+    const att = { network: n1.network, containerID: pod.containerID, ifname: pod.ifname };
 
     const rel = await n1.client.release(att);
     assertEquals(rel.released, [], "node1 freed node2's addresses");

@@ -74,9 +74,9 @@ export const MUTANTS: Mutant[] = [
   {
     id: "alloc-compare",
     what: "allocation writes an address without comparing that it is free",
-    file: "ipam/cluster.ts",
-    from: "        compare.push({ key: K.ip(block, text), absent: true }, {",
-    to: "        compare.push({ key: K.ip(block, text) + '\\u0000', absent: true }, {",
+    file: "ipam/attachments.ts",
+    from: "    this.compare.push({ key, absent: true });",
+    to: "    this.compare.push({ key: key + '\\u0000', absent: true });",
     tests: ["ipam/cluster_test.ts"],
   },
   {
@@ -139,17 +139,17 @@ export const MUTANTS: Mutant[] = [
   {
     id: "peer-relist",
     what: "the agent re-lists the cluster on every watch event (the O(N²) storm)",
-    file: "ipam/peers.ts",
-    from: "        if (reset || touched.size === 0) continue;",
+    file: "ipam/cluster/peers.ts",
+    from: "      if (reset || touched.size === 0) continue;",
     to:
-      "        if (touched.size) reset = true;\n        if (reset || touched.size === 0) continue;",
-    tests: ["ipam/peers_test.ts", "tests/peers_burst_test.ts"],
+      "      if (touched.size) burst.reset = true;\n      if (burst.reset || touched.size === 0) continue;",
+    tests: ["ipam/cluster/peers_test.ts", "tests/peers_burst_test.ts"],
   },
   {
     id: "cross-node-release",
     what: "an agent releases another node's attachment",
-    file: "ipam/cluster.ts",
-    from: "      if (!inScope(h, scope)) return { result: [] as string[] };",
+    file: "ipam/cluster/handles.ts",
+    from: "    if (!inScope(h, scope)) return { result: [] as string[] };",
     to: "      void inScope;",
     tests: ["ipam/cluster_test.ts"],
   },

@@ -50,7 +50,7 @@ export async function benchAgent(pods = 100, joins = 20): Promise<void> {
       const netns = `ohno-lab-${name}-pod-b${i + 3}`;
       extra.push(netns);
       (await createNamedNetns(netns)).close();
-      const a = { containerId: `bench${i + 3}`, netns: `/var/run/netns/${netns}`, ifname: "eth0" };
+      const a = { containerID: `bench${i + 3}`, netns: `/var/run/netns/${netns}`, ifname: "eth0" };
       const b = { ...a, ifname: "eth1" };
       const t1 = await timeIt(async () => await ohnoRt.add(ohnoList, a));
       const t2 = await timeIt(async () => await refRt.add(refList, b));

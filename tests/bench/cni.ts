@@ -28,7 +28,7 @@ export async function call(
     command,
     host: p.host.ns,
     bin: p.bin,
-    containerId: id,
+    containerID: id,
     netns: pod.path,
     ifname: "eth0",
     config: p.conf,

@@ -89,7 +89,7 @@ export async function benchIpam(): Promise<void> {
         const res = await callCni({
           command: "ADD",
           bin: `${REF_CNI_DIR}/host-local`,
-          containerId: `hl-${width}-${i}`,
+          containerID: `hl-${width}-${i}`,
           netns: "/proc/self/ns/net",
           ifname: "eth0",
           config: conf,

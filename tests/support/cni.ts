@@ -37,10 +37,10 @@ export interface CniNode extends AsyncDisposable {
   /** Runs a plugin inside the host namespace with the node's log file. */
   call(c: Omit<CniCall, "host" | "config"> & { config?: unknown }): Promise<CniReply>;
   /** ADD of dist/ohno for a pod; throws when it fails. */
-  add(pod: TempNetns, containerId: string, version?: string, ifname?: string): Promise<CniReply>;
+  add(pod: TempNetns, containerID: string, version?: string, ifname?: string): Promise<CniReply>;
   del(
     pod: TempNetns | undefined,
-    containerId: string,
+    containerID: string,
     version?: string,
     ifname?: string,
   ): Promise<CniReply>;
@@ -91,21 +91,21 @@ export async function cniNode(opts: CniNodeOptions = {}): Promise<CniNode> {
         env: { OHNO_LOG_FILE: logFile, ...c.env },
       });
     },
-    async add(pod, containerId, version = "1.0.0", ifname = "eth0") {
+    async add(pod, containerID, version = "1.0.0", ifname = "eth0") {
       const r = await node.call({
         command: "ADD",
-        containerId,
+        containerID,
         netns: pod.path,
         ifname,
         config: node.conf(version),
       });
-      if (r.code !== 0) throw new Error(`ADD ${containerId} failed: ${r.stdout}${r.stderr}`);
+      if (r.code !== 0) throw new Error(`ADD ${containerID} failed: ${r.stdout}${r.stderr}`);
       return r;
     },
-    del(pod, containerId, version = "1.0.0", ifname = "eth0") {
+    del(pod, containerID, version = "1.0.0", ifname = "eth0") {
       return node.call({
         command: "DEL",
-        containerId,
+        containerID,
         netns: pod?.path ?? "",
         ifname,
         config: node.conf(version),

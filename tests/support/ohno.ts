@@ -17,7 +17,7 @@ export const REF_CNI_DIR = "/usr/lib/cni";
 export interface CniCall {
   command: string;
   config: unknown;
-  containerId?: string;
+  containerID?: string;
   netns?: string;
   ifname?: string;
   args?: string;
@@ -48,7 +48,7 @@ export async function callCni(c: CniCall): Promise<CniReply> {
   const env: Record<string, string> = {
     CNI_COMMAND: c.command,
     PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
-    ...(c.containerId !== undefined ? { CNI_CONTAINERID: c.containerId } : {}),
+    ...(c.containerID !== undefined ? { CNI_CONTAINERID: c.containerID } : {}),
     ...(c.netns !== undefined ? { CNI_NETNS: c.netns } : {}),
     ...(c.ifname !== undefined ? { CNI_IFNAME: c.ifname } : {}),
     ...(c.args !== undefined ? { CNI_ARGS: c.args } : {}),

@@ -15,9 +15,10 @@
  * @module
  */
 
-import type { Block, NodeRecord } from "./cluster.ts";
-import type { KV, Store, WatchEvent } from "./store.ts";
-import { sleep } from "../lib/async.ts";
+import type { KV, Store, WatchEvent } from "../store.ts";
+import { sleep } from "../../lib/async.ts";
+import { PREFIX, ROOT } from "./keys.ts";
+import type { Block, NodeRecord } from "./types.ts";
 
 /** A node as the routing backends see it. */
 export interface Peer {
@@ -44,9 +45,8 @@ export function applyPeerChanges(view: Map<string, Peer>, changes: readonly Peer
   }
 }
 
-const ROOT = "/ohno/v1/";
-export const NODES_PREFIX = `${ROOT}nodes/`;
-export const BLOCKS_PREFIX = `${ROOT}blocks/`;
+const NODES_PREFIX = PREFIX.nodes;
+const BLOCKS_PREFIX = PREFIX.blocks;
 
 function parse<T>(kv: KV): T | undefined {
   try {
@@ -176,12 +176,24 @@ async function listAll(store: Store): Promise<{ rev: number; nodes: KV[]; blocks
   return { rev, nodes, blocks };
 }
 
+/** The nodes with their addresses and blocks, for the routing backends: one list. */
+export async function listPeers(store: Store): Promise<Peer[]> {
+  const [nodes, blocks] = await Promise.all([
+    store.list(NODES_PREFIX),
+    store.list(BLOCKS_PREFIX),
+  ]);
+  const view = new PeerView();
+  view.reset(nodes, blocks);
+  return view.peers();
+}
+
 /**
  * The peer set as changes: first `[{type: "reset", peers}]`, then one batch per burst of
  * watch events with a `put` (or `delete`) for each node the burst touched. A burst is
  * everything the watch has delivered by the time the previous event was applied, so
  * 1,000 joins written at once come out as a handful of batches, not 1,000 snapshots.
- * Ends when the signal aborts; throws when the store fails (the caller retries).
+ * Watches when the store can; lists every `pollMs` otherwise. Ends when the signal
+ * aborts; throws when the store fails (the caller retries).
  */
 export async function* watchPeerEvents(
   store: Store,
@@ -199,58 +211,90 @@ export async function* watchPeerEvents(
       await sleep(opts.pollMs ?? 2000, signal);
       continue;
     }
-    // The watch gets a signal of its own: when the consumer stops early, a `next()` of
-    // the watch is still pending, and only an abort lets the watch end so that the
-    // iterator's `return()` can complete (and etcd's watcher be cancelled).
-    const stop = new AbortController();
-    const onAbort = () => stop.abort();
-    signal.addEventListener("abort", onAbort, { once: true });
-    const it = store.watch(ROOT, { afterRevision: rev, signal: stop.signal })[
-      Symbol.asyncIterator
-    ]();
-    try {
-      let next: Promise<IteratorResult<WatchEvent>> | undefined;
-      let reset = false;
-      while (!signal.aborted && !reset) {
-        next ??= it.next();
-        const first = await next;
-        next = undefined;
-        if (first.done) break;
-        const touched = new Set<string>();
-        let e: WatchEvent | undefined = first.value;
-        // Apply this event and every one already delivered; stop at the first wait.
-        while (e) {
-          if (e.type === "reset") {
-            reset = true;
-            break;
-          }
-          stats.events++;
-          for (const n of view.touched(e)) touched.add(n);
-          next = it.next();
-          const r = await Promise.race([next, idle()]);
-          if (r === IDLE) break;
-          next = undefined;
-          if (r.done) {
-            reset = true;
-            break;
-          }
-          e = r.value;
-        }
-        if (reset || touched.size === 0) continue;
-        stats.batches++;
-        yield [...touched].sort().map((name): PeerChange => {
-          const p = view.peer(name);
-          return p ? { type: "put", peer: p } : { type: "delete", node: name };
-        });
-      }
-    } finally {
-      stop.abort();
-      signal.removeEventListener("abort", onAbort);
-      await it.return?.();
-    }
+    yield* watchBursts(store, rev, view, stats, signal);
   }
 }
 
+/**
+ * The watch from `rev`, one batch of changes per burst, until the watch must be listed
+ * again (compaction, a broken stream) or the signal aborts.
+ */
+async function* watchBursts(
+  store: Store,
+  rev: number,
+  view: PeerView,
+  stats: PeerWatchStats,
+  signal: AbortSignal,
+): AsyncIterable<PeerChange[]> {
+  // The watch gets a signal of its own: when the consumer stops early, a `next()` of
+  // the watch is still pending, and only an abort lets the watch end so that the
+  // iterator's `return()` can complete (and etcd's watcher be cancelled).
+  const stop = new AbortController();
+  const onAbort = () => stop.abort();
+  signal.addEventListener("abort", onAbort, { once: true });
+  const it = store.watch!(ROOT, { afterRevision: rev, signal: stop.signal })[
+    Symbol.asyncIterator
+  ]();
+  try {
+    const burst: Burst = { it, next: undefined, reset: false, touched: new Set() };
+    while (!signal.aborted && !burst.reset) {
+      burst.next ??= it.next();
+      const first = await burst.next;
+      burst.next = undefined;
+      if (first.done) break;
+      burst.touched = new Set();
+      await drainBurst(burst, first.value, view, stats);
+      const { reset, touched } = burst;
+      if (reset || touched.size === 0) continue;
+      stats.batches++;
+      yield [...touched].sort().map((name): PeerChange => {
+        const p = view.peer(name);
+        return p ? { type: "put", peer: p } : { type: "delete", node: name };
+      });
+    }
+  } finally {
+    stop.abort();
+    signal.removeEventListener("abort", onAbort);
+    await it.return?.();
+  }
+}
+
+/** A watch being drained: the pending `next()` carries over to the next burst. */
+interface Burst {
+  it: AsyncIterator<WatchEvent>;
+  next: Promise<IteratorResult<WatchEvent>> | undefined;
+  /** The watch must be listed again. */
+  reset: boolean;
+  /** The nodes this burst touched. */
+  touched: Set<string>;
+}
+
+/** Applies `e` and every event already delivered; stops at the first wait. */
+async function drainBurst(
+  b: Burst,
+  first: WatchEvent,
+  view: PeerView,
+  stats: PeerWatchStats,
+): Promise<void> {
+  let e: WatchEvent | undefined = first;
+  while (e) {
+    if (e.type === "reset") {
+      b.reset = true;
+      return;
+    }
+    stats.events++;
+    for (const n of view.touched(e)) b.touched.add(n);
+    b.next = b.it.next();
+    const r = await Promise.race([b.next, idle()]);
+    if (r === IDLE) return;
+    b.next = undefined;
+    if (r.done) {
+      b.reset = true;
+      return;
+    }
+    e = r.value;
+  }
+}
 const IDLE = Symbol("idle");
 /** Resolves after the events already queued have been delivered (one macrotask). */
 function idle(): Promise<typeof IDLE> {

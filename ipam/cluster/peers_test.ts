@@ -1,5 +1,5 @@
-import { assert, assertEquals } from "../tests/support/assert.ts";
-import { MemoryStore } from "./memory.ts";
+import { assert, assertEquals } from "../../tests/support/assert.ts";
+import { MemoryStore } from "../memory.ts";
 import {
   applyPeerChanges,
   type Peer,
@@ -8,7 +8,7 @@ import {
   type PeerWatchStats,
   watchPeerEvents,
 } from "./peers.ts";
-import type { KV, Mutation, WatchEvent } from "./store.ts";
+import type { KV, Mutation, WatchEvent } from "../store.ts";
 
 let rev = 0;
 const kv = (key: string, value: unknown): KV => ({
