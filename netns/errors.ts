@@ -1,4 +1,4 @@
-/** Typed errors of the namespace driver. Callers branch on `instanceof`. */
+/** Typed errors of the namespace driver (and its ip and nft drivers). Callers branch on `instanceof`. */
 
 /** Base class: anything the namespace driver reports. */
 export class NetnsError extends Error {
@@ -59,6 +59,21 @@ export class IpInvalidError extends IpError {
 /** The kernel lacks the feature (e.g. an ipip or wireguard link in this kernel). */
 export class IpUnsupportedError extends IpError {
   override name = "IpUnsupportedError";
+}
+
+/** Something went wrong running `nft`; says what it was doing and carries nft's stderr. */
+export class NftError extends NetnsError {
+  override name = "NftError";
+  constructor(
+    readonly what: string,
+    readonly stderr: string,
+    readonly exitCode: number,
+    readonly netns?: string,
+  ) {
+    super(
+      `nft could not ${what}${netns ? ` in ${netns}` : ""}: ${stderr.trim() || `exit ${exitCode}`}`,
+    );
+  }
 }
 
 /** Picks the error class for ip's stderr. */
