@@ -15,7 +15,7 @@ import { CniCode, CniError } from "./errors.ts";
 import { type Dns, parseResult, type Result, type Route } from "./result.ts";
 import { type CniVersion, isSupportedVersion, SUPPORTED_VERSIONS } from "./versions.ts";
 
-export const DEFAULT_BRIDGE = "ohno0";
+const DEFAULT_BRIDGE = "ohno0";
 
 /** The kernel turns IPv6 off on a link with a smaller MTU (RFC 8200). */
 export const IPV6_MIN_MTU = 1280;
@@ -36,11 +36,11 @@ export type IpamConf =
 
 /** How pods are wired: a veth on a bridge (default), or a slave of the node's uplink. */
 export type PodMode = "bridge" | "macvlan" | "ipvlan";
-export const POD_MODES: readonly PodMode[] = ["bridge", "macvlan", "ipvlan"];
+const POD_MODES: readonly PodMode[] = ["bridge", "macvlan", "ipvlan"];
 export type MacvlanMode = "bridge" | "private" | "vepa" | "passthru";
-export const MACVLAN_MODES: readonly MacvlanMode[] = ["bridge", "private", "vepa", "passthru"];
+const MACVLAN_MODES: readonly MacvlanMode[] = ["bridge", "private", "vepa", "passthru"];
 export type IpvlanMode = "l2" | "l3" | "l3s";
-export const IPVLAN_MODES: readonly IpvlanMode[] = ["l2", "l3", "l3s"];
+const IPVLAN_MODES: readonly IpvlanMode[] = ["l2", "l3", "l3s"];
 
 /** The macvlan/ipvlan settings (absent in bridge mode). */
 export interface SlaveConf {
@@ -100,7 +100,7 @@ export function isUnicastMac(mac: string): boolean {
 }
 
 /** Parses the JSON text; 6 when it is not JSON, 7 when it is not an object. */
-export function parseJsonConfig(stdin: string): Record<string, unknown> {
+function parseJsonConfig(stdin: string): Record<string, unknown> {
   let doc: unknown;
   try {
     doc = JSON.parse(stdin);
@@ -115,11 +115,6 @@ export function parseJsonConfig(stdin: string): Record<string, unknown> {
     throw new CniError(CniCode.DecodeFailure, "the network config is not a JSON object");
   }
   return doc as Record<string, unknown>;
-}
-
-/** The version the config asks for (for error documents even when other keys are bad). */
-export function configVersion(doc: Record<string, unknown>): string | undefined {
-  return typeof doc.cniVersion === "string" ? doc.cniVersion : undefined;
 }
 
 function checkVersion(doc: Record<string, unknown>): CniVersion {
@@ -180,7 +175,7 @@ function parseRoutes(v: unknown, field: string): Route[] {
 }
 
 /** Parses the `ipam` section. `face` is which face reads it (for messages). */
-export function parseIpam(doc: Record<string, unknown>): IpamConf {
+function parseIpam(doc: Record<string, unknown>): IpamConf {
   const ipam = doc.ipam;
   if (ipam === undefined || ipam === null) {
     throw invalid("ipam", ipam ?? null, 'is required (e.g. {"type": "ohno", "ranges": …})');

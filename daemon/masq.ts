@@ -26,7 +26,7 @@ import type { Netns } from "../netns/mod.ts";
 import { nftApply, nftDeleteTable, nftListTable, nftTableScript } from "../netns/nft.ts";
 
 /** The nftables table ohno owns (family `inet`). */
-export const MASQ_TABLE = "ohno";
+const MASQ_TABLE = "ohno";
 
 export interface MasqueradeOptions {
   /** The pod address space: traffic from it to anywhere else is masqueraded. */

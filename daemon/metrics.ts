@@ -131,7 +131,7 @@ export class Gauge extends ValueMetric {
 }
 
 /** Default buckets: 1 ms … 10 s, for latencies in seconds. */
-export const DEFAULT_BUCKETS = [
+const DEFAULT_BUCKETS = [
   0.001,
   0.0025,
   0.005,

@@ -110,6 +110,6 @@ const ERRNO: Record<number, string> = {
   24: "too many open files",
 };
 
-export function strerror(errno: number): string {
+function strerror(errno: number): string {
   return ERRNO[errno] ?? `errno ${errno}`;
 }

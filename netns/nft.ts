@@ -23,7 +23,7 @@ import { NftError } from "./errors.ts";
 import { type Netns, runCommand } from "./netns.ts";
 
 /** Where nft lives; overridable for unusual systems. */
-export const NFT_BIN = Deno.env.get("OHNO_NFT_BIN") ?? "/usr/sbin/nft";
+const NFT_BIN = Deno.env.get("OHNO_NFT_BIN") ?? "/usr/sbin/nft";
 
 export interface NftOptions {
   /** Run inside this namespace (default: the caller's). */

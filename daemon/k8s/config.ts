@@ -8,7 +8,7 @@
 import { parse as parseYaml } from "yaml";
 
 /** The default service-account directory mounted into every pod. */
-export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /** How to reach one API server. */
 export interface KubeConnection {
@@ -33,7 +33,7 @@ export class KubeConfigError extends Error {
 }
 
 /** Whether the environment looks like a pod (`KUBERNETES_SERVICE_HOST` set). */
-export function inCluster(
+function inCluster(
   env: (k: string) => string | undefined = (k) => Deno.env.get(k),
 ): boolean {
   return !!env("KUBERNETES_SERVICE_HOST");

@@ -50,7 +50,7 @@ export interface NodePods {
 }
 
 /** Strips `containerd://`, `cri-o://`, `docker://`. */
-export function bareContainerID(id: string): string {
+function bareContainerID(id: string): string {
   const i = id.indexOf("://");
   return i >= 0 ? id.slice(i + 3) : id;
 }
@@ -69,7 +69,7 @@ export async function listPodsOnNode(
 }
 
 /** The GC view of a Pod object. */
-export function podInfo(p: Pod): PodInfo {
+function podInfo(p: Pod): PodInfo {
   const ips = new Set<string>();
   for (const t of [p.status?.podIP, ...(p.status?.podIPs ?? []).map((x) => x.ip)]) {
     if (!t) continue;
@@ -104,7 +104,7 @@ export class AnnotationError extends Error {
 }
 
 /** The annotation through which a pod asks for fixed addresses (docs/daemon.md). */
-export const IP_ADDRS_ANNOTATION = "ohno.io/ip-addrs";
+const IP_ADDRS_ANNOTATION = "ohno.io/ip-addrs";
 
 /**
  * The addresses a pod's `ohno.io/ip-addrs` annotation asks for: a JSON list of addresses

@@ -93,7 +93,7 @@ const OFF_LINK = /invalid gateway|Network is unreachable|No route to host/i;
  * that is not on this node's L2 segment (another subnet behind a router): say so, and
  * what fixes it, rather than leave the kernel's terse "Nexthop has invalid gateway".
  */
-export function explainRouteFailure(
+function explainRouteFailure(
   c: { op: "replace" | "delete"; dst: string; node?: string; via?: string },
   stderr: string,
 ): Pick<FailedRoute, "reason" | "error"> {
@@ -281,7 +281,7 @@ export async function runIpCommands(
  * Names an administrator gave the protocol number in iproute2's rt_protos files: `ip`
  * then prints the name instead of the number, and ohno must still know its routes.
  */
-export function protocolNames(protocol: number): string[] {
+function protocolNames(protocol: number): string[] {
   const names: string[] = [];
   const files = ["/etc/iproute2/rt_protos", "/usr/share/iproute2/rt_protos"];
   for (const dir of ["/etc/iproute2/rt_protos.d", "/usr/share/iproute2/rt_protos.d"]) {
