@@ -11,7 +11,7 @@ import { DEFAULT_DATA_DIR } from "../ipam/local.ts";
 import { parseRangeSets, type RangeSet } from "../ipam/ranges.ts";
 import { type Level, parseLevel } from "../lib/log.ts";
 import { ifnameProblem } from "./env.ts";
-import { CniCode, CniError } from "./errors.ts";
+import { CniCode, CniError, decodeJson } from "./errors.ts";
 import { type Dns, parseResult, type Result, type Route } from "./result.ts";
 import { type CniVersion, isSupportedVersion, SUPPORTED_VERSIONS } from "./versions.ts";
 
@@ -101,16 +101,7 @@ export function isUnicastMac(mac: string): boolean {
 
 /** Parses the JSON text; 6 when it is not JSON, 7 when it is not an object. */
 function parseJsonConfig(stdin: string): Record<string, unknown> {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(stdin);
-  } catch (e) {
-    throw new CniError(
-      CniCode.DecodeFailure,
-      "cannot decode the network config: it is not valid JSON",
-      (e as Error).message,
-    );
-  }
+  const doc = decodeJson(stdin, "cannot decode the network config: it is not valid JSON");
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
     throw new CniError(CniCode.DecodeFailure, "the network config is not a JSON object");
   }

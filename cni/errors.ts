@@ -48,3 +48,12 @@ export class CniError extends Error {
     return o;
   }
 }
+
+/** Parses JSON from stdin; text that is not JSON is a decode failure (6) with `message`. */
+export function decodeJson(stdin: string, message: string): unknown {
+  try {
+    return JSON.parse(stdin);
+  } catch (e) {
+    throw new CniError(CniCode.DecodeFailure, message, (e as Error).message);
+  }
+}
