@@ -140,7 +140,10 @@ function copyFields<T extends object>(
 ): T {
   for (const [k, type] of Object.entries(fields)) {
     const v = x[k];
-    if (type === "nonempty" ? typeof v === "string" && v !== "" : typeof v === type) {
+    const ok = type === "number"
+      ? typeof v === "number"
+      : typeof v === "string" && (type === "string" || v !== "");
+    if (ok) {
       (o as Record<string, unknown>)[k] = v;
     }
   }
