@@ -62,19 +62,16 @@ function printRows(rows: AllocationRow[], fmt: "table" | "wide" | "json"): void 
 }
 
 /**
- * A read-only subcommand that lists what `read` returns: as a table (`headers`, one `row`
- * per item; `empty` when there are none) or, with `-o json`, as the JSON list.
+ * Makes `command` a read-only listing of what `read` returns: a table (`headers`, one
+ * `row` per item; `empty` when there are none) or, with `-o json`, the JSON list.
  */
-function listing<T>(parent: Command, o: {
-  name: string;
-  description: string;
+function listing<T>(command: Command, o: {
   read: (ipam: ClusterIpam) => Promise<T[]>;
   empty: string;
   headers: string[];
   row: (item: T) => string[];
 }): void {
-  parent.command(o.name)
-    .description(o.description)
+  command
     .option("-o, --output <format>", "table or json", "table")
     .action(async (opts: Out, cmd: Command) => {
       const fmt = outputFormat(opts.output, ["table", "json"] as const);
@@ -117,17 +114,13 @@ export function registerIpam(program: Command): void {
       });
     });
 
-  listing(ipam, {
-    name: "pools",
-    description: "list pools",
+  listing(ipam.command("pools").description("list pools"), {
     read: (c) => c.pools(),
     empty: "no pools",
     headers: ["POOL", "BLOCK SIZE", "CREATED"],
     row: (p) => [p.cidr, `/${p.blockPrefix}`, p.createdAt],
   });
-  listing(ipam, {
-    name: "nodes",
-    description: "nodes with their addresses and blocks",
+  listing(ipam.command("nodes").description("nodes with their addresses and blocks"), {
     read: (c) => c.peers(),
     empty: "no nodes",
     headers: ["NODE", "ADDRESSES", "BLOCKS"],
