@@ -99,7 +99,7 @@ export function isUnicastMac(mac: string): boolean {
   return MAC_RE.test(mac) && (parseInt(mac.slice(0, 2), 16) & 1) === 0;
 }
 
-/** Parses the JSON text; 6 when it is not JSON, 7 when it is not an object. */
+/** Parses the JSON text; error 6 when it is not JSON or not a JSON object. */
 function parseJsonConfig(stdin: string): Record<string, unknown> {
   const doc = decodeJson(stdin, "cannot decode the network config: it is not valid JSON");
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
@@ -165,7 +165,7 @@ function parseRoutes(v: unknown, field: string): Route[] {
   });
 }
 
-/** Parses the `ipam` section. `face` is which face reads it (for messages). */
+/** Parses the `ipam` section (required; its `type` picks the IPAM driver). */
 function parseIpam(doc: Record<string, unknown>): IpamConf {
   const ipam = doc.ipam;
   if (ipam === undefined || ipam === null) {

@@ -4,11 +4,11 @@
  * ## Design history (why it works the way it does)
  *
  * - **No encapsulation.** Nodes that share a layer-2 segment need no tunnel: the peer's
- *   node address is an on-link next hop, so a plain route is the whole data path (flannel's
- *   host-gw, the reference C++ Ohno's DaemonSet). Full MTU, no per-packet cost. The price
+ *   node address is an on-link next hop, so a plain route is the whole data path (as in
+ *   flannel's host-gw). Full MTU, no per-packet cost. The price
  *   is the L2 requirement: a peer that is not on-link makes the kernel refuse the route
  *   ("Nexthop has invalid gateway"); that route is reported as failed, the others are
- *   still programmed. Other topologies are the vxlan and bgp backends' job.
+ *   still programmed. Other topologies are the vxlan backend's job (vxlan.ts; bgp is planned).
  * - **Routes are recognised by a protocol number of ohno's own, not by a state file.**
  *   Every route ohno makes carries `proto 111` ({@link OHNO_ROUTE_PROTOCOL}). Reading the
  *   table back tells exactly which routes are ohno's, after a restart, a crash, or a
