@@ -6,6 +6,7 @@
  */
 
 import { parse as parseYaml } from "yaml";
+import { namedError } from "../../lib/errors.ts";
 
 /** The default service-account directory mounted into every pod. */
 const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -28,9 +29,7 @@ export interface KubeConnection {
 }
 
 /** The configuration is missing, unreadable or uses something ohno does not support. */
-export class KubeConfigError extends Error {
-  override name = "KubeConfigError";
-}
+export class KubeConfigError extends namedError("KubeConfigError") {}
 
 /** Whether the environment looks like a pod (`KUBERNETES_SERVICE_HOST` set). */
 function inCluster(

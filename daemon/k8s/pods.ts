@@ -12,6 +12,7 @@
 
 import { formatIp, parseIp } from "../../ipam/addr.ts";
 import type { KubeClient, KubeObject } from "./client.ts";
+import { namedError } from "../../lib/errors.ts";
 
 interface Pod extends KubeObject {
   spec?: { nodeName?: string; hostNetwork?: boolean };
@@ -99,9 +100,7 @@ function podInfo(p: Pod): PodInfo {
 }
 
 /** A pod's `ohno.io/ip-addrs` annotation does not parse. */
-export class AnnotationError extends Error {
-  override name = "AnnotationError";
-}
+export class AnnotationError extends namedError("AnnotationError") {}
 
 /** The annotation through which a pod asks for fixed addresses (docs/daemon.md). */
 const IP_ADDRS_ANNOTATION = "ohno.io/ip-addrs";
