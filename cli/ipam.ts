@@ -61,6 +61,29 @@ function printRows(rows: AllocationRow[], fmt: "table" | "wide" | "json"): void 
   ));
 }
 
+/**
+ * Makes `command` a read-only listing of what `read` returns: a table (`headers`, one
+ * `row` per item; `empty` when there are none) or, with `-o json`, the JSON list.
+ */
+function listing<T>(command: Command, o: {
+  read: (ipam: ClusterIpam) => Promise<T[]>;
+  empty: string;
+  headers: string[];
+  row: (item: T) => string[];
+}): void {
+  command
+    .option("-o, --output <format>", "table or json", "table")
+    .action(async (opts: Out, cmd: Command) => {
+      const fmt = outputFormat(opts.output, ["table", "json"] as const);
+      await withIpam(cmd, async (c) => {
+        const items = await o.read(c);
+        if (fmt === "json") return printJson(items);
+        if (!items.length) return print(o.empty);
+        print(table(o.headers, items.map(o.row)));
+      });
+    });
+}
+
 export function registerIpam(program: Command): void {
   const ipam = program.command("ipam")
     .description("show and repair cluster address state")
@@ -91,41 +114,18 @@ export function registerIpam(program: Command): void {
       });
     });
 
-  ipam.command("pools")
-    .description("list pools")
-    .option("-o, --output <format>", "table or json", "table")
-    .action(async (opts: Out, cmd: Command) => {
-      const fmt = outputFormat(opts.output, ["table", "json"] as const);
-      await withIpam(cmd, async (c) => {
-        const pools = await c.pools();
-        if (fmt === "json") return printJson(pools);
-        if (!pools.length) return print("no pools");
-        print(
-          table(
-            ["POOL", "BLOCK SIZE", "CREATED"],
-            pools.map((p) => [p.cidr, `/${p.blockPrefix}`, p.createdAt]),
-          ),
-        );
-      });
-    });
-
-  ipam.command("nodes")
-    .description("nodes with their addresses and blocks")
-    .option("-o, --output <format>", "table or json", "table")
-    .action(async (opts: Out, cmd: Command) => {
-      const fmt = outputFormat(opts.output, ["table", "json"] as const);
-      await withIpam(cmd, async (c) => {
-        const peers = await c.peers();
-        if (fmt === "json") return printJson(peers);
-        if (!peers.length) return print("no nodes");
-        print(
-          table(
-            ["NODE", "ADDRESSES", "BLOCKS"],
-            peers.map((p) => [p.node, p.ips.join(", "), p.blocks.join(", ")]),
-          ),
-        );
-      });
-    });
+  listing(ipam.command("pools").description("list pools"), {
+    read: (c) => c.pools(),
+    empty: "no pools",
+    headers: ["POOL", "BLOCK SIZE", "CREATED"],
+    row: (p) => [p.cidr, `/${p.blockPrefix}`, p.createdAt],
+  });
+  listing(ipam.command("nodes").description("nodes with their addresses and blocks"), {
+    read: (c) => c.peers(),
+    empty: "no nodes",
+    headers: ["NODE", "ADDRESSES", "BLOCKS"],
+    row: (p) => [p.node, p.ips.join(", "), p.blocks.join(", ")],
+  });
 
   const pool = ipam.command("pool").description("add or remove a pool");
   pool.command("add <cidr>")

@@ -4,7 +4,7 @@ import { SUPPORTED_VERSIONS } from "../cni/versions.ts";
 import { OHNO_VERSION } from "../lib/version.ts";
 import { outputFormat, print, printJson } from "./output.ts";
 
-export function versionInfo() {
+function versionInfo() {
   return {
     version: OHNO_VERSION,
     deno: Deno.version.deno,

@@ -11,11 +11,11 @@ import { DEFAULT_DATA_DIR } from "../ipam/local.ts";
 import { parseRangeSets, type RangeSet } from "../ipam/ranges.ts";
 import { type Level, parseLevel } from "../lib/log.ts";
 import { ifnameProblem } from "./env.ts";
-import { CniCode, CniError } from "./errors.ts";
+import { CniCode, CniError, decodeJson } from "./errors.ts";
 import { type Dns, parseResult, type Result, type Route } from "./result.ts";
 import { type CniVersion, isSupportedVersion, SUPPORTED_VERSIONS } from "./versions.ts";
 
-export const DEFAULT_BRIDGE = "ohno0";
+const DEFAULT_BRIDGE = "ohno0";
 
 /** The kernel turns IPv6 off on a link with a smaller MTU (RFC 8200). */
 export const IPV6_MIN_MTU = 1280;
@@ -36,11 +36,11 @@ export type IpamConf =
 
 /** How pods are wired: a veth on a bridge (default), or a slave of the node's uplink. */
 export type PodMode = "bridge" | "macvlan" | "ipvlan";
-export const POD_MODES: readonly PodMode[] = ["bridge", "macvlan", "ipvlan"];
+const POD_MODES: readonly PodMode[] = ["bridge", "macvlan", "ipvlan"];
 export type MacvlanMode = "bridge" | "private" | "vepa" | "passthru";
-export const MACVLAN_MODES: readonly MacvlanMode[] = ["bridge", "private", "vepa", "passthru"];
+const MACVLAN_MODES: readonly MacvlanMode[] = ["bridge", "private", "vepa", "passthru"];
 export type IpvlanMode = "l2" | "l3" | "l3s";
-export const IPVLAN_MODES: readonly IpvlanMode[] = ["l2", "l3", "l3s"];
+const IPVLAN_MODES: readonly IpvlanMode[] = ["l2", "l3", "l3s"];
 
 /** The macvlan/ipvlan settings (absent in bridge mode). */
 export interface SlaveConf {
@@ -99,27 +99,13 @@ export function isUnicastMac(mac: string): boolean {
   return MAC_RE.test(mac) && (parseInt(mac.slice(0, 2), 16) & 1) === 0;
 }
 
-/** Parses the JSON text; 6 when it is not JSON, 7 when it is not an object. */
-export function parseJsonConfig(stdin: string): Record<string, unknown> {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(stdin);
-  } catch (e) {
-    throw new CniError(
-      CniCode.DecodeFailure,
-      "cannot decode the network config: it is not valid JSON",
-      (e as Error).message,
-    );
-  }
+/** Parses the JSON text; error 6 when it is not JSON or not a JSON object. */
+function parseJsonConfig(stdin: string): Record<string, unknown> {
+  const doc = decodeJson(stdin, "cannot decode the network config: it is not valid JSON");
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
     throw new CniError(CniCode.DecodeFailure, "the network config is not a JSON object");
   }
   return doc as Record<string, unknown>;
-}
-
-/** The version the config asks for (for error documents even when other keys are bad). */
-export function configVersion(doc: Record<string, unknown>): string | undefined {
-  return typeof doc.cniVersion === "string" ? doc.cniVersion : undefined;
 }
 
 function checkVersion(doc: Record<string, unknown>): CniVersion {
@@ -179,8 +165,8 @@ function parseRoutes(v: unknown, field: string): Route[] {
   });
 }
 
-/** Parses the `ipam` section. `face` is which face reads it (for messages). */
-export function parseIpam(doc: Record<string, unknown>): IpamConf {
+/** Parses the `ipam` section (required; its `type` picks the IPAM driver). */
+function parseIpam(doc: Record<string, unknown>): IpamConf {
   const ipam = doc.ipam;
   if (ipam === undefined || ipam === null) {
     throw invalid("ipam", ipam ?? null, 'is required (e.g. {"type": "ohno", "ranges": …})');

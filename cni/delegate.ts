@@ -9,7 +9,7 @@ import { CniCode, CniError } from "./errors.ts";
 import type { CniEnv } from "./env.ts";
 
 /** Finds `type` in the CNI_PATH directories. */
-export function findPlugin(type: string, path: string[]): string {
+function findPlugin(type: string, path: string[]): string {
   for (const dir of path) {
     const p = `${dir}/${type}`;
     try {

@@ -80,7 +80,7 @@ export function ifnameProblem(name: string): string | undefined {
 }
 
 /** Checks an interface name ({@link ifnameProblem}); error 4 naming the variable. */
-export function checkIfname(name: string, variable = "CNI_IFNAME"): void {
+function checkIfname(name: string, variable = "CNI_IFNAME"): void {
   const problem = ifnameProblem(name);
   if (problem) throw bad(variable, problem);
 }

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { namedError } from "../lib/errors.ts";
+
 /** Error codes. 1–11 and 50–51 are the spec's; 100+ are ohno's own (docs/cni.md). */
 export const CniCode = {
   IncompatibleVersion: 1,
@@ -30,8 +32,7 @@ export const CniCode = {
 } as const;
 export type CniCodeValue = typeof CniCode[keyof typeof CniCode] | number;
 
-export class CniError extends Error {
-  override name = "CniError";
+export class CniError extends namedError("CniError") {
   constructor(
     readonly code: CniCodeValue,
     message: string,
@@ -46,5 +47,14 @@ export class CniError extends Error {
     const o: Record<string, unknown> = { cniVersion, code: this.code, msg: this.message };
     if (this.details) o.details = this.details;
     return o;
+  }
+}
+
+/** Parses JSON from stdin; text that is not JSON is a decode failure (6) with `message`. */
+export function decodeJson(stdin: string, message: string): unknown {
+  try {
+    return JSON.parse(stdin);
+  } catch (e) {
+    throw new CniError(CniCode.DecodeFailure, message, (e as Error).message);
   }
 }

@@ -14,7 +14,7 @@ import { concatBytes } from "../lib/bytes.ts";
 import { Logger, parseLevel } from "../lib/log.ts";
 import type { VerbContext } from "./context.ts";
 import { parseEnv, parseVerb, type Verb } from "./env.ts";
-import { CniCode, CniError } from "./errors.ts";
+import { CniCode, CniError, decodeJson } from "./errors.ts";
 import { toCniError } from "./fail.ts";
 import { formatResult, type Result } from "./result.ts";
 import { LATEST_VERSION, SUPPORTED_VERSIONS } from "./versions.ts";
@@ -163,16 +163,7 @@ function peekVersion(stdin: string): string | undefined {
 /** VERSION's stdin: `{"cniVersion": "…"}`; empty stdin means the newest version. */
 function parseVersionRequest(stdin: string): string {
   if (stdin.trim() === "") return LATEST_VERSION;
-  let doc: unknown;
-  try {
-    doc = JSON.parse(stdin);
-  } catch (e) {
-    throw new CniError(
-      CniCode.DecodeFailure,
-      "cannot parse the VERSION request as JSON",
-      String(e),
-    );
-  }
+  const doc = decodeJson(stdin, "cannot parse the VERSION request as JSON");
   const v = (doc as { cniVersion?: unknown } | null)?.cniVersion;
   if (v === undefined || v === "") return LATEST_VERSION;
   if (typeof v !== "string") {

@@ -21,7 +21,7 @@ export function fnv1a64(text: string): bigint {
 }
 
 /** Prefix of every host-side veth ohno creates. */
-export const HOST_VETH_PREFIX = "veth";
+const HOST_VETH_PREFIX = "veth";
 
 /** `veth` + 11 hex digits of FNV-1a(containerID "/" ifname): 15 characters. */
 export function hostVethName(containerID: string, ifname: string): string {

@@ -56,6 +56,15 @@ export interface Result {
   dns?: Dns;
 }
 
+/** The route fields 1.1.0 added, all numbers. */
+const ROUTE_V11_NUMBERS = {
+  mtu: "number",
+  advmss: "number",
+  priority: "number",
+  table: "number",
+  scope: "number",
+} as const;
+
 function familyOf(address: string): "4" | "6" {
   return address.includes(":") ? "6" : "4";
 }
@@ -93,7 +102,7 @@ export function formatResult(r: Result, version: string): Record<string, unknown
       const o: Record<string, unknown> = { dst: rt.dst };
       if (rt.gw) o.gw = rt.gw;
       if (v11) {
-        for (const k of ["mtu", "advmss", "priority", "table", "scope"] as const) {
+        for (const k of Object.keys(ROUTE_V11_NUMBERS) as (keyof Route)[]) {
           if (rt[k] !== undefined) o[k] = rt[k];
         }
       }
@@ -108,6 +117,39 @@ function fail(what: string): CniError {
   return new CniError(CniCode.DecodeFailure, `prevResult: ${what}`);
 }
 
+/** `d[key]`, a list, with each element parsed by `parse`; undefined when absent. */
+function listOf<T>(
+  d: Record<string, unknown>,
+  key: string,
+  parse: (x: Record<string, unknown>, n: number) => T,
+): T[] | undefined {
+  const v = d[key];
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v)) throw fail(`${key} is not a list`);
+  return v.map((item, n) => parse((item ?? {}) as Record<string, unknown>, n));
+}
+
+/**
+ * Copies onto `o`, in order, each field of `x` whose value is of the type `fields` names
+ * (`nonempty`: a string other than "").
+ */
+function copyFields<T extends object>(
+  o: T,
+  x: Record<string, unknown>,
+  fields: { [K in keyof T]?: "string" | "nonempty" | "number" },
+): T {
+  for (const [k, type] of Object.entries(fields)) {
+    const v = x[k];
+    const ok = type === "number"
+      ? typeof v === "number"
+      : typeof v === "string" && (type === "string" || v !== "");
+    if (ok) {
+      (o as Record<string, unknown>)[k] = v;
+    }
+  }
+  return o;
+}
+
 /** Parses a result of any supported version (a `prevResult`). */
 export function parseResult(doc: unknown): Result {
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
@@ -115,51 +157,35 @@ export function parseResult(doc: unknown): Result {
   }
   const d = doc as Record<string, unknown>;
   const r: Result = {};
-  if (d.interfaces !== undefined) {
-    if (!Array.isArray(d.interfaces)) throw fail("interfaces is not a list");
-    r.interfaces = d.interfaces.map((i, n) => {
-      if (typeof i !== "object" || i === null || typeof (i as Interface).name !== "string") {
-        throw fail(`interfaces[${n}] has no name`);
-      }
-      const x = i as Record<string, unknown>;
-      const o: Interface = { name: x.name as string };
-      if (typeof x.mac === "string") o.mac = x.mac;
-      if (typeof x.sandbox === "string") o.sandbox = x.sandbox;
-      if (typeof x.mtu === "number") o.mtu = x.mtu;
-      if (typeof x.socketPath === "string") o.socketPath = x.socketPath;
-      if (typeof x.pciID === "string") o.pciID = x.pciID;
-      return o;
+  const interfaces = listOf(d, "interfaces", (x, n) => {
+    if (typeof x.name !== "string") throw fail(`interfaces[${n}] has no name`);
+    return copyFields<Interface>({ name: x.name }, x, {
+      mac: "string",
+      sandbox: "string",
+      mtu: "number",
+      socketPath: "string",
+      pciID: "string",
     });
-  }
-  if (d.ips !== undefined) {
-    if (!Array.isArray(d.ips)) throw fail("ips is not a list");
-    r.ips = d.ips.map((ip, n) => {
-      const x = (ip ?? {}) as Record<string, unknown>;
-      if (typeof x.address !== "string") throw fail(`ips[${n}].address is missing`);
-      try {
-        parseIpPrefix(x.address);
-      } catch {
-        throw fail(`ips[${n}].address ${JSON.stringify(x.address)} is not ADDRESS/PREFIX`);
-      }
-      const o: IpConfig = { address: x.address };
-      if (typeof x.gateway === "string" && x.gateway !== "") o.gateway = x.gateway;
-      if (typeof x.interface === "number") o.interface = x.interface;
-      return o;
+  });
+  if (interfaces) r.interfaces = interfaces;
+  const ips = listOf(d, "ips", (x, n) => {
+    if (typeof x.address !== "string") throw fail(`ips[${n}].address is missing`);
+    try {
+      parseIpPrefix(x.address);
+    } catch {
+      throw fail(`ips[${n}].address ${JSON.stringify(x.address)} is not ADDRESS/PREFIX`);
+    }
+    return copyFields<IpConfig>({ address: x.address }, x, {
+      gateway: "nonempty",
+      interface: "number",
     });
-  }
-  if (d.routes !== undefined) {
-    if (!Array.isArray(d.routes)) throw fail("routes is not a list");
-    r.routes = d.routes.map((rt, n) => {
-      const x = (rt ?? {}) as Record<string, unknown>;
-      if (typeof x.dst !== "string") throw fail(`routes[${n}].dst is missing`);
-      const o: Route = { dst: x.dst };
-      if (typeof x.gw === "string" && x.gw !== "") o.gw = x.gw;
-      for (const k of ["mtu", "advmss", "priority", "table", "scope"] as const) {
-        if (typeof x[k] === "number") o[k] = x[k] as number;
-      }
-      return o;
-    });
-  }
+  });
+  if (ips) r.ips = ips;
+  const routes = listOf(d, "routes", (x, n) => {
+    if (typeof x.dst !== "string") throw fail(`routes[${n}].dst is missing`);
+    return copyFields<Route>({ dst: x.dst }, x, { gw: "nonempty", ...ROUTE_V11_NUMBERS });
+  });
+  if (routes) r.routes = routes;
   if (typeof d.dns === "object" && d.dns !== null) r.dns = d.dns as Dns;
   return r;
 }

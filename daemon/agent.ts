@@ -294,8 +294,8 @@ export async function runAgent(o: AgentOptions): Promise<void> {
 
     const loops: Promise<unknown>[] = [routing, peerWatch];
     if (kube && k8s) {
-      loops.push(watchDeletedNodes(k8s, kube, ipam, cfg, log, signal));
-      loops.push(gcLoop(k8s, kube, ipam, cfg, log, signal, metrics));
+      const kubeLoop = { k8s, kube, ipam, cfg, log, signal };
+      loops.push(watchDeletedNodes(kubeLoop), gcLoop({ ...kubeLoop, metrics }));
     }
     await Promise.allSettled(loops);
     ipamReady = false;
@@ -337,15 +337,20 @@ function portmapPresent(binDir: string): boolean {
   return false;
 }
 
+/** What the Kubernetes loops ({@link watchDeletedNodes}, {@link gcLoop}) work with. */
+interface KubeLoopOptions {
+  k8s: K8s;
+  kube: KubeClient;
+  ipam: ClusterIpam;
+  cfg: DaemonConfig;
+  log: Logger;
+  /** Ends the loop. */
+  signal: AbortSignal;
+}
+
 /** Deleted Nodes give their blocks and addresses back (whichever agent sees it first). */
-async function watchDeletedNodes(
-  k8s: K8s,
-  kube: KubeClient,
-  ipam: ClusterIpam,
-  cfg: DaemonConfig,
-  log: Logger,
-  signal: AbortSignal,
-): Promise<void> {
+async function watchDeletedNodes(o: KubeLoopOptions): Promise<void> {
+  const { k8s, kube, ipam, cfg, log, signal } = o;
   const release = async (name: string) => {
     if (name === cfg.nodeName) return;
     try {
@@ -378,15 +383,8 @@ async function watchDeletedNodes(
  * never by name, and only once the allocation is older than the grace period (a pod
  * being created may not be listed yet).
  */
-async function gcLoop(
-  k8s: K8s,
-  kube: KubeClient,
-  ipam: ClusterIpam,
-  cfg: DaemonConfig,
-  log: Logger,
-  signal: AbortSignal,
-  metrics: DaemonMetrics,
-): Promise<void> {
+async function gcLoop(o: KubeLoopOptions & { metrics: DaemonMetrics }): Promise<void> {
+  const { k8s, kube, ipam, cfg, log, signal, metrics } = o;
   while (!signal.aborted) {
     await sleep(cfg.gcPeriodMs, signal);
     if (signal.aborted) break;

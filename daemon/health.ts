@@ -104,7 +104,7 @@ export interface HealthServer extends AsyncDisposable {
 }
 
 /** Answers one request (exported so the endpoints can be tested without a socket). */
-export function handleHealth(req: Request, health: Health, registry: Registry): Response {
+function handleHealth(req: Request, health: Health, registry: Registry): Response {
   const url = new URL(req.url);
   if (req.method !== "GET" && req.method !== "HEAD") {
     return new Response("method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });

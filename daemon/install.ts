@@ -48,7 +48,7 @@ function sameContent(path: string, data: Uint8Array): boolean {
 }
 
 /** Writes `data` to `path` via a temp file + rename; false when it was already there. */
-export function writeAtomically(path: string, data: Uint8Array, mode: number): boolean {
+function writeAtomically(path: string, data: Uint8Array, mode: number): boolean {
   if (sameContent(path, data)) return false;
   const dir = path.slice(0, path.lastIndexOf("/")) || "/";
   Deno.mkdirSync(dir, { recursive: true });

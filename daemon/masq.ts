@@ -22,12 +22,11 @@
  */
 
 import { containsCidr, formatCidr, parseCidr } from "../ipam/addr.ts";
-import { type Netns, runCommand } from "../netns/mod.ts";
+import type { Netns } from "../netns/mod.ts";
+import { nftApply, nftDeleteTable, nftListTable, nftTableScript } from "../netns/nft.ts";
 
 /** The nftables table ohno owns (family `inet`). */
-export const MASQ_TABLE = "ohno";
-/** Where nft lives; overridable for unusual systems. */
-export const NFT_BIN = Deno.env.get("OHNO_NFT_BIN") ?? "/usr/sbin/nft";
+const MASQ_TABLE = "ohno";
 
 export interface MasqueradeOptions {
   /** The pod address space: traffic from it to anywhere else is masqueraded. */
@@ -40,14 +39,6 @@ export interface MasqueradeOptions {
   fullyRandom?: boolean;
 }
 
-/** nft failed; carries its stderr. */
-export class NftError extends Error {
-  override name = "NftError";
-  constructor(message: string, readonly stderr: string) {
-    super(message);
-  }
-}
-
 const TABLE_RE = /^[A-Za-z][A-Za-z0-9_]{0,31}$/;
 
 function tableName(t: string | undefined): string {
@@ -55,6 +46,12 @@ function tableName(t: string | undefined): string {
   if (!TABLE_RE.test(name)) throw new TypeError(`bad nftables table name ${JSON.stringify(name)}`);
   return name;
 }
+
+/** Per address family: its set, the set's element type, its nft protocol, its multicast. */
+const FAMILIES = [
+  { family: 4, set: "cluster4", type: "ipv4_addr", proto: "ip", multicast: "224.0.0.0/4" },
+  { family: 6, set: "cluster6", type: "ipv6_addr", proto: "ip6", multicast: "ff00::/8" },
+] as const;
 
 /** Canonical CIDRs of one family, without those another one already covers. */
 function family(cidrs: readonly string[], f: 4 | 6): string[] {
@@ -78,57 +75,29 @@ export function masqueradeScript(opts: Omit<MasqueradeOptions, "netns">): string
       throw new RangeError(`cluster CIDR ${JSON.stringify(c)} is not a CIDR`);
     }
   }
-  const v4 = family(opts.clusterCIDRs, 4);
-  const v6 = family(opts.clusterCIDRs, 6);
   const masq = opts.fullyRandom ? "masquerade fully-random" : "masquerade";
-  const lines = [
-    `# ohno: masquerade pod traffic leaving the cluster CIDRs (generated; replaced as a whole)`,
-    `table inet ${table}`,
-    `delete table inet ${table}`,
-    `table inet ${table} {`,
-  ];
-  if (v4.length) {
-    lines.push(
-      `  set cluster4 {`,
-      `    type ipv4_addr; flags interval; auto-merge`,
-      `    elements = { ${v4.join(", ")} }`,
+  const used = FAMILIES.map((f) => ({ ...f, cidrs: family(opts.clusterCIDRs, f.family) }))
+    .filter((f) => f.cidrs.length);
+  return nftTableScript("inet", table, [
+    ...used.flatMap((f) => [
+      `  set ${f.set} {`,
+      `    type ${f.type}; flags interval; auto-merge`,
+      `    elements = { ${f.cidrs.join(", ")} }`,
       `  }`,
-    );
-  }
-  if (v6.length) {
-    lines.push(
-      `  set cluster6 {`,
-      `    type ipv6_addr; flags interval; auto-merge`,
-      `    elements = { ${v6.join(", ")} }`,
-      `  }`,
-    );
-  }
-  lines.push(
+    ]),
     `  chain postrouting {`,
     `    type nat hook postrouting priority srcnat; policy accept;`,
-  );
-  if (v4.length) {
-    lines.push(`    ip saddr @cluster4 ip daddr != @cluster4 ip daddr != 224.0.0.0/4 ${masq}`);
-  }
-  if (v6.length) {
-    lines.push(`    ip6 saddr @cluster6 ip6 daddr != @cluster6 ip6 daddr != ff00::/8 ${masq}`);
-  }
-  lines.push(`  }`, `}`);
-  return lines.join("\n") + "\n";
+    ...used.map((f) =>
+      `    ${f.proto} saddr @${f.set} ${f.proto} daddr != @${f.set} ${f.proto} daddr != ${f.multicast} ${masq}`
+    ),
+    `  }`,
+  ], "ohno: masquerade pod traffic leaving the cluster CIDRs (generated; replaced as a whole)");
 }
 
 /** Installs (or replaces) ohno's masquerade table atomically. */
 export async function applyMasquerade(opts: MasqueradeOptions): Promise<void> {
   const script = masqueradeScript(opts);
-  const r = await runCommand(opts.netns, NFT_BIN, { args: ["-f", "-"], stdinText: script });
-  if (!r.success) {
-    throw new NftError(
-      `nft could not install table inet ${tableName(opts.table)}${
-        opts.netns ? ` in ${opts.netns.path}` : ""
-      }: ${r.stderr.trim()}`,
-      r.stderr,
-    );
-  }
+  await nftApply(`install table inet ${tableName(opts.table)}`, script, opts);
 }
 
 /**
@@ -140,14 +109,7 @@ export async function removeMasquerade(
 ): Promise<boolean> {
   const table = tableName(opts.table);
   const had = (await readMasquerade(opts)) !== undefined;
-  // Create-then-delete: succeeds whether or not the table exists, in one transaction.
-  const r = await runCommand(opts.netns, NFT_BIN, {
-    args: ["-f", "-"],
-    stdinText: `table inet ${table}\ndelete table inet ${table}\n`,
-  });
-  if (!r.success) {
-    throw new NftError(`nft could not remove table inet ${table}: ${r.stderr.trim()}`, r.stderr);
-  }
+  await nftDeleteTable("inet", table, opts);
   return had;
 }
 
@@ -156,14 +118,10 @@ export async function readMasquerade(
   opts: { netns?: Netns | undefined; table?: string } = {},
 ): Promise<{ v4: string[]; v6: string[] } | undefined> {
   const table = tableName(opts.table);
-  const r = await runCommand(opts.netns, NFT_BIN, { args: ["-j", "list", "table", "inet", table] });
-  if (!r.success) {
-    if (/No such file or directory/i.test(r.stderr)) return undefined;
-    throw new NftError(`nft could not read table inet ${table}: ${r.stderr.trim()}`, r.stderr);
-  }
-  const doc = JSON.parse(r.stdout) as { nftables: Record<string, unknown>[] };
+  const items = await nftListTable("inet", table, opts);
+  if (!items) return undefined;
   const out = { v4: [] as string[], v6: [] as string[] };
-  for (const item of doc.nftables) {
+  for (const item of items) {
     const set = item.set as { name?: string; elem?: unknown[] } | undefined;
     if (!set || (set.name !== "cluster4" && set.name !== "cluster6")) continue;
     const list = set.name === "cluster4" ? out.v4 : out.v6;

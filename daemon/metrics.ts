@@ -131,7 +131,7 @@ export class Gauge extends ValueMetric {
 }
 
 /** Default buckets: 1 ms … 10 s, for latencies in seconds. */
-export const DEFAULT_BUCKETS = [
+const DEFAULT_BUCKETS = [
   0.001,
   0.0025,
   0.005,
@@ -251,134 +251,150 @@ export class Registry {
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
 /**
- * The node agent's metrics. The IPAM server, the etcd store and the routing loop update
- * them; `/metrics` renders {@link DaemonMetrics.registry}.
+ * The node agent's metrics, in `/metrics` order: per field of {@link DaemonMetrics}, its
+ * kind, name, help and label names.
  */
-export class DaemonMetrics {
-  readonly registry: Registry;
+const DAEMON_METRICS = {
   /** Addresses handed out (one per address, so a dual-stack pod counts 2). */
-  readonly allocations: Counter;
+  allocations: ["counter", "ohno_ipam_allocations_total", "Addresses allocated to pods."],
   /** Addresses given back. */
-  readonly releases: Counter;
+  releases: ["counter", "ohno_ipam_releases_total", "Addresses released."],
   /** Failed allocation requests, by reason (`exhausted`, `etcd-unavailable`, `invalid`, …). */
-  readonly allocationFailures: Counter;
+  allocationFailures: [
+    "counter",
+    "ohno_ipam_allocation_failures_total",
+    "Allocation requests that failed, by reason.",
+    ["reason"],
+  ],
   /** Addresses this node holds now. */
-  readonly allocatedAddresses: Gauge;
+  allocatedAddresses: ["gauge", "ohno_ipam_allocated_addresses", "Addresses this node holds now."],
   /** IPAM socket request latency, by operation (`allocate`, `release`, …). */
-  readonly ipamRequestSeconds: Histogram;
+  ipamRequestSeconds: [
+    "histogram",
+    "ohno_ipam_request_duration_seconds",
+    "Time to answer one IPAM socket request, by operation.",
+    ["op"],
+  ],
   /** Routes the backend owns in the kernel, by family. */
-  readonly routesProgrammed: Gauge;
+  routesProgrammed: [
+    "gauge",
+    "ohno_routes_programmed",
+    "Routes to other nodes' blocks that ohno owns in the kernel, by family.",
+    ["backend", "family"],
+  ],
   /** Route changes made, by operation (`add`, `replace`, `delete`) and failures (`failed`). */
-  readonly routeChanges: Counter;
+  routeChanges: [
+    "counter",
+    "ohno_route_changes_total",
+    "Route changes made by reconciles, by operation; failed = refused by the kernel.",
+    ["op"],
+  ],
   /** Reconciles, by result (`ok`, `error`). */
-  readonly reconciles: Counter;
-  readonly reconcileSeconds: Histogram;
+  reconciles: ["counter", "ohno_route_reconciles_total", "Route reconciles, by result.", [
+    "result",
+  ]],
+  reconcileSeconds: [
+    "histogram",
+    "ohno_route_reconcile_duration_seconds",
+    "Time of one full route reconcile.",
+  ],
   /**
    * Wanted routes not programmed: skipped blocks, foreign conflicts and routes the kernel
    * refused (last reconcile).
    */
-  readonly routesNotProgrammed: Gauge;
+  routesNotProgrammed: [
+    "gauge",
+    "ohno_routes_not_programmed",
+    "Peer blocks without a route after the last reconcile (skipped, held by a foreign route, or refused by the kernel).",
+  ],
   /** Peers whose next hop the kernel refused as off-link (host-gw across subnets). */
-  readonly unreachableNextHops: Gauge;
+  unreachableNextHops: [
+    "gauge",
+    "ohno_route_unreachable_next_hops",
+    "Peers whose next hop is not on a link of this node (host-gw across subnets), last reconcile.",
+  ],
   /** vxlan: peers whose published VNI or UDP port differ from this node's (not tunnelled to). */
-  readonly vxlanPeerMismatches: Gauge;
+  vxlanPeerMismatches: [
+    "gauge",
+    "ohno_vxlan_peer_mismatches",
+    "vxlan: peers whose published VXLAN VNI or UDP port differ from this node's (no tunnel to them), last reconcile.",
+  ],
   /** etcd errors, by operation (`txn`, `get`, `watch`, …). */
-  readonly etcdErrors: Counter;
+  etcdErrors: ["counter", "ohno_etcd_errors_total", "etcd requests that failed, by operation.", [
+    "op",
+  ]],
   /** Requests made to the datastore, by operation (`get`, `list`, `revision`, `txn`, `watch`). */
-  readonly datastoreRequests: Counter;
+  datastoreRequests: [
+    "counter",
+    "ohno_datastore_requests_total",
+    "Requests made to the datastore (etcd), by operation.",
+    ["op"],
+  ],
   /** Full lists of the cluster's nodes and blocks by the peer watch (first, and per reset). */
-  readonly peerLists: Counter;
+  peerLists: [
+    "counter",
+    "ohno_peer_lists_total",
+    "Full lists of the cluster's nodes and blocks by the peer watch (the first, and one per watch reset).",
+  ],
   /** Node and block changes the peer watch applied to its view. */
-  readonly peerEvents: Counter;
+  peerEvents: [
+    "counter",
+    "ohno_peer_events_total",
+    "Node and block changes the peer watch applied to its in-memory view.",
+  ],
   /** Nodes routed to (the peer set's size). */
-  readonly peers: Gauge;
+  peers: ["gauge", "ohno_peers", "Other nodes the agent routes to."],
   /** Kubernetes API errors, by operation. */
-  readonly kubeErrors: Counter;
+  kubeErrors: [
+    "counter",
+    "ohno_kubernetes_errors_total",
+    "Kubernetes API requests that failed, by operation.",
+    ["op"],
+  ],
   /** 1 when the agent is ready. */
-  readonly ready: Gauge;
-  readonly buildInfo: Gauge;
+  ready: ["gauge", "ohno_ready", "1 when the agent is ready (IPAM served, routes programmed)."],
+  buildInfo: ["gauge", "ohno_build_info", "ohno's version and backend; always 1.", [
+    "version",
+    "backend",
+  ]],
+} as const satisfies Record<
+  string,
+  readonly [
+    kind: "counter" | "gauge" | "histogram",
+    name: string,
+    help: string,
+    labels?: readonly string[],
+  ]
+>;
+
+type MetricOf<S> = S extends readonly ["counter", ...unknown[]] ? Counter
+  : S extends readonly ["gauge", ...unknown[]] ? Gauge
+  : Histogram;
+
+/** The metric fields of {@link DaemonMetrics}, one per {@link DAEMON_METRICS} entry. */
+type DaemonMetricFields = {
+  readonly [K in keyof typeof DAEMON_METRICS]: MetricOf<typeof DAEMON_METRICS[K]>;
+};
+
+// The class gets its metric fields from DAEMON_METRICS (declaration merging).
+export interface DaemonMetrics extends DaemonMetricFields {}
+
+/**
+ * The node agent's metrics ({@link DAEMON_METRICS}). The IPAM server, the etcd store and
+ * the routing loop update them; `/metrics` renders {@link DaemonMetrics.registry}.
+ */
+export class DaemonMetrics {
+  readonly registry: Registry = new Registry();
 
   constructor(opts: { backend?: string } = {}) {
-    const r = (this.registry = new Registry());
-    this.allocations = r.counter("ohno_ipam_allocations_total", "Addresses allocated to pods.");
-    this.releases = r.counter("ohno_ipam_releases_total", "Addresses released.");
-    this.allocationFailures = r.counter(
-      "ohno_ipam_allocation_failures_total",
-      "Allocation requests that failed, by reason.",
-      ["reason"],
-    );
-    this.allocatedAddresses = r.gauge(
-      "ohno_ipam_allocated_addresses",
-      "Addresses this node holds now.",
-    );
-    this.ipamRequestSeconds = r.histogram(
-      "ohno_ipam_request_duration_seconds",
-      "Time to answer one IPAM socket request, by operation.",
-      { labelNames: ["op"] },
-    );
-    this.routesProgrammed = r.gauge(
-      "ohno_routes_programmed",
-      "Routes to other nodes' blocks that ohno owns in the kernel, by family.",
-      ["backend", "family"],
-    );
-    this.routeChanges = r.counter(
-      "ohno_route_changes_total",
-      "Route changes made by reconciles, by operation; failed = refused by the kernel.",
-      ["op"],
-    );
-    this.reconciles = r.counter("ohno_route_reconciles_total", "Route reconciles, by result.", [
-      "result",
-    ]);
-    this.reconcileSeconds = r.histogram(
-      "ohno_route_reconcile_duration_seconds",
-      "Time of one full route reconcile.",
-    );
-    this.routesNotProgrammed = r.gauge(
-      "ohno_routes_not_programmed",
-      "Peer blocks without a route after the last reconcile (skipped, held by a foreign route, or refused by the kernel).",
-    );
-    this.unreachableNextHops = r.gauge(
-      "ohno_route_unreachable_next_hops",
-      "Peers whose next hop is not on a link of this node (host-gw across subnets), last reconcile.",
-    );
-    this.vxlanPeerMismatches = r.gauge(
-      "ohno_vxlan_peer_mismatches",
-      "vxlan: peers whose published VXLAN VNI or UDP port differ from this node's (no tunnel to them), last reconcile.",
-    );
-    this.etcdErrors = r.counter(
-      "ohno_etcd_errors_total",
-      "etcd requests that failed, by operation.",
-      ["op"],
-    );
-    this.datastoreRequests = r.counter(
-      "ohno_datastore_requests_total",
-      "Requests made to the datastore (etcd), by operation.",
-      ["op"],
-    );
-    this.peerLists = r.counter(
-      "ohno_peer_lists_total",
-      "Full lists of the cluster's nodes and blocks by the peer watch (the first, and one per watch reset).",
-    );
-    this.peerEvents = r.counter(
-      "ohno_peer_events_total",
-      "Node and block changes the peer watch applied to its in-memory view.",
-    );
-    this.peers = r.gauge("ohno_peers", "Other nodes the agent routes to.");
-    this.kubeErrors = r.counter(
-      "ohno_kubernetes_errors_total",
-      "Kubernetes API requests that failed, by operation.",
-      ["op"],
-    );
-    this.ready = r.gauge(
-      "ohno_ready",
-      "1 when the agent is ready (IPAM served, routes programmed).",
-    );
-    this.buildInfo = r.gauge("ohno_build_info", "ohno's version and backend; always 1.", [
-      "version",
-      "backend",
-    ]);
-    this.buildInfo.set(1, { version: OHNO_VERSION, backend: opts.backend ?? "host-gw" });
+    for (const [field, [kind, name, help, labelNames = []]] of Object.entries(DAEMON_METRICS)) {
+      const metric = kind === "histogram"
+        ? this.registry.histogram(name, help, { labelNames })
+        : this.registry[kind](name, help, labelNames);
+      Object.defineProperty(this, field, { value: metric, enumerable: true });
+    }
     this.#backend = opts.backend ?? "host-gw";
+    this.buildInfo.set(1, { version: OHNO_VERSION, backend: this.#backend });
   }
 
   readonly #backend: string;

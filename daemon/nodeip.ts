@@ -9,6 +9,7 @@
 import { parseIp } from "../ipam/addr.ts";
 import { type IpAddr, ipJson, type IpRoute, type Netns } from "../netns/mod.ts";
 import type { NodeIPConfig } from "./config.ts";
+import { namedError } from "../lib/errors.ts";
 
 /** The node's addresses: at most one per family, and the interface holding them. */
 export interface NodeIPs {
@@ -23,9 +24,7 @@ export interface NodeIPs {
 }
 
 /** The node's address could not be determined; the message says what was tried. */
-export class NodeIPError extends Error {
-  override name = "NodeIPError";
-}
+export class NodeIPError extends namedError("NodeIPError") {}
 
 export interface ResolveNodeIPOptions {
   /** Look at interfaces and routes in this namespace (default: the caller's). */

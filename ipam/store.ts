@@ -15,6 +15,8 @@
  * @module
  */
 
+import { namedError } from "../lib/errors.ts";
+
 /** One stored key. */
 export interface KV {
   key: string;
@@ -100,25 +102,19 @@ export interface Store extends StoreReader, AsyncDisposable {
  * The store could not be reached, read or written (CNI code 5, I/O failure; the agent
  * answers `not-ready`, which the plugin reports as 11).
  */
-export class StoreUnavailableError extends Error {
-  override name = "StoreUnavailableError";
-}
+export class StoreUnavailableError extends namedError("StoreUnavailableError") {}
 
 /**
  * The store answered this one request with an error (too large, invalid): retrying it
  * will not help, and the store is fine for other requests.
  */
-export class StoreRequestError extends Error {
-  override name = "StoreRequestError";
-}
+export class StoreRequestError extends namedError("StoreRequestError") {}
 
 /**
  * Another process has held the store's lock for longer than the lock wait (CNI code 11:
  * try again later). The message names the lock file and, when it can be found, the holder.
  */
-export class StoreBusyError extends StoreUnavailableError {
-  override name = "StoreBusyError";
-}
+export class StoreBusyError extends namedError("StoreBusyError", StoreUnavailableError) {}
 
 /**
  * The store is readable but holds an entry that is not what its key says it is (a cursor
@@ -126,8 +122,7 @@ export class StoreBusyError extends StoreUnavailableError {
  * address): CNI code 5. The message names the file (or store), the key, the value when
  * it is the value that is bad, and what is wrong; nothing is written over it.
  */
-export class StoreDataError extends StoreUnavailableError {
-  override name = "StoreDataError";
+export class StoreDataError extends namedError("StoreDataError", StoreUnavailableError) {
   constructor(
     store: Store,
     readonly key: string,
@@ -145,9 +140,7 @@ export class StoreDataError extends StoreUnavailableError {
 }
 
 /** {@link atomically} lost every attempt to concurrent writers. */
-export class StoreConflictError extends Error {
-  override name = "StoreConflictError";
-}
+export class StoreConflictError extends namedError("StoreConflictError") {}
 
 /** What {@link atomically}'s decide step returns: the transaction and its outcome. */
 export interface Plan<T> {

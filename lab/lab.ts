@@ -21,8 +21,8 @@ import { processAlive } from "../lib/proc.ts";
 import { CniRuntime, type ConfList } from "./runtime.ts";
 import { type Lab, labDown, labNetnsName, labOpen, type LabUnderlay, labUp } from "./topology.ts";
 
-export const LAB_STATE_ROOT = "/run/ohno-lab";
-export const LAB_POOLS = ["10.244.0.0/16", "fd00:10:244::/48"];
+const LAB_STATE_ROOT = "/run/ohno-lab";
+const LAB_POOLS = ["10.244.0.0/16", "fd00:10:244::/48"];
 const ETCD_BIN = "/usr/bin/etcd";
 const POD_RE = /^[a-z0-9][a-z0-9-]{0,39}$/;
 

@@ -8,6 +8,7 @@
  */
 
 import { type Netns, runCommand } from "../netns/mod.ts";
+import { namedError } from "../lib/errors.ts";
 
 export interface ConfList {
   cniVersion: string;
@@ -37,8 +38,7 @@ export interface CniRuntimeOptions {
 }
 
 /** A plugin answered with an error document (or not at all). */
-export class CniPluginError extends Error {
-  override name = "CniPluginError";
+export class CniPluginError extends namedError("CniPluginError") {
   constructor(
     readonly plugin: string,
     readonly command: string,

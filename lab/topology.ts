@@ -49,20 +49,20 @@ import {
 } from "../netns/mod.ts";
 
 /** The namespace prefix of labs made by `ohno lab`. */
-export const LAB_PREFIX = "ohno-lab-";
+const LAB_PREFIX = "ohno-lab-";
 /** The default underlay. */
-export const LAB_UNDERLAY4 = "172.31.0.0/24";
-export const LAB_UNDERLAY6 = "fd00:172:31::/64";
+const LAB_UNDERLAY4 = "172.31.0.0/24";
+const LAB_UNDERLAY6 = "fd00:172:31::/64";
 /** The default routed underlay: one /24 and one /64 per subnet out of these. */
-export const LAB_ROUTED_UNDERLAY4 = "172.31.0.0/16";
-export const LAB_ROUTED_UNDERLAY6 = "fd00:172:31::/48";
+const LAB_ROUTED_UNDERLAY4 = "172.31.0.0/16";
+const LAB_ROUTED_UNDERLAY6 = "fd00:172:31::/48";
 /** The flat underlay (one L2 segment) or the routed one (subnets joined by a router). */
 export type LabUnderlay = "flat" | "routed";
 const MAX_SUBNETS = 16;
 /** The bridge in the lab namespace. */
-export const LAB_BRIDGE = "ul0";
+const LAB_BRIDGE = "ul0";
 /** The underlay interface inside each node and the outside host. */
-export const LAB_IFNAME = "eth0";
+const LAB_IFNAME = "eth0";
 
 const NAME_RE = /^[a-z0-9]{1,16}$/;
 /** Host offsets in the underlay prefixes. */

@@ -1,21 +1,23 @@
-/** Typed errors of the namespace driver. Callers branch on `instanceof`. */
+/**
+ * Typed errors of the namespace driver and its ip and nft drivers. Callers branch on
+ * `instanceof`.
+ * @module
+ */
+
+import { namedError } from "../lib/errors.ts";
 
 /** Base class: anything the namespace driver reports. */
-export class NetnsError extends Error {
-  override name = "NetnsError";
-}
+export class NetnsError extends namedError("NetnsError") {}
 
 /** The namespace path does not exist (or is not a namespace file). */
-export class NetnsNotFoundError extends NetnsError {
-  override name = "NetnsNotFoundError";
+export class NetnsNotFoundError extends namedError("NetnsNotFoundError", NetnsError) {
   constructor(readonly path: string, options?: ErrorOptions) {
     super(`network namespace ${path} does not exist`, options);
   }
 }
 
 /** open(2) or setns(2) refused: not permitted, not a net namespace, … */
-export class NetnsEnterError extends NetnsError {
-  override name = "NetnsEnterError";
+export class NetnsEnterError extends namedError("NetnsEnterError", NetnsError) {
   constructor(
     readonly path: string,
     readonly errno: number,
@@ -27,8 +29,7 @@ export class NetnsEnterError extends NetnsError {
 }
 
 /** Something went wrong running `ip`; carries the command and ip's stderr. */
-export class IpError extends NetnsError {
-  override name = "IpError";
+export class IpError extends namedError("IpError", NetnsError) {
   constructor(
     readonly command: string,
     readonly stderr: string,
@@ -44,23 +45,29 @@ export class IpError extends NetnsError {
 }
 
 /** The object to create already exists ("File exists"). */
-export class IpExistsError extends IpError {
-  override name = "IpExistsError";
-}
+export class IpExistsError extends namedError("IpExistsError", IpError) {}
 
 /** The device, address, route or namespace does not exist. */
-export class IpNotFoundError extends IpError {
-  override name = "IpNotFoundError";
-}
+export class IpNotFoundError extends namedError("IpNotFoundError", IpError) {}
 
 /** The kernel or ip rejected the arguments (bad name, bad prefix, unsupported kind). */
-export class IpInvalidError extends IpError {
-  override name = "IpInvalidError";
-}
+export class IpInvalidError extends namedError("IpInvalidError", IpError) {}
 
 /** The kernel lacks the feature (e.g. an ipip or wireguard link in this kernel). */
-export class IpUnsupportedError extends IpError {
-  override name = "IpUnsupportedError";
+export class IpUnsupportedError extends namedError("IpUnsupportedError", IpError) {}
+
+/** Something went wrong running `nft`; says what it was doing and carries nft's stderr. */
+export class NftError extends namedError("NftError", NetnsError) {
+  constructor(
+    readonly what: string,
+    readonly stderr: string,
+    readonly exitCode: number,
+    readonly netns?: string,
+  ) {
+    super(
+      `nft could not ${what}${netns ? ` in ${netns}` : ""}: ${stderr.trim() || `exit ${exitCode}`}`,
+    );
+  }
 }
 
 /** Picks the error class for ip's stderr. */

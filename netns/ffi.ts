@@ -10,7 +10,7 @@
 const O_RDONLY = 0;
 const O_CLOEXEC = 0o2000000;
 /** setns(2) nstype for network namespaces. */
-export const CLONE_NEWNET = 0x40000000;
+const CLONE_NEWNET = 0x40000000;
 
 const symbols = {
   open: { parameters: ["buffer", "i32"], result: "i32" },

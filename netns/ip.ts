@@ -22,7 +22,7 @@ import { ipErrorFor } from "./errors.ts";
 import { type Netns, runCommand } from "./netns.ts";
 
 /** Where ip lives; overridable for unusual systems. */
-export const IP_BIN = Deno.env.get("OHNO_IP_BIN") ?? "/usr/sbin/ip";
+const IP_BIN = Deno.env.get("OHNO_IP_BIN") ?? "/usr/sbin/ip";
 
 export interface IpOptions {
   /** Run inside this namespace (default: the caller's). */
@@ -129,7 +129,7 @@ export function batchWord(word: string): string {
 }
 
 /** Splits ip's output of several JSON documents (one per line) and parses each. */
-export function parseJsonDocs(text: string): unknown[] {
+function parseJsonDocs(text: string): unknown[] {
   return text.split("\n").map((l) => l.trim()).filter((l) => l !== "").map((l) => JSON.parse(l));
 }
 

@@ -6,7 +6,7 @@
 
 import { IpNotFoundError } from "./errors.ts";
 import { ip } from "./ip.ts";
-import { namedNetnsPath, Netns, runCommand } from "./netns.ts";
+import { Netns, runCommand } from "./netns.ts";
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
@@ -56,15 +56,5 @@ export function listNamedNetns(): string[] {
     return [...Deno.readDirSync("/var/run/netns")].map((e) => e.name).sort();
   } catch {
     return [];
-  }
-}
-
-/** Whether a named namespace exists. */
-export function namedNetnsExists(name: string): boolean {
-  try {
-    Deno.statSync(namedNetnsPath(name));
-    return true;
-  } catch {
-    return false;
   }
 }

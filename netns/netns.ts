@@ -11,8 +11,8 @@
  * @example
  * ```ts ignore
  * using ns = Netns.open("/var/run/netns/pod1");
- * const child = ns.spawn("ip", ["-j", "addr"]);   // runs inside pod1
- * const out = await child.output();               // awaited back home
+ * const child = ns.spawn("ip", { args: ["-j", "addr"] }); // runs inside pod1
+ * const out = await child.output();                       // awaited back home
  * ```
  * @module
  */

@@ -11,7 +11,7 @@ import { NetnsError } from "./errors.ts";
 import type { Netns } from "./netns.ts";
 
 /** `/proc/sys/…` path for a key. */
-export function sysctlPath(key: string): string {
+function sysctlPath(key: string): string {
   if (key.includes("..") || key.startsWith("/")) throw new TypeError(`bad sysctl key ${key}`);
   return "/proc/sys/" + (key.includes("/") ? key : key.replaceAll(".", "/"));
 }

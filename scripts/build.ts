@@ -65,26 +65,30 @@ function shellQuote(s: string): string {
   return `'${s.replaceAll("'", `'\\''`)}'`;
 }
 
-async function compile(): Promise<void> {
-  const tmp = `${dist}/.ohno.compile`;
-  const out = await new Deno.Command(Deno.execPath(), {
+/**
+ * Runs this Deno's `verb` on main.ts, quietly, under the project's config and lockfile,
+ * with `flags`; its output is passed through. Throws when it fails.
+ */
+async function denoOnMain(verb: "compile" | "bundle", flags: string[]): Promise<void> {
+  const cmd = new Deno.Command(Deno.execPath(), {
     args: [
-      "compile",
+      verb,
       "--quiet",
-      "-A",
-      `--v8-flags=${V8_FLAGS}`,
-      "--no-prompt",
       "--frozen",
       "--config",
       `${root}/deno.json`,
-      "--output",
-      tmp,
+      ...flags,
       `${root}/main.ts`,
     ],
     stdout: "inherit",
     stderr: "inherit",
-  }).output();
-  if (!out.success) throw new Error("deno compile failed");
+  });
+  if (!(await cmd.output()).success) throw new Error(`deno ${verb} failed`);
+}
+
+async function compile(): Promise<void> {
+  const tmp = `${dist}/.ohno.compile`;
+  await denoOnMain("compile", ["-A", `--v8-flags=${V8_FLAGS}`, "--no-prompt", "--output", tmp]);
   Deno.renameSync(tmp, `${dist}/ohno`);
 }
 
@@ -121,25 +125,14 @@ const LAZY_REQUIRE = `var __require = (id) => {
 async function bundle(): Promise<void> {
   const tmp = `${dist}/.bundle.tmp`;
   await Deno.remove(tmp, { recursive: true }).catch(() => {});
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "bundle",
-      "--quiet",
-      "--platform",
-      "deno",
-      "--code-splitting",
-      "--frozen",
-      "--config",
-      `${root}/deno.json`,
-      ...EXTERNAL.flatMap((e) => ["--external", e]),
-      "--outdir",
-      tmp,
-      `${root}/main.ts`,
-    ],
-    stdout: "inherit",
-    stderr: "inherit",
-  }).output();
-  if (!out.success) throw new Error("deno bundle failed");
+  await denoOnMain("bundle", [
+    "--platform",
+    "deno",
+    "--code-splitting",
+    ...EXTERNAL.flatMap((e) => ["--external", e]),
+    "--outdir",
+    tmp,
+  ]);
   const imports = (JSON.parse(Deno.readTextFileSync(`${root}/deno.json`)) as {
     imports: Record<string, string>;
   }).imports;

@@ -14,6 +14,7 @@
  */
 
 import type { KubeConnection } from "./config.ts";
+import { namedError } from "../../lib/errors.ts";
 
 /** The metadata ohno reads from any object. */
 export interface ObjectMeta {
@@ -45,8 +46,7 @@ export type WatchEvent<T> =
   | { type: "BOOKMARK"; resourceVersion: string };
 
 /** The API server answered with an error. */
-export class KubeApiError extends Error {
-  override name = "KubeApiError";
+export class KubeApiError extends namedError("KubeApiError") {
   constructor(
     message: string,
     readonly status: number,
@@ -58,14 +58,10 @@ export class KubeApiError extends Error {
 }
 
 /** The resourceVersion asked for is too old (compacted): list again. */
-export class KubeGoneError extends KubeApiError {
-  override name = "KubeGoneError";
-}
+export class KubeGoneError extends namedError("KubeGoneError", KubeApiError) {}
 
 /** The API server could not be reached or did not answer in time. */
-export class KubeUnavailableError extends Error {
-  override name = "KubeUnavailableError";
-}
+export class KubeUnavailableError extends namedError("KubeUnavailableError") {}
 
 export interface KubeClientOptions {
   /** Per-request limit for everything but watches, ms (default 10 000). */

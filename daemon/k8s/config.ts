@@ -6,9 +6,10 @@
  */
 
 import { parse as parseYaml } from "yaml";
+import { namedError } from "../../lib/errors.ts";
 
 /** The default service-account directory mounted into every pod. */
-export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /** How to reach one API server. */
 export interface KubeConnection {
@@ -28,12 +29,10 @@ export interface KubeConnection {
 }
 
 /** The configuration is missing, unreadable or uses something ohno does not support. */
-export class KubeConfigError extends Error {
-  override name = "KubeConfigError";
-}
+export class KubeConfigError extends namedError("KubeConfigError") {}
 
 /** Whether the environment looks like a pod (`KUBERNETES_SERVICE_HOST` set). */
-export function inCluster(
+function inCluster(
   env: (k: string) => string | undefined = (k) => Deno.env.get(k),
 ): boolean {
   return !!env("KUBERNETES_SERVICE_HOST");

@@ -13,7 +13,7 @@
  * @example
  * ```ts ignore
  * for await (const e of inform<Node>(client, { path: "/api/v1/nodes", signal })) {
- *   if (e.type === "deleted") await releaseBlocksOf(e.object.metadata.name);
+ *   if (e.type === "deleted") await ipam.releaseNode(e.object.metadata.name);
  * }
  * ```
  * @module

@@ -51,7 +51,7 @@ export function internalIPs(node: Node): NodeAddresses {
 }
 
 /** The Node's path in the API. */
-export function nodePath(name: string): string {
+function nodePath(name: string): string {
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name) || name.length > 253) {
     throw new TypeError(`${JSON.stringify(name)} is not a valid node name`);
   }
@@ -81,7 +81,7 @@ export async function discoverNodeIPs(
 }
 
 /** The reason ohno writes on the NetworkUnavailable condition. */
-export const NETWORK_UP_REASON = "OhnoIsUp";
+const NETWORK_UP_REASON = "OhnoIsUp";
 
 /**
  * Sets the Node's `NetworkUnavailable` condition to `False` (a strategic merge patch of

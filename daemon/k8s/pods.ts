@@ -12,6 +12,7 @@
 
 import { formatIp, parseIp } from "../../ipam/addr.ts";
 import type { KubeClient, KubeObject } from "./client.ts";
+import { namedError } from "../../lib/errors.ts";
 
 interface Pod extends KubeObject {
   spec?: { nodeName?: string; hostNetwork?: boolean };
@@ -50,7 +51,7 @@ export interface NodePods {
 }
 
 /** Strips `containerd://`, `cri-o://`, `docker://`. */
-export function bareContainerID(id: string): string {
+function bareContainerID(id: string): string {
   const i = id.indexOf("://");
   return i >= 0 ? id.slice(i + 3) : id;
 }
@@ -69,7 +70,7 @@ export async function listPodsOnNode(
 }
 
 /** The GC view of a Pod object. */
-export function podInfo(p: Pod): PodInfo {
+function podInfo(p: Pod): PodInfo {
   const ips = new Set<string>();
   for (const t of [p.status?.podIP, ...(p.status?.podIPs ?? []).map((x) => x.ip)]) {
     if (!t) continue;
@@ -99,12 +100,10 @@ export function podInfo(p: Pod): PodInfo {
 }
 
 /** A pod's `ohno.io/ip-addrs` annotation does not parse. */
-export class AnnotationError extends Error {
-  override name = "AnnotationError";
-}
+export class AnnotationError extends namedError("AnnotationError") {}
 
 /** The annotation through which a pod asks for fixed addresses (docs/daemon.md). */
-export const IP_ADDRS_ANNOTATION = "ohno.io/ip-addrs";
+const IP_ADDRS_ANNOTATION = "ohno.io/ip-addrs";
 
 /**
  * The addresses a pod's `ohno.io/ip-addrs` annotation asks for: a JSON list of addresses

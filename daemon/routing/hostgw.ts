@@ -4,11 +4,11 @@
  * ## Design history (why it works the way it does)
  *
  * - **No encapsulation.** Nodes that share a layer-2 segment need no tunnel: the peer's
- *   node address is an on-link next hop, so a plain route is the whole data path (flannel's
- *   host-gw, the reference C++ Ohno's DaemonSet). Full MTU, no per-packet cost. The price
+ *   node address is an on-link next hop, so a plain route is the whole data path (as in
+ *   flannel's host-gw). Full MTU, no per-packet cost. The price
  *   is the L2 requirement: a peer that is not on-link makes the kernel refuse the route
  *   ("Nexthop has invalid gateway"); that route is reported as failed, the others are
- *   still programmed. Other topologies are the vxlan and bgp backends' job.
+ *   still programmed. Other topologies are the vxlan backend's job (vxlan.ts; bgp is planned).
  * - **Routes are recognised by a protocol number of ohno's own, not by a state file.**
  *   Every route ohno makes carries `proto 111` ({@link OHNO_ROUTE_PROTOCOL}). Reading the
  *   table back tells exactly which routes are ohno's, after a restart, a crash, or a
@@ -93,7 +93,7 @@ const OFF_LINK = /invalid gateway|Network is unreachable|No route to host/i;
  * that is not on this node's L2 segment (another subnet behind a router): say so, and
  * what fixes it, rather than leave the kernel's terse "Nexthop has invalid gateway".
  */
-export function explainRouteFailure(
+function explainRouteFailure(
   c: { op: "replace" | "delete"; dst: string; node?: string; via?: string },
   stderr: string,
 ): Pick<FailedRoute, "reason" | "error"> {
@@ -281,7 +281,7 @@ export async function runIpCommands(
  * Names an administrator gave the protocol number in iproute2's rt_protos files: `ip`
  * then prints the name instead of the number, and ohno must still know its routes.
  */
-export function protocolNames(protocol: number): string[] {
+function protocolNames(protocol: number): string[] {
   const names: string[] = [];
   const files = ["/etc/iproute2/rt_protos", "/usr/share/iproute2/rt_protos"];
   for (const dir of ["/etc/iproute2/rt_protos.d", "/usr/share/iproute2/rt_protos.d"]) {

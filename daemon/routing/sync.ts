@@ -10,7 +10,7 @@
  * sync.apply([{ type: "reset", peers }]);          // from the datastore
  * const running = sync.run(signal);                 // until SIGTERM
  * await sync.synced;                                // first reconcile done
- * await patchNetworkAvailable(...);                 // now NetworkUnavailable=false
+ * await setNetworkAvailable(kube, node);           // now NetworkUnavailable=False
  * sync.apply([{ type: "delete", node: "node3" }]);  // a watch event
  * ```
  * @module

@@ -1,5 +1,5 @@
 /**
- * The routing seam: what every backend (host-gw now; vxlan, bgp later) is told and what
+ * The routing seam: what every backend (host-gw and vxlan now; bgp later) is told and what
  * it reports. A backend is told the local node and the set of peers and reconciles the
  * kernel to them; watching (etcd), timing (periodic resync) and metrics live in
  * {@link RouteSync}, shared by all backends.

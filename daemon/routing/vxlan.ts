@@ -54,9 +54,9 @@ import type {
 } from "./types.ts";
 
 /** Device names, by underlay family. */
-export const VXLAN_DEVICES = { 4: "ohno.vxlan4", 6: "ohno.vxlan6" } as const;
+const VXLAN_DEVICES = { 4: "ohno.vxlan4", 6: "ohno.vxlan6" } as const;
 /** Outer header overhead: Ethernet 14 + VXLAN 8 + UDP 8 + IPv4 20 / IPv6 40. */
-export const VXLAN_OVERHEAD = { 4: 50, 6: 70 } as const;
+const VXLAN_OVERHEAD = { 4: 50, 6: 70 } as const;
 export const VXLAN_DEFAULT_PORT = 8472;
 export const VXLAN_DEFAULT_VNI = 1;
 const BRIDGE_BIN = Deno.env.get("OHNO_BRIDGE_BIN") ?? "/usr/sbin/bridge";
