@@ -61,12 +61,21 @@ Deno.test({
       // Pod GC: a pod the API knows stays; one it does not know is released after the grace.
       const kept = fake.putPod("kept", { namespace: "lab", nodeName: "node1" });
       await labs.podAdd(name, "node1", "kept", { uid: kept.metadata.uid });
-      await labs.podAdd(name, "node1", "ghost"); // a UID the API has never heard of
+      const ghostAdded = Date.now();
+      const ghost = await labs.podAdd(name, "node1", "ghost"); // a UID the API has never heard of
+      assertEquals(ghost.ips.length, 2, "the ghost pod got an address of each family");
       const owners = async () =>
         (JSON.parse((await labs.ipam(name, ["ls", "--node", "node1", "-o", "json"])).stdout) as {
           podName?: string;
         }[]).map((r) => r.podName).sort();
-      assertEquals(await owners(), ["ghost", "ghost", "kept", "kept"]);
+      const first = await owners();
+      // Within the 2 s grace the ghost must still hold its addresses; a loaded machine may
+      // only get to look after the grace, and then either answer is right.
+      if (Date.now() - ghostAdded < 2000) {
+        assertEquals(first, ["ghost", "ghost", "kept", "kept"], "released before the grace");
+      } else {
+        assertEquals(first.filter((p) => p === "kept"), ["kept", "kept"]);
+      }
       await within(
         10_000,
         "the ghost pod's addresses released by GC",
