@@ -64,9 +64,11 @@ export interface DaemonConfig {
   file: string | undefined;
   nodeName: string;
   nodeIP: NodeIPConfig;
-  backend: "host-gw" | "vxlan";
+  backend: "host-gw" | "vxlan" | "bgp";
   /** The vxlan backend's settings (read whatever the backend; used by vxlan). */
   vxlan: { vni: number; port: number; directRouting: boolean };
+  /** The bgp backend's settings (read whatever the backend; used by bgp). */
+  bgp: BgpConfig;
   /** Pod MTU, or `auto` (the underlay interface's MTU minus the backend's overhead). */
   mtu: number | "auto";
   pools: PoolConfig[];
@@ -95,6 +97,27 @@ export interface DaemonConfig {
   gcGracePeriodMs: number;
 }
 
+/** A BGP peer outside the cluster (a top-of-rack router). */
+export interface BgpPeerConfig {
+  /** Canonical address. */
+  address: string;
+  asNumber: number;
+  password?: string;
+}
+
+export interface BgpConfig {
+  /** Undefined: derived from the node address (routing/bgp.ts). */
+  asNumber?: number;
+  /** Undefined: derived from the node address. */
+  routerId?: string;
+  nodeMesh: boolean;
+  routeReflector: boolean;
+  peers: BgpPeerConfig[];
+  /** Seconds. */
+  holdTime: number;
+  gracefulRestart: boolean;
+}
+
 /** A configuration value is wrong; the message names where it came from, the key and the value. */
 export class DaemonConfigError extends Error {
   override name = "DaemonConfigError";
@@ -120,6 +143,13 @@ export interface DaemonFlags {
   vxlanVni?: string;
   vxlanPort?: string;
   vxlanDirectRouting?: string;
+  bgpAsNumber?: string;
+  bgpRouterId?: string;
+  bgpNodeMesh?: string;
+  bgpRouteReflector?: string;
+  bgpPeers?: string;
+  bgpHoldTime?: string;
+  bgpGracefulRestart?: string;
   mtu?: string;
   pool?: string;
   clusterCidr?: string;
@@ -198,7 +228,7 @@ export const DAEMON_FLAGS: readonly FlagSpec[] = [
   },
   {
     flags: "--backend <type>",
-    description: "routing backend: host-gw or vxlan",
+    description: "routing backend: host-gw, vxlan or bgp",
     name: "backend",
     key: "backend",
   },
@@ -219,6 +249,48 @@ export const DAEMON_FLAGS: readonly FlagSpec[] = [
     description: "vxlan: host-gw routes to peers on this node's own subnet",
     name: "vxlanDirectRouting",
     key: "vxlanDirectRouting",
+  },
+  {
+    flags: "--bgp-as-number <n>",
+    description: "bgp: this node's AS number (default: 4200000000 + low 26 bits of the node IP)",
+    name: "bgpAsNumber",
+    key: "bgpAsNumber",
+  },
+  {
+    flags: "--bgp-router-id <ipv4>",
+    description: "bgp: the router id (default: the node's IPv4 address)",
+    name: "bgpRouterId",
+    key: "bgpRouterId",
+  },
+  {
+    flags: "--bgp-node-mesh <on|off>",
+    description: "bgp: peer with every other node (default on)",
+    name: "bgpNodeMesh",
+    key: "bgpNodeMesh",
+  },
+  {
+    flags: "--bgp-route-reflector <on|off>",
+    description: "bgp: this node is a route reflector (with the node mesh off)",
+    name: "bgpRouteReflector",
+    key: "bgpRouteReflector",
+  },
+  {
+    flags: "--bgp-peers <AS@ADDRESS,...>",
+    description: "bgp: peers outside the cluster, e.g. 65000@172.31.0.1 (passwords: file only)",
+    name: "bgpPeers",
+    key: "bgpPeers",
+  },
+  {
+    flags: "--bgp-hold-time <duration>",
+    description: "bgp: hold time of the sessions (default 90s)",
+    name: "bgpHoldTime",
+    key: "bgpHoldTime",
+  },
+  {
+    flags: "--bgp-graceful-restart <on|off>",
+    description: "bgp: graceful restart on the sessions and the kernel routes (default on)",
+    name: "bgpGracefulRestart",
+    key: "bgpGracefulRestart",
   },
   { flags: "--mtu <mtu|auto>", description: "pod interface MTU", name: "mtu", key: "mtu" },
   {
@@ -391,6 +463,13 @@ const FILE_KEYS = [
   "vxlanVni",
   "vxlanPort",
   "vxlanDirectRouting",
+  "bgpAsNumber",
+  "bgpRouterId",
+  "bgpNodeMesh",
+  "bgpRouteReflector",
+  "bgpPeers",
+  "bgpHoldTime",
+  "bgpGracefulRestart",
   "mtu",
   "pools",
   "clusterCIDRs",
@@ -427,10 +506,17 @@ type Draft = {
   nodeIPSource?: Setting<NodeIPSource>;
   nodeIPAddresses?: Setting<string[]>;
   nodeIPInterface?: Setting<string>;
-  backend?: Setting<"host-gw" | "vxlan">;
+  backend?: Setting<"host-gw" | "vxlan" | "bgp">;
   vxlanVni?: Setting<number>;
   vxlanPort?: Setting<number>;
   vxlanDirectRouting?: Setting<boolean>;
+  bgpAsNumber?: Setting<number>;
+  bgpRouterId?: Setting<string>;
+  bgpNodeMesh?: Setting<boolean>;
+  bgpRouteReflector?: Setting<boolean>;
+  bgpPeers?: Setting<BgpPeerConfig[]>;
+  bgpHoldTime?: Setting<number>;
+  bgpGracefulRestart?: Setting<boolean>;
   mtu?: Setting<number | "auto">;
   pools?: Setting<PoolConfig[]>;
   clusterCIDRs?: Setting<string[]>;
@@ -557,6 +643,56 @@ function intIn(v: unknown, src: string, key: string, min: number, max: number): 
   return n;
 }
 
+function routerId(v: unknown, src: string, key: string): string {
+  const s = str(v, src, key);
+  let ok = false;
+  try {
+    ok = parseIp(s).family === 4;
+  } catch {
+    // not an address
+  }
+  if (!ok) fail(src, key, v, "is not an IPv4 address (BGP router ids are written as IPv4)");
+  return normalizeIp(s);
+}
+
+/** File: [{address, asNumber, password?}, …]; flag and environment: "AS@ADDRESS,…". */
+function bgpPeers(v: unknown, src: string, key: string): BgpPeerConfig[] {
+  const items: { address: unknown; asNumber: unknown; password?: unknown }[] = [];
+  if (typeof v === "string") {
+    for (const part of list(v, src, key)) {
+      const m = /^(\d+)@(.+)$/.exec(part);
+      if (!m) fail(src, key, part, "is not AS@ADDRESS (e.g. 65000@172.31.0.1)");
+      items.push({ asNumber: m[1], address: m[2] });
+    }
+  } else if (Array.isArray(v)) {
+    v.forEach((p, i) => {
+      items.push(object(p, src, `${key}[${i}]`, ["address", "asNumber", "password"]) as never);
+    });
+  } else fail(src, key, v, "must be a list of peers");
+  return items.map((p, i) => {
+    const k = typeof v === "string" ? key : `${key}[${i}]`;
+    let address: string;
+    try {
+      address = normalizeIp(str(p.address, src, `${k}.address`));
+    } catch (e) {
+      if (e instanceof DaemonConfigError) throw e;
+      return fail(src, `${k}.address`, p.address, "is not an IP address");
+    }
+    const asNumber = intIn(p.asNumber, src, `${k}.asNumber`, 1, 4_294_967_294);
+    if (p.password === undefined) return { address, asNumber };
+    const pw = str(p.password, src, `${k}.password`);
+    if ([...pw].some((c) => c === '"' || c === "\\" || c.charCodeAt(0) < 32) || pw.length > 80) {
+      fail(
+        src,
+        `${k}.password`,
+        "(hidden)",
+        'must be 1-80 characters without ", \\ or control characters',
+      );
+    }
+    return { address, asNumber, password: pw };
+  });
+}
+
 function mtu(v: unknown, src: string, key: string): number | "auto" {
   if (v === "auto") return v;
   const n = typeof v === "string" && /^\d+$/.test(v) ? Number(v) : v;
@@ -652,8 +788,24 @@ const SCALARS: Partial<Record<string, { draft: keyof Draft; parse: Parse }>> = {
   nodeName: { draft: "nodeName", parse: nodeName },
   backend: {
     draft: "backend",
-    parse: (v, s, k) => oneOf(v, s, k, ["host-gw", "vxlan"] as const),
+    parse: (v, s, k) => oneOf(v, s, k, ["host-gw", "vxlan", "bgp"] as const),
   },
+  bgpAsNumber: { draft: "bgpAsNumber", parse: (v, s, k) => intIn(v, s, k, 1, 4_294_967_294) },
+  bgpRouterId: { draft: "bgpRouterId", parse: routerId },
+  bgpNodeMesh: { draft: "bgpNodeMesh", parse: bool },
+  bgpRouteReflector: { draft: "bgpRouteReflector", parse: bool },
+  bgpPeers: { draft: "bgpPeers", parse: bgpPeers },
+  bgpHoldTime: {
+    draft: "bgpHoldTime",
+    parse: (v, s, k) => {
+      const ms = parseDuration(v, s, k);
+      if (ms < 3000 || ms > 65_535_000 || ms % 1000) {
+        fail(s, k, v, "must be whole seconds, 3s-65535s (BGP's hold time)");
+      }
+      return ms / 1000;
+    },
+  },
+  bgpGracefulRestart: { draft: "bgpGracefulRestart", parse: bool },
   vxlanVni: { draft: "vxlanVni", parse: (v, s, k) => intIn(v, s, k, 1, 16_777_215) },
   vxlanPort: { draft: "vxlanPort", parse: (v, s, k) => intIn(v, s, k, 1, 65535) },
   vxlanDirectRouting: { draft: "vxlanDirectRouting", parse: bool },
@@ -1052,6 +1204,15 @@ function finish(d: Draft, file: string | undefined, hostname: () => string): Dae
       vni: d.vxlanVni?.value ?? 1,
       port: d.vxlanPort?.value ?? 8472,
       directRouting: d.vxlanDirectRouting?.value ?? false,
+    },
+    bgp: {
+      ...(d.bgpAsNumber ? { asNumber: d.bgpAsNumber.value } : {}),
+      ...(d.bgpRouterId ? { routerId: d.bgpRouterId.value } : {}),
+      nodeMesh: d.bgpNodeMesh?.value ?? true,
+      routeReflector: d.bgpRouteReflector?.value ?? false,
+      peers: d.bgpPeers?.value ?? [],
+      holdTime: d.bgpHoldTime?.value ?? 90,
+      gracefulRestart: d.bgpGracefulRestart?.value ?? true,
     },
     mtu: mtuValue,
     pools: poolList,
