@@ -117,3 +117,186 @@ Deno.test({
     assert(n1);
   },
 });
+
+/** A node's BIRD pid (its pid file under the agent's run dir). */
+function birdPid(t: TestLab, node: string): number {
+  const n = t.state().nodes.find((x) => x.name === node)!;
+  return Number(Deno.readTextFileSync(`${n.dir}/run/bird.pid`).trim());
+}
+
+Deno.test({
+  ...opts,
+  name:
+    `bgp top-of-rack only (no mesh, routed underlay): pods ping across subnets through the router's learned routes, shown in its kernel table${skip}`,
+  async fn() {
+    await using t = await testLab({
+      nodes: 4,
+      underlay: "routed",
+      bgpRouter: "bird",
+      extraConfig: { ...BGP, bgpNodeMesh: false },
+    });
+    const pods = await podPerNode(t);
+    assertEquals(await pingAll(t, pods), []);
+    const s = t.state();
+    // The router learned every node's blocks, each via that node, into its kernel.
+    const want: string[] = [];
+    for (const n of s.nodes) {
+      for (const b of await blocksOf(t, n.name)) {
+        want.push(`${b} via ${b.includes(":") ? n.ipv6 : n.ipv4}`);
+      }
+    }
+    using lab = (await import("../lab/topology.ts")).labOpen(t.name);
+    assertEquals(await birdRoutes(lab.ns), want.sort());
+    // The nodes peer with the router only: two sessions (IPv4, IPv6), both established.
+    const st = await t.lab.status(t.name);
+    for (const n of st.nodes) {
+      assertEquals(
+        n.bgp!.map((b) => [b.name, b.established]).sort(),
+        [["peer1_v4", true], ["peer2_v6", true]],
+        n.name,
+      );
+    }
+    assertEquals(st.router!.bgp.filter((b) => b.established).length, 8, "4 nodes x 2 families");
+  },
+});
+
+Deno.test({
+  ...opts,
+  name:
+    `bgp: a router that stops speaking BGP is reported: session not established in status and metrics, the agent not ready after the hold time${skip}`,
+  async fn() {
+    await using t = await testLab({
+      nodes: 2,
+      underlay: "routed",
+      bgpRouter: "bird",
+      extraConfig: { ...BGP, bgpNodeMesh: false, bgpHoldTime: "3s" },
+    });
+    const ns = t.node("node1");
+    const ready = async () =>
+      (await runCommand(ns, "curl", {
+        args: ["-s", "--max-time", "2", "http://127.0.0.1:9753/readyz?verbose"],
+      })).stdout;
+    assertMatch(await ready(), /readyz check passed/);
+    // The router's BIRD goes: a router that does not speak BGP.
+    Deno.kill(t.state().bgpRouter!.pid, "SIGKILL");
+    await within(30_000, "node1 not ready, naming the idle session", async () => {
+      return /\[-\]agent not ready: bgp peer1_v4 172\.31\.0\.1 \(172\.31\.0\.1\)/.test(
+        await ready(),
+      );
+    });
+    assertEquals(await metric(ns, "ohno_ready"), 1, "the gauge says the agent once got ready");
+    const m = await runCommand(ns, "curl", {
+      args: ["-s", "--max-time", "2", "http://127.0.0.1:9753/metrics"],
+    });
+    assertMatch(
+      m.stdout,
+      /ohno_bgp_session_established\{session="peer1_v4",peer="172\.31\.0\.1",neighbor="172\.31\.0\.1"\} 0/,
+    );
+    const st = await t.lab.status(t.name);
+    const b = st.nodes[0]!.bgp!.find((x) => x.name === "peer1_v4")!;
+    assertEquals(b.established, false);
+    assert(["Active", "Connect", "Idle"].includes(b.state), b.state);
+  },
+});
+
+Deno.test({
+  ...opts,
+  name: `bgp: BIRD killed is restarted by the agent (logged, counted), pings come back${skip}`,
+  async fn() {
+    await using t = await testLab({ nodes: 2, extraConfig: BGP });
+    const pods = await podPerNode(t);
+    assertEquals(await pingAll(t, pods), []);
+    const old = birdPid(t, "node1");
+    Deno.kill(old, "SIGKILL");
+    await within(30_000, "a new BIRD on node1", () => {
+      try {
+        const pid = birdPid(t, "node1");
+        return Promise.resolve(pid !== old && processAlive(pid));
+      } catch {
+        return Promise.resolve(false);
+      }
+    });
+    await within(
+      30_000,
+      "the restart counted",
+      async () => (await metric(t.node("node1"), "ohno_bgp_bird_restarts_total")) === 1,
+    );
+    const log = Deno.readTextFileSync(`${t.state().nodes[0]!.dir}/daemon.log`);
+    assertMatch(log, /bird is not running; starting it again/);
+    await within(60_000, "pings come back", async () => (await pingAll(t, pods)).length === 0);
+  },
+});
+
+Deno.test({
+  ...opts,
+  name:
+    `bgp: a removed node's routes go from every node and from the router; --cleanup stops BIRD and leaves none of its routes${skip}`,
+  async fn() {
+    await using t = await testLab({
+      nodes: 3,
+      underlay: "routed",
+      bgpRouter: "bird",
+      extraConfig: BGP,
+    });
+    const pods = await podPerNode(t);
+    assertEquals(await pingAll(t, pods), []);
+    const gone = await blocksOf(t, "node3");
+    const n3 = t.state().nodes[2]!;
+    using lab = (await import("../lab/topology.ts")).labOpen(t.name);
+    const holds = async (ns: Netns) =>
+      (await birdRoutes(ns)).some((r) => gone.some((b) => r.startsWith(`${b} `)));
+    for (const ns of [t.node("node1"), t.node("node2"), lab.ns]) assert(await holds(ns));
+
+    // node3 leaves: its agent stops, --cleanup stops its BIRD, its blocks are released.
+    await t.lab.podDel(t.name, "p3");
+    await t.lab.stopAgent(t.name, "node3");
+    const pid = birdPid(t, "node3");
+    const r = await runCommand(t.node("node3"), OHNO, {
+      args: ["daemon", "--cleanup", "--config", `${n3.dir}/ohno.json`],
+    });
+    assertEquals(r.code, 0, r.stderr);
+    assertEquals(processAlive(pid), false, "BIRD stopped");
+    assertEquals(await birdRoutes(t.node("node3")), [], "no route of BIRD's left on node3");
+    const rel = await t.lab.ipam(t.name, ["release", "--node", "node3"]);
+    assertEquals(rel.code, 0, rel.stderr);
+    for (
+      const [who, ns] of [["node1", t.node("node1")], ["node2", t.node("node2")], [
+        "router",
+        lab.ns,
+      ]] as const
+    ) {
+      await within(30_000, `${who} forgets node3's blocks`, async () => !(await holds(ns)));
+    }
+    assertEquals(await pingAll(t, ["p1", "p2"]), []);
+  },
+});
+
+Deno.test({
+  ...opts,
+  name:
+    `bgp route reflectors: two reflectors, the other nodes peer only with them, every pod pings${skip}`,
+  async fn() {
+    const RR = { bgpRouteReflector: true };
+    await using t = await testLab({
+      nodes: 4,
+      extraConfig: { ...BGP, bgpNodeMesh: false, bgpAsNumber: 64512 },
+      nodeConfig: { node1: RR, node2: RR },
+    });
+    const pods = await podPerNode(t);
+    assertEquals(await pingAll(t, pods), []);
+    const st = await t.lab.status(t.name);
+    const peersOf = (node: string) =>
+      [...new Set(st.nodes.find((n) => n.name === node)!.bgp!.map((b) => b.peer))].sort();
+    assertEquals(peersOf("node3"), ["node1", "node2"]);
+    assertEquals(peersOf("node4"), ["node1", "node2"]);
+    assertEquals(peersOf("node1"), ["node2", "node3", "node4"]);
+    assert(st.nodes.every((n) => n.bgp!.every((b) => b.established)), JSON.stringify(st.nodes));
+    // node3 learned node4's blocks through a reflector, next hop node4 itself.
+    const s = t.state();
+    const n4 = s.nodes[3]!;
+    const r3 = await birdRoutes(t.node("node3"));
+    for (const b of await blocksOf(t, "node4")) {
+      assert(r3.includes(`${b} via ${b.includes(":") ? n4.ipv6 : n4.ipv4}`), r3.join("\n"));
+    }
+  },
+});

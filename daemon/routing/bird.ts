@@ -150,7 +150,6 @@ export function renderBirdConfig(i: BirdConfigInput): string {
     );
   }
   for (const s of i.sessions) {
-    const ibgp = s.neighborAs === i.asNumber;
     out.push(
       `protocol bgp ${s.name} {`,
       `  description ${q(s.description)};`,
@@ -165,8 +164,6 @@ export function renderBirdConfig(i: BirdConfigInput): string {
       `  ipv${s.family} {`,
       `    import filter ohno_import${s.family};`,
       `    export filter ohno_export_${s.export === "own" ? "own" : "reflect"}${s.family};`,
-      // Own blocks are blackholes: the next hop announced is this node's address.
-      ...(ibgp ? ["    next hop self;"] : []),
       "  };",
       "}",
       "",
