@@ -210,9 +210,8 @@ export function parseBirdProtocols(text: string): BirdProtocol[] {
     if (!/^\s/.test(line)) {
       const m = /^(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+(?:\s\S+)?)\s*(.*)$/.exec(line);
       if (!m) continue;
-      // "Since" is a time, or a date and a time.
-      const rest = m[5]!.includes(" ") ? m[6]! : m[6]!;
-      cur = { name: m[1]!, proto: m[2]!, state: m[4]!, info: rest.trim() };
+      // "Since" is a time, or a date and a time (one blank between); columns are padded.
+      cur = { name: m[1]!, proto: m[2]!, state: m[4]!, info: m[6]!.trim() };
       out.push(cur);
       continue;
     }
