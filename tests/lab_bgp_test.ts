@@ -6,7 +6,7 @@
 import { assert, assertEquals, assertMatch } from "./support/assert.ts";
 import { metric, type TestLab, testLab, within } from "./support/lab.ts";
 import { etcdMissing } from "./support/etcd.ts";
-import { ipJson, type IpRoute, type Netns, runCommand } from "../netns/mod.ts";
+import { ipJson, type IpRoute, Netns, runCommand } from "../netns/mod.ts";
 import { OHNO } from "./support/ohno.ts";
 import { processAlive } from "../lib/proc.ts";
 
@@ -230,7 +230,7 @@ Deno.test({
 Deno.test({
   ...opts,
   name:
-    `bgp: a removed node's routes go from every node and from the router; --cleanup stops BIRD and leaves none of its routes${skip}`,
+    `bgp node mesh with the router on the routed lab; a removed node's routes go from every node and from the router; --cleanup stops BIRD and leaves none of its routes${skip}`,
   async fn() {
     await using t = await testLab({
       nodes: 3,
@@ -242,6 +242,31 @@ Deno.test({
     assertEquals(await pingAll(t, pods), []);
     const gone = await blocksOf(t, "node3");
     const n3 = t.state().nodes[2]!;
+    // The mesh and the router at once: node1 peers with node2, node3 and its router; node3
+    // shares its subnet, so its blocks are reached straight through it (learned over the
+    // mesh), node2's through the router (the next hop resolved through the default route).
+    const st = await t.lab.status(t.name);
+    assertEquals(
+      st.nodes[0]!.bgp!.map((b) => [b.name, b.established]),
+      [
+        ["node_node2_v4", true],
+        ["node_node2_v6", true],
+        ["node_node3_v4", true],
+        ["node_node3_v6", true],
+        ["peer1_v4", true],
+        ["peer2_v6", true],
+      ],
+    );
+    const r1 = await birdRoutes(t.node("node1"));
+    for (const b of gone) {
+      assert(r1.includes(`${b} via ${b.includes(":") ? n3.ipv6 : n3.ipv4}`), r1.join("\n"));
+    }
+    for (const b of await blocksOf(t, "node2")) {
+      assert(
+        r1.includes(`${b} via ${b.includes(":") ? "fd00:172:31::1" : "172.31.0.1"}`),
+        r1.join("\n"),
+      );
+    }
     using lab = (await import("../lab/topology.ts")).labOpen(t.name);
     const holds = async (ns: Netns) =>
       (await birdRoutes(ns)).some((r) => gone.some((b) => r.startsWith(`${b} `)));
@@ -298,5 +323,38 @@ Deno.test({
     for (const b of await blocksOf(t, "node4")) {
       assert(r3.includes(`${b} via ${b.includes(":") ? n4.ipv6 : n4.ipv4}`), r3.join("\n"));
     }
+  },
+});
+
+Deno.test({
+  ...opts,
+  name:
+    `bgp: agent SIGTERM and restart during a ping flood loses no more than a second; BIRD keeps running and is adopted${skip}`,
+  async fn() {
+    await using t = await testLab({ nodes: 2, extraConfig: BGP });
+    await podPerNode(t);
+    const s = t.state();
+    const bird = birdPid(t, "node1");
+    using p1 = Netns.named(s.pods["p1"]!.netns);
+    const INTERVAL = 0.02;
+    const flood = runCommand(p1, "ping", {
+      args: ["-q", "-i", String(INTERVAL), "-W", "1", "-w", "25", s.pods["p2"]!.ips[0]!],
+    });
+    await new Promise((r) => setTimeout(r, 2000));
+    await t.lab.stopAgent(t.name, "node1");
+    await t.lab.stopAgent(t.name, "node2");
+    await t.lab.startAgent(t.name, "node1");
+    await t.lab.startAgent(t.name, "node2");
+    const r = await flood;
+    const m = /(\d+) packets transmitted, (\d+) received/.exec(r.stdout);
+    assert(m, r.stdout);
+    const lost = Number(m[1]) - Number(m[2]);
+    assert(Number(m[1]) > 200, r.stdout);
+    assert(lost * INTERVAL <= 1, `lost ${lost} of ${m[1]}: ${r.stdout}`);
+    assertEquals(birdPid(t, "node1"), bird, "the same BIRD");
+    assertMatch(
+      Deno.readTextFileSync(`${s.nodes[0]!.dir}/daemon.log`),
+      /bird: adopted the running BIRD/,
+    );
   },
 });
