@@ -261,16 +261,17 @@ export class BgpBackend implements Backend {
       Deno.writeTextFileSync(tmp, text);
       Deno.renameSync(tmp, this.#paths.config);
     }
-    if (!this.#started || !this.bird.running()) {
+    if (!this.#started) {
       const adopting = this.bird.running();
       await this.bird.start();
       this.#started = true;
       // An adopted BIRD runs the previous agent's file: make it read this one.
       if (adopting) await this.bird.configure();
-    } else if (changed) {
+    } else if (changed && this.bird.running()) {
       await this.bird.configure();
       this.#o.log?.info("bird reconfigured", { file: this.#paths.config });
     }
+    // A BIRD found dead is the supervisor's to start again (and count); it reads this file.
     const routes = (await this.#routes.ownedRoutes()).filter((r) => r.type !== "blackhole");
     const programmed = { 4: 0, 6: 0 };
     for (const r of routes) programmed[r.family]++;

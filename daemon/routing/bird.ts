@@ -308,6 +308,7 @@ export class BirdProcess {
   readonly #o: BirdProcessOptions;
   #pid: number | undefined;
   #restarts = 0;
+  #starting: Promise<void> | undefined;
 
   constructor(o: BirdProcessOptions) {
     this.#o = o;
@@ -328,8 +329,16 @@ export class BirdProcess {
     return pid !== undefined && processAlive(pid) && isBird(pid);
   }
 
-  /** Starts BIRD unless one runs already (adopted); waits until its socket answers. */
-  async start(): Promise<void> {
+  /**
+   * Starts BIRD unless one runs already (adopted); waits until its socket answers. Calls
+   * made while a start is under way wait for it (one BIRD, never two).
+   */
+  start(): Promise<void> {
+    this.#starting ??= this.#start().finally(() => (this.#starting = undefined));
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
     const old = readPid(this.#o.pidFile);
     if (old !== undefined && processAlive(old) && isBird(old)) {
       this.#pid = old;

@@ -36,7 +36,7 @@ const SECONDS = 3;
 /** ohno and its twin measured alternately this many times; medians kept. */
 const ROUNDS = 3;
 
-interface Result {
+export interface Result {
   gbps1: number;
   gbps4: number;
   p50: number;
@@ -77,7 +77,7 @@ async function rtt(client: Netns, dst: string): Promise<{ p50: number; p99: numb
   return { p50: quantile(t, 0.5), p99: quantile(t, 0.99) };
 }
 
-async function measure(client: Netns, server: Netns, dst: string): Promise<Result> {
+export async function measure(client: Netns, server: Netns, dst: string): Promise<Result> {
   const gbps1 = await iperf(client, server, dst, 1);
   const gbps4 = await iperf(client, server, dst, 4);
   return { gbps1, gbps4, ...(await rtt(client, dst)) };

@@ -4,11 +4,12 @@
  * not comparable between runs, ratios are).
  *
  * Usage: deno task bench [suite…] [--baseline REF]   (default: all suites but scale, agents,
- *        dataplane, vxlan: those run only when named)
+ *        dataplane, vxlan, bgp: those run only when named)
  * @module
  */
 
 import { benchAgent } from "./agent.ts";
+import { benchBgp } from "./bgp.ts";
 import { benchCni } from "./cni.ts";
 import { benchDataplane } from "./dataplane.ts";
 import { benchIpam } from "./ipam.ts";
@@ -41,9 +42,10 @@ const SUITES: Record<string, () => Promise<void>> = {
   agents: () => benchAgents(),
   dataplane: () => benchDataplane(),
   vxlan: () => benchVxlan(),
+  bgp: () => benchBgp(),
 };
 /** Suites that run only when named (minutes each, and a 30-node lab). */
-const ON_REQUEST = new Set(["scale", "agents", "dataplane", "vxlan"]);
+const ON_REQUEST = new Set(["scale", "agents", "dataplane", "vxlan", "bgp"]);
 
 // Interrupted (Ctrl-C, a session's end): remove this run's namespaces before leaving, and
 // those an earlier interrupted run could not.
