@@ -358,3 +358,26 @@ Deno.test({
     );
   },
 });
+
+Deno.test({
+  ...opts,
+  name:
+    `bgp: a node that drops off the network (no word to its peers) has its routes withdrawn by the hold timer (graceful restart on)${skip}`,
+  async fn() {
+    await using t = await testLab({ nodes: 3, extraConfig: { ...BGP, bgpHoldTime: "3s" } });
+    const gone = await blocksOf(t, "node3");
+    const holds = async () =>
+      (await birdRoutes(t.node("node1"))).some((r) => gone.some((b) => r.startsWith(`${b} `)));
+    assert(await holds());
+    // node3's link goes down: no FIN, no NOTIFICATION; node1 must notice by the hold timer.
+    const r = await runCommand(t.node("node3"), "ip", { args: ["link", "set", "eth0", "down"] });
+    assertEquals(r.code, 0, r.stderr);
+    // BIRD treats an expired hold timer as a hard error (no graceful-restart grace for the
+    // peer): the routes go after the hold time, 3 s here.
+    await within(30_000, "node1 drops node3's routes", async () => !(await holds()));
+    // node2's routes stay.
+    const n2 = await blocksOf(t, "node2");
+    const r1 = await birdRoutes(t.node("node1"));
+    assert(n2.every((b) => r1.some((x) => x.startsWith(`${b} `))), r1.join("\n"));
+  },
+});
