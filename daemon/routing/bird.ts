@@ -158,6 +158,12 @@ export function renderBirdConfig(i: BirdConfigInput): string {
       ...(s.multihop ? ["  multihop;"] : []),
       `  hold time ${i.holdTime};`,
       `  keepalive time ${Math.max(1, Math.floor(i.holdTime / 3))};`,
+      // A node joining or coming back is retried within seconds, not BIRD's defaults (5 s
+      // before the first connect, 120 s between retries, 60-300 s after an error): one side
+      // connecting before the other has configured the session must not leave it down.
+      "  connect delay time 1;",
+      "  connect retry time 5;",
+      "  error wait time 1, 10;",
       ...(i.gracefulRestart ? ["  graceful restart on;"] : []),
       ...(s.password !== undefined ? [`  password ${q(s.password)};`] : []),
       ...(s.rrClient ? ["  rr client;", `  rr cluster id ${i.rrClusterId ?? i.routerId};`] : []),

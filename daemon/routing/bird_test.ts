@@ -199,7 +199,7 @@ Deno.test("bird config: what each topology renders, and BIRD's parser accepts it
         /if net ~ \[ 10\.244\.0\.0\/16\+ \] && !\(net ~ \[ 10\.244\.1\.0\/24\+ \]\) then accept;/,
         // The kernel gets BGP routes and the blackholes, nothing else.
         /export where proto = "ohno_blocks4" \|\| source = RTS_BGP;/,
-        /protocol bgp node_node2_v4 \{\n {2}description "node2";\n {2}local 172\.31\.0\.11 as 4202031627;\n {2}neighbor 172\.31\.0\.12 as 4202031628;\n {2}multihop;\n {2}hold time 90;\n {2}keepalive time 30;\n {2}graceful restart on;\n {2}ipv4 \{\n {4}import filter ohno_import4;\n {4}export filter ohno_export_own4;\n {2}\};\n\}/,
+        /protocol bgp node_node2_v4 \{\n {2}description "node2";\n {2}local 172\.31\.0\.11 as 4202031627;\n {2}neighbor 172\.31\.0\.12 as 4202031628;\n {2}multihop;\n {2}hold time 90;\n {2}keepalive time 30;\n {2}connect delay time 1;\n {2}connect retry time 5;\n {2}error wait time 1, 10;\n {2}graceful restart on;\n {2}ipv4 \{\n {4}import filter ohno_import4;\n {4}export filter ohno_export_own4;\n {2}\};\n\}/,
         /protocol bgp node_node2_v6 \{[^}]*neighbor fd00:172:31::12 as/,
         /^ {2}graceful restart on;$/m,
       ],
