@@ -158,6 +158,12 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     if (removed) log.info("removed the VXLAN devices of a previous backend", { removed });
   }
 
+  if (cfg.backend !== "bgp") {
+    // A node switched from bgp: ohno's BIRD stops, its routes go.
+    const bird = await cleanupBird(cfg.runDir, false);
+    if (bird.stopped) log.info("stopped the BIRD of a previous backend", { routes: bird.routes });
+  }
+
   // Datastore, pools, node record, blocks.
   const store = await openDatastore(cfg.datastore, {
     onRequest: (op) => metrics.datastoreRequests.inc({ op }),

@@ -381,3 +381,31 @@ Deno.test({
     assert(n2.every((b) => r1.some((x) => x.startsWith(`${b} `))), r1.join("\n"));
   },
 });
+
+Deno.test({
+  ...opts,
+  name: `switching a live node from bgp to host-gw stops BIRD and leaves none of its routes${skip}`,
+  async fn() {
+    await using t = await testLab({ nodes: 2, extraConfig: BGP });
+    const pods = await podPerNode(t);
+    const s = t.state();
+    const birds = s.nodes.map((n) => birdPid(t, n.name));
+    for (const n of s.nodes) {
+      await t.lab.stopAgent(t.name, n.name);
+      const file = `${n.dir}/ohno.json`;
+      const cfg = JSON.parse(Deno.readTextFileSync(file));
+      cfg.backend = "host-gw";
+      Deno.writeTextFileSync(file, JSON.stringify(cfg, null, 2));
+      await t.lab.startAgent(t.name, n.name);
+    }
+    assertEquals(birds.map((p) => processAlive(p)), [false, false]);
+    await within(
+      20_000,
+      "host-gw routes on both nodes",
+      async () => (await t.routes("node1")).length === 2 && (await t.routes("node2")).length === 2,
+    );
+    assertEquals(await birdRoutes(t.node("node1")), []);
+    assertEquals(await birdRoutes(t.node("node2")), []);
+    assertEquals(await pingAll(t, pods), []);
+  },
+});
