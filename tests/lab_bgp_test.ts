@@ -299,11 +299,16 @@ Deno.test({
 Deno.test({
   ...opts,
   name:
-    `bgp route reflectors: two reflectors, the other nodes peer only with them, every pod pings${skip}`,
+    `bgp route reflectors on the routed lab: two reflectors, the other nodes peer only with them (and the router), every pod pings${skip}`,
   async fn() {
     const RR = { bgpRouteReflector: true };
+    // Every node in AS 64512 (reflection is iBGP). The router (AS 65000) forwards between the
+    // subnets, but the nodes refuse what it passes on (their own AS is in the path): they
+    // learn each other's blocks only through the reflectors.
     await using t = await testLab({
       nodes: 4,
+      underlay: "routed",
+      bgpRouter: "bird",
       extraConfig: { ...BGP, bgpNodeMesh: false, bgpAsNumber: 64512 },
       nodeConfig: { node1: RR, node2: RR },
     });
@@ -311,17 +316,39 @@ Deno.test({
     assertEquals(await pingAll(t, pods), []);
     const st = await t.lab.status(t.name);
     const peersOf = (node: string) =>
-      [...new Set(st.nodes.find((n) => n.name === node)!.bgp!.map((b) => b.peer))].sort();
+      [
+        ...new Set(
+          st.nodes.find((n) => n.name === node)!.bgp!.filter((b) => b.name.startsWith("node_"))
+            .map((b) => b.peer),
+        ),
+      ].sort();
     assertEquals(peersOf("node3"), ["node1", "node2"]);
     assertEquals(peersOf("node4"), ["node1", "node2"]);
     assertEquals(peersOf("node1"), ["node2", "node3", "node4"]);
     assert(st.nodes.every((n) => n.bgp!.every((b) => b.established)), JSON.stringify(st.nodes));
-    // node3 learned node4's blocks through a reflector, next hop node4 itself.
+    // node3 (subnet 0) learned node4's blocks (subnet 1) through a reflector: the next hop
+    // node4 resolved through node3's gateway; node1's (same subnet) straight via node1.
     const s = t.state();
-    const n4 = s.nodes[3]!;
     const r3 = await birdRoutes(t.node("node3"));
     for (const b of await blocksOf(t, "node4")) {
-      assert(r3.includes(`${b} via ${b.includes(":") ? n4.ipv6 : n4.ipv4}`), r3.join("\n"));
+      assert(
+        r3.includes(`${b} via ${b.includes(":") ? "fd00:172:31::1" : "172.31.0.1"}`),
+        r3.join("\n"),
+      );
+    }
+    // BIRD's own view: the route BIRD chose came reflected (originator node4, a cluster list).
+    const v4 = (await blocksOf(t, "node4")).find((b) => !b.includes(":"))!;
+    const show = await runCommand(t.node("node3"), "birdc", {
+      args: ["-s", `${s.nodes[2]!.dir}/run/bird.ctl`, "show", "route", v4, "all"],
+    });
+    assertMatch(
+      show.stdout,
+      new RegExp(`BGP\\.originator_id: ${s.nodes[3]!.ipv4.replaceAll(".", "\\.")}`),
+    );
+    assertMatch(show.stdout, /BGP\.cluster_list: /);
+    const n1 = s.nodes[0]!;
+    for (const b of await blocksOf(t, "node1")) {
+      assert(r3.includes(`${b} via ${b.includes(":") ? n1.ipv6 : n1.ipv4}`), r3.join("\n"));
     }
   },
 });
