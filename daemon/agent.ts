@@ -305,7 +305,15 @@ export async function runAgent(o: AgentOptions): Promise<void> {
 
     const loops: Promise<unknown>[] = [routing, peerWatch];
     if (backend instanceof BgpBackend) {
-      loops.push(watchBgp(backend, { registry: metrics.registry, health, log, signal }));
+      loops.push(
+        watchBgp(backend, {
+          registry: metrics.registry,
+          health,
+          log,
+          signal,
+          routesProgrammed: metrics.routesProgrammed,
+        }),
+      );
     }
     if (kube && k8s) {
       loops.push(watchDeletedNodes(k8s, kube, ipam, cfg, log, signal));

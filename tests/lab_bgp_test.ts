@@ -113,6 +113,8 @@ Deno.test({
       ),
     );
     assertEquals(await metric(t.node("node1"), "ohno_bgp_bird_up"), 1);
+    assertMatch(m.stdout, /ohno_routes_programmed\{backend="bgp",family="ipv4"\} 2/);
+    assertMatch(m.stdout, /ohno_routes_programmed\{backend="bgp",family="ipv6"\} 2/);
     assertEquals(await metric(t.node("node1"), "ohno_bgp_bird_restarts_total"), 0);
     assert(n1);
   },

@@ -27,7 +27,7 @@ import { formatIp, parseIp } from "../../ipam/addr.ts";
 import { sleep } from "../../lib/async.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Health } from "../health.ts";
-import type { Registry } from "../metrics.ts";
+import type { Gauge, Registry } from "../metrics.ts";
 import type { Netns } from "../../netns/mod.ts";
 import {
   type BgpSession,
@@ -272,19 +272,25 @@ export class BgpBackend implements Backend {
       this.#o.log?.info("bird reconfigured", { file: this.#paths.config });
     }
     // A BIRD found dead is the supervisor's to start again (and count); it reads this file.
-    const routes = (await this.#routes.ownedRoutes()).filter((r) => r.type !== "blackhole");
-    const programmed = { 4: 0, 6: 0 };
-    for (const r of routes) programmed[r.family]++;
+    const programmed = await this.kernelRoutes();
     return {
       added: [],
       replaced: [],
       deleted: [],
-      unchanged: routes.length,
+      unchanged: programmed[4] + programmed[6],
       conflicts: [],
       skipped,
       failed: [],
       programmed,
     };
+  }
+
+  /** Routes BIRD learned into the kernel now, by family (not the own blocks' blackholes). */
+  async kernelRoutes(): Promise<{ 4: number; 6: number }> {
+    const routes = (await this.#routes.ownedRoutes()).filter((r) => r.type !== "blackhole");
+    const n = { 4: 0, 6: 0 };
+    for (const r of routes) n[r.family]++;
+    return n;
   }
 
   get holdTime(): number {
@@ -332,6 +338,11 @@ export interface BgpWatchOptions {
   signal: AbortSignal;
   /** How often the sessions are read, ms (default 2000). */
   periodMs?: number;
+  /**
+   * `ohno_routes_programmed{backend,family}`: kept current here, since BIRD's routes arrive
+   * between reconciles.
+   */
+  routesProgrammed?: Gauge;
 }
 
 /**
@@ -399,6 +410,16 @@ export async function watchBgp(backend: BgpBackend, o: BgpWatchOptions): Promise
       }
     }
     o.health.setDetails("bgp", lines);
+    if (o.routesProgrammed) {
+      try {
+        const n = await backend.kernelRoutes();
+        for (const f of [4, 6] as const) {
+          o.routesProgrammed.set(n[f], { backend: "bgp", family: `ipv${f}` });
+        }
+      } catch {
+        // the next pass
+      }
+    }
     if (notReady) o.health.setReady(false, notReady);
     else if (!o.health.ready) o.health.setReady(true);
     await sleep(o.periodMs ?? 2000, o.signal);
