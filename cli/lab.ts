@@ -27,7 +27,12 @@ export function registerLab(program: Command): void {
       "flat",
     )
     .option("--subnets <n>", "subnets of a routed underlay", "2")
-    .option("--backend <type>", "the agents' routing backend: host-gw or vxlan", "host-gw")
+    .option("--backend <type>", "the agents' routing backend: host-gw, vxlan or bgp", "host-gw")
+    .option(
+      "--bgp-router <kind>",
+      "routed underlay: the router peers by BGP with every node (bird) or speaks none (silent)",
+    )
+    .option("--no-bgp-mesh", "bgp: no node-to-node mesh (the nodes peer with the router only)")
     .action(async (
       o: Named & {
         nodes: string;
@@ -36,6 +41,8 @@ export function registerLab(program: Command): void {
         underlay: string;
         subnets: string;
         backend: string;
+        bgpRouter?: string;
+        bgpMesh: boolean;
       },
     ) => {
       const n = Number(o.nodes);
@@ -53,8 +60,17 @@ export function registerLab(program: Command): void {
       if (!Number.isInteger(subnets) || subnets < 2 || subnets > 16) {
         throw new CliError(`--subnets ${JSON.stringify(o.subnets)} is not a count from 2 to 16`, 2);
       }
-      if (o.backend !== "host-gw" && o.backend !== "vxlan") {
-        throw new CliError(`--backend ${JSON.stringify(o.backend)} is not host-gw or vxlan`, 2);
+      if (o.backend !== "host-gw" && o.backend !== "vxlan" && o.backend !== "bgp") {
+        throw new CliError(
+          `--backend ${JSON.stringify(o.backend)} is not host-gw, vxlan or bgp`,
+          2,
+        );
+      }
+      if (o.bgpRouter !== undefined && o.bgpRouter !== "bird" && o.bgpRouter !== "silent") {
+        throw new CliError(`--bgp-router ${JSON.stringify(o.bgpRouter)} is not bird or silent`, 2);
+      }
+      if (o.bgpRouter !== undefined && o.underlay !== "routed") {
+        throw new CliError("--bgp-router needs --underlay routed", 2);
       }
       await (await lab()).up({
         name: o.name,
@@ -64,7 +80,15 @@ export function registerLab(program: Command): void {
         mtu,
         underlay: o.underlay,
         ...(o.underlay === "routed" ? { subnets } : {}),
-        ...(o.backend !== "host-gw" ? { extraConfig: { backend: o.backend } } : {}),
+        ...(o.backend !== "host-gw"
+          ? {
+            extraConfig: {
+              backend: o.backend,
+              ...(o.bgpMesh === false ? { bgpNodeMesh: false } : {}),
+            },
+          }
+          : {}),
+        ...(o.bgpRouter ? { bgpRouter: o.bgpRouter as "bird" | "silent" } : {}),
         say: print,
       });
       print(`lab ${o.name} is up`);
@@ -115,6 +139,24 @@ export function registerLab(program: Command): void {
           s.nodes.map((n) => [n.name, n.ipv4, n.ipv6, n.agent]),
         ),
       );
+      const sessions = [
+        ...s.nodes.flatMap((n) => (n.bgp ?? []).map((b) => ({ on: n.name, ...b }))),
+        ...(s.router?.bgp ?? []).map((b) => ({ on: "router", ...b })),
+      ];
+      if (sessions.length) {
+        print("");
+        print(table(
+          ["BGP ON", "SESSION", "PEER", "NEIGHBOR", "STATE", "ROUTES RECEIVED"],
+          sessions.map((b) => [
+            b.on,
+            b.name,
+            b.peer,
+            b.neighbor,
+            b.established ? "established" : `${b.state}${b.lastError ? ` (${b.lastError})` : ""}`,
+            String(b.routesReceived),
+          ]),
+        ));
+      }
       print("");
       // Routing problems the agents report: off-link next hops, VXLAN setting disagreements.
       const problems: string[][] = [];

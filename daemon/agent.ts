@@ -37,6 +37,7 @@ import { startIpamServer } from "./ipamserver.ts";
 import { applyMasquerade, removeMasquerade } from "./masq.ts";
 import { DaemonMetrics } from "./metrics.ts";
 import { resolveNodeIPs } from "./nodeip.ts";
+import { BgpBackend, bgpRecord, cleanupBird, watchBgp } from "./routing/bgp.ts";
 import {
   type Backend,
   HostGwBackend,
@@ -145,11 +146,26 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     backend = new VxlanBackend({ node: cfg.nodeName, underlayMtu, ...cfg.vxlan, log });
     backendRecord = await vxlanRecord(cfg.nodeName, cfg.vxlan);
     log.info("vxlan", { ...cfg.vxlan, ...backendRecord, podMtu: mtu });
+  } else if (cfg.backend === "bgp") {
+    backend = new BgpBackend({
+      settings: cfg.bgp,
+      clusterCIDRs: cfg.clusterCIDRs,
+      dir: cfg.runDir,
+      log,
+    });
+    backendRecord = bgpRecord(nodeIps, cfg.bgp);
+    log.info("bgp", { ...backendRecord, nodeMesh: cfg.bgp.nodeMesh, peers: cfg.bgp.peers.length });
   } else {
     backend = new HostGwBackend();
     // A node switched from vxlan: its devices (with their neighbours and FDB) go.
     const removed = await removeVxlanDevices();
     if (removed) log.info("removed the VXLAN devices of a previous backend", { removed });
+  }
+
+  if (cfg.backend !== "bgp") {
+    // A node switched from bgp: ohno's BIRD stops, its routes go.
+    const bird = await cleanupBird(cfg.runDir, false);
+    if (bird.stopped) log.info("stopped the BIRD of a previous backend", { routes: bird.routes });
   }
 
   // Datastore, pools, node record, blocks.
@@ -293,6 +309,17 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     log.info("ready");
 
     const loops: Promise<unknown>[] = [routing, peerWatch];
+    if (backend instanceof BgpBackend) {
+      loops.push(
+        watchBgp(backend, {
+          registry: metrics.registry,
+          health,
+          log,
+          signal,
+          routesProgrammed: metrics.routesProgrammed,
+        }),
+      );
+    }
     if (kube && k8s) {
       const kubeLoop = { k8s, kube, ipam, cfg, log, signal };
       loops.push(watchDeletedNodes(kubeLoop), gcLoop({ ...kubeLoop, metrics }));
@@ -422,11 +449,14 @@ async function gcLoop(o: KubeLoopOptions & { metrics: DaemonMetrics }): Promise<
 export async function cleanupAgent(cfg: DaemonConfig, log: Logger): Promise<void> {
   await new HostGwBackend().cleanup();
   const devices = await removeVxlanDevices();
+  const bird = await cleanupBird(cfg.runDir, cfg.backend === "bgp");
   await removeMasquerade();
   const removed = uninstallConflist(cfg.cniConfDir, cfg.conflistName);
   log.info("cleaned up", {
     routes: "removed",
     vxlanDevices: devices,
+    bird: bird.stopped ? "stopped" : "not running",
+    birdRoutes: bird.routes,
     masquerade: "removed",
     conflist: removed ? "removed" : "absent",
   });

@@ -1,5 +1,5 @@
 import { Command } from "commander";
-import { assert, assertEquals, assertThrows } from "../tests/support/assert.ts";
+import { assert, assertEquals, assertMatch, assertThrows } from "../tests/support/assert.ts";
 import {
   DAEMON_FLAGS,
   type DaemonConfig,
@@ -42,6 +42,7 @@ Deno.test("config: with no file, defaults (and the host name as node name)", () 
     nodeIP: { source: "auto", addresses: [] },
     backend: "host-gw",
     vxlan: { vni: 1, port: 8472, directRouting: false },
+    bgp: { nodeMesh: true, routeReflector: false, peers: [], holdTime: 90, gracefulRestart: true },
     mtu: "auto",
     pools: [],
     clusterCIDRs: [],
@@ -246,7 +247,7 @@ Deno.test("config: every bad value is refused with its source, key and value", a
     ],
     [{ datastore: { type: "zookeeper" } }, 'datastore.type "zookeeper" must be one of etcd, local'],
     [{ metricsAddress: "9753" }, 'metricsAddress "9753" is not HOST:PORT'],
-    [{ backend: "bgp" }, 'backend "bgp" must be one of host-gw, vxlan'],
+    [{ backend: "ospf" }, 'backend "ospf" must be one of host-gw, vxlan, bgp'],
     [{ mtu: 1000, pools: [{ cidr: "fd10::/48" }] }, "mtu 1000 is below 1280"],
     [{ masquerade: "yes" }, 'masquerade "yes" must be true or false'],
     [{ logLevel: "loud" }, 'logLevel "loud" must be one of debug, info, warn, error'],
@@ -347,7 +348,7 @@ Deno.test("config: vxlan settings from the file and flags; bad ones named", () =
       [{ vxlanVni: "0" }, "vxlanVni"],
       [{ vxlanPort: "70000" }, "vxlanPort"],
       [{ vxlanDirectRouting: "maybe" }, "vxlanDirectRouting"],
-      [{ backend: "bgp" }, "backend"],
+      [{ backend: "ospf" }, "backend"],
     ] as const
   ) {
     assertThrows(
@@ -356,4 +357,57 @@ Deno.test("config: vxlan settings from the file and flags; bad ones named", () =
       msg,
     );
   }
+});
+
+Deno.test("config: bgp settings from the file and the flags; bad ones named", async () => {
+  await withFile({
+    backend: "bgp",
+    bgpAsNumber: 64512,
+    bgpRouterId: "10.0.0.1",
+    bgpNodeMesh: false,
+    bgpRouteReflector: true,
+    bgpPeers: [{ address: "fd00::0001", asNumber: 65000, password: "pw" }],
+    bgpHoldTime: "9s",
+    bgpGracefulRestart: false,
+  }, (file) => {
+    const c = load({ flags: { config: file } });
+    assertEquals(c.backend, "bgp");
+    assertEquals(c.bgp, {
+      asNumber: 64512,
+      routerId: "10.0.0.1",
+      nodeMesh: false,
+      routeReflector: true,
+      peers: [{ address: "fd00::1", asNumber: 65000, password: "pw" }],
+      holdTime: 9,
+      gracefulRestart: false,
+    });
+  });
+  const c = load({ flags: { bgpPeers: "65000@172.31.0.1,65001@fd00::1" } });
+  assertEquals(c.bgp.peers, [{ address: "172.31.0.1", asNumber: 65000 }, {
+    address: "fd00::1",
+    asNumber: 65001,
+  }]);
+  for (
+    const [flags, want] of [
+      [{ bgpPeers: "172.31.0.1" }, /bgpPeers "172.31.0.1" is not AS@ADDRESS/],
+      [{ bgpPeers: "65000@nowhere" }, /bgpPeers.address "nowhere" is not an IP address/],
+      [{ bgpAsNumber: "0" }, /bgpAsNumber "0" must be a whole number 1-4294967294/],
+      [{ bgpRouterId: "fd00::1" }, /bgpRouterId "fd00::1" is not an IPv4 address/],
+      [{ bgpHoldTime: "2s" }, /bgpHoldTime "2s" must be whole seconds/],
+    ] as const
+  ) {
+    assertThrows(() => load({ flags }), DaemonConfigError);
+    try {
+      load({ flags });
+    } catch (e) {
+      assertMatch((e as Error).message, want);
+    }
+  }
+  await withFile({ bgpPeers: [{ address: "10.0.0.1", asNumber: 1, password: 'a"b' }] }, (file) => {
+    assertThrows(
+      () => load({ flags: { config: file } }),
+      DaemonConfigError,
+      'bgpPeers[0].password "(hidden)"',
+    );
+  });
 });

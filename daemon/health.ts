@@ -35,11 +35,24 @@ export class Health {
   #why = "starting";
   readonly #checks = new Map<string, Check>();
   #status: () => Record<string, unknown> = () => ({});
+  readonly #details = new Map<string, { ok: boolean; text: string }[]>();
 
   /** Marks the agent ready, or not ready with a reason (`etcd unreachable`). */
   setReady(ready: boolean, reason = ready ? "" : "not ready"): void {
     this.#ready = ready;
     this.#why = reason;
+  }
+
+  /**
+   * Named lines shown by `/readyz?verbose` under the agent's own line (the bgp backend's
+   * sessions): `ok` false marks a line `[-]`.
+   */
+  setDetails(name: string, lines: { ok: boolean; text: string }[]): void {
+    this.#details.set(name, lines);
+  }
+
+  get details(): { ok: boolean; text: string }[] {
+    return [...this.#details.values()].flat();
   }
 
   get ready(): boolean {
@@ -133,9 +146,10 @@ function handleHealth(req: Request, health: Health, registry: Registry): Respons
     case "/readyz": {
       if (verbose) {
         const line = health.ready ? "[+]agent ok" : `[-]agent not ready: ${health.notReadyReason}`;
+        const more = health.details.map((d) => `${d.ok ? "[+]" : "[-]"}${d.text}\n`).join("");
         return text(
           health.ready ? 200 : 503,
-          `${line}\nreadyz check ${health.ready ? "passed" : "failed"}\n`,
+          `${line}\n${more}readyz check ${health.ready ? "passed" : "failed"}\n`,
         );
       }
       return health.ready ? text(200, "ok\n") : text(503, `not ready: ${health.notReadyReason}\n`);

@@ -89,6 +89,11 @@ abstract class ValueMetric extends Metric {
     return this.#values.get(JSON.stringify(this.values(labels)))?.value ?? 0;
   }
 
+  /** Forgets every label set (a set of series that is replaced as a whole, e.g. sessions). */
+  clear(): void {
+    this.#values.clear();
+  }
+
   protected put(value: number, labels?: Labels): void {
     const v = this.values(labels);
     this.#values.set(JSON.stringify(v), { labels: v, value });

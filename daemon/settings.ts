@@ -9,10 +9,12 @@
 
 import {
   absPath,
+  bgpPeers,
   bool,
   cidrList,
   conflistName,
   endpoints,
+  holdTime,
   hostName,
   ifname,
   intIn,
@@ -28,6 +30,7 @@ import {
   type Parse,
   parseDuration,
   pools,
+  routerId,
 } from "./settings_parse.ts";
 
 /** One setting. */
@@ -123,9 +126,9 @@ export const SETTINGS = declareSettings([
   {
     key: "backend",
     flag: "--backend <type>",
-    parse: oneOf(["host-gw", "vxlan"] as const),
+    parse: oneOf(["host-gw", "vxlan", "bgp"] as const),
     default: "host-gw",
-    doc: "routing backend: `host-gw` or `vxlan`",
+    doc: "routing backend: `host-gw`, `vxlan` or `bgp`",
   },
   {
     key: "vxlanVni",
@@ -151,6 +154,67 @@ export const SETTINGS = declareSettings([
     parse: bool,
     default: false,
     doc: "vxlan: host-gw routes to peers on this node's own subnet, VXLAN to the rest",
+  },
+  {
+    key: "bgpAsNumber",
+    at: "bgp.asNumber",
+    flag: "--bgp-as-number <n>",
+    parse: intIn(1, 4_294_967_294),
+    optional: true,
+    defaultDoc: "4200000000 + the low 26 bits of the node IP",
+    doc: "bgp: this node's AS number, 1–4294967294; other nodes read it from the node's record",
+  },
+  {
+    key: "bgpRouterId",
+    at: "bgp.routerId",
+    flag: "--bgp-router-id <ipv4>",
+    parse: routerId,
+    optional: true,
+    defaultDoc: "the node's IPv4 address (IPv6-only: its low 32 bits)",
+    doc: "bgp: the BGP router id, written as an IPv4 address",
+  },
+  {
+    key: "bgpNodeMesh",
+    at: "bgp.nodeMesh",
+    flag: "--bgp-node-mesh <on|off>",
+    parse: bool,
+    default: true,
+    doc: "bgp: a session with every other node; off: only route reflectors and `bgpPeers`",
+  },
+  {
+    key: "bgpRouteReflector",
+    at: "bgp.routeReflector",
+    flag: "--bgp-route-reflector <on|off>",
+    parse: bool,
+    default: false,
+    doc: "bgp: this node reflects routes to the others (with the mesh off; every node then " +
+      "needs the same `bgpAsNumber`)",
+  },
+  {
+    key: "bgpPeers",
+    at: "bgp.peers",
+    flag: "--bgp-peers <AS@ADDR,…>",
+    parse: bgpPeers,
+    default: [],
+    doc: "bgp: peers outside the cluster (a top-of-rack router), per node: " +
+      '`[{"address": "172.31.0.1", "asNumber": 65000, "password": "…"}]`; the password ' +
+      "(TCP MD5) only in the file",
+  },
+  {
+    key: "bgpHoldTime",
+    at: "bgp.holdTime",
+    flag: "--bgp-hold-time <duration>",
+    parse: holdTime,
+    default: "90s",
+    doc: "bgp: hold time, whole seconds 3s–65535s; keepalives every third of it",
+  },
+  {
+    key: "bgpGracefulRestart",
+    at: "bgp.gracefulRestart",
+    flag: "--bgp-graceful-restart <on|off>",
+    parse: bool,
+    default: true,
+    doc: "bgp: graceful restart on the sessions and for BIRD's kernel routes",
   },
   {
     key: "mtu",

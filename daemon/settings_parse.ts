@@ -307,3 +307,72 @@ export function listenAddress(v: unknown, src: string, key: string): string {
   }
   return s;
 }
+
+/** A BGP router id: written as an IPv4 address. */
+export function routerId(v: unknown, src: string, key: string): string {
+  const s = str(v, src, key);
+  let ok = false;
+  try {
+    ok = parseIp(s).family === 4;
+  } catch {
+    // not an address
+  }
+  if (!ok) fail(src, key, v, "is not an IPv4 address (BGP router ids are written as IPv4)");
+  return normalizeIp(s);
+}
+
+/** A BGP hold time: whole seconds, 3–65535 (a duration, returned in seconds). */
+export function holdTime(v: unknown, src: string, key: string): number {
+  const ms = parseDuration(v, src, key);
+  if (ms < 3000 || ms > 65_535_000 || ms % 1000) {
+    fail(src, key, v, "must be whole seconds, 3s-65535s (BGP's hold time)");
+  }
+  return ms / 1000;
+}
+
+/** A BGP peer outside the cluster (a top-of-rack router). */
+export interface BgpPeerConfig {
+  /** Canonical address. */
+  address: string;
+  asNumber: number;
+  password?: string;
+}
+
+/** File: `[{address, asNumber, password?}, …]`; flag and environment: `AS@ADDRESS,…`. */
+export function bgpPeers(v: unknown, src: string, key: string): BgpPeerConfig[] {
+  const items: { address: unknown; asNumber: unknown; password?: unknown }[] = [];
+  if (typeof v === "string") {
+    for (const part of list(v, src, key)) {
+      const m = /^(\d+)@(.+)$/.exec(part);
+      if (!m) fail(src, key, part, "is not AS@ADDRESS (e.g. 65000@172.31.0.1)");
+      items.push({ asNumber: m[1], address: m[2] });
+    }
+  } else if (Array.isArray(v)) {
+    v.forEach((p, i) => {
+      items.push(object(p, src, `${key}[${i}]`, ["address", "asNumber", "password"]) as never);
+    });
+  } else fail(src, key, v, "must be a list of peers");
+  const asNumber = intIn(1, 4_294_967_294);
+  return items.map((p, i) => {
+    const k = typeof v === "string" ? key : `${key}[${i}]`;
+    let address: string;
+    try {
+      address = normalizeIp(str(p.address, src, `${k}.address`));
+    } catch (e) {
+      if (e instanceof DaemonConfigError) throw e;
+      return fail(src, `${k}.address`, p.address, "is not an IP address");
+    }
+    const as = asNumber(p.asNumber, src, `${k}.asNumber`);
+    if (p.password === undefined) return { address, asNumber: as };
+    const pw = str(p.password, src, `${k}.password`);
+    if ([...pw].some((c) => c === '"' || c === "\\" || c.charCodeAt(0) < 32) || pw.length > 80) {
+      fail(
+        src,
+        `${k}.password`,
+        "(hidden)",
+        'must be 1-80 characters without ", \\ or control characters',
+      );
+    }
+    return { address, asNumber: as, password: pw };
+  });
+}

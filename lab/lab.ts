@@ -17,6 +17,8 @@ import {
   runCommand,
 } from "../netns/mod.ts";
 import { OHNO_ROUTE_PROTOCOL } from "../daemon/routing/hostgw.ts";
+import { type BgpSession, BIRD_ROUTE_PROTOCOL } from "../daemon/routing/bird.ts";
+import { bgpStatus, LAB_ROUTER_AS, startLabRouter } from "./bgprouter.ts";
 import { processAlive } from "../lib/proc.ts";
 import { CniRuntime, type ConfList } from "./runtime.ts";
 import { type Lab, labDown, labNetnsName, labOpen, type LabUnderlay, labUp } from "./topology.ts";
@@ -66,6 +68,8 @@ export interface LabState {
   etcd: { pid: number; endpoint: string };
   /** `flat` or `routed` (absent in labs made before routed ones existed: flat). */
   underlay?: LabUnderlay;
+  /** The router's BGP speaker (`--bgp-router`): its pid, or 0 for a silent router. */
+  bgpRouter?: { pid: number };
   nodes: {
     name: string;
     pid: number;
@@ -103,6 +107,14 @@ export interface LabUpOptions {
   kubeconfig?: string;
   /** More agent configuration (docs/daemon.md keys), merged over the lab's. */
   extraConfig?: Record<string, unknown>;
+  /** More configuration for single nodes, by node name, merged over extraConfig. */
+  nodeConfig?: Record<string, Record<string, unknown>>;
+  /**
+   * A routed underlay's router as a BGP top-of-rack peer (bgprouter.ts): `bird` runs BIRD
+   * there (AS 65000), `silent` speaks no BGP; either way every node gets the router's
+   * address on its subnet as a global peer (`bgpPeers`).
+   */
+  bgpRouter?: "bird" | "silent";
   say?: (line: string) => void;
 }
 
@@ -214,6 +226,22 @@ export async function up(o: LabUpOptions): Promise<LabState> {
     const etcdPid = spawnEtcd(lab.ns, dir, endpoint);
     await waitFor("etcd answering", 20_000, () => curlOk(lab.ns, "http://127.0.0.1:2379/health"));
     say(`etcd: ${endpoint} (pid ${etcdPid})`);
+    let routerPid: number | undefined;
+    if (o.bgpRouter) {
+      if (lab.underlay !== "routed") throw new Error("a BGP router needs a routed underlay");
+      routerPid = o.bgpRouter === "bird"
+        ? await startLabRouter(lab.ns, dir, {
+          routerId: lab.gateway.ipv4,
+          underlay4: lab.underlay4,
+          underlay6: lab.underlay6,
+        })
+        : 0;
+      say(
+        o.bgpRouter === "bird"
+          ? `router: BIRD, AS ${LAB_ROUTER_AS}, peers with every node (pid ${routerPid})`
+          : "router: speaks no BGP",
+      );
+    }
 
     const nodes: LabState["nodes"] = [];
     for (const n of lab.nodes) {
@@ -236,7 +264,14 @@ export async function up(o: LabUpOptions): Promise<LabState> {
         cniLogFile: `${nd}/cni.log`,
         ...(o.resyncPeriod ? { resyncPeriod: o.resyncPeriod } : {}),
         metricsAddress: "127.0.0.1:9753",
+        ...(o.bgpRouter
+          ? {
+            bgpPeers: [lab.subnets[n.subnet]!.gateway.ipv4, lab.subnets[n.subnet]!.gateway.ipv6]
+              .map((address) => ({ address, asNumber: LAB_ROUTER_AS })),
+          }
+          : {}),
         ...o.extraConfig,
+        ...o.nodeConfig?.[n.name],
       };
       Deno.writeTextFileSync(`${nd}/ohno.json`, JSON.stringify(config, null, 2));
       const pid = spawnDetached(
@@ -268,6 +303,7 @@ export async function up(o: LabUpOptions): Promise<LabState> {
       ohno: o.ohno,
       etcd: { pid: etcdPid, endpoint },
       underlay: lab.underlay,
+      ...(routerPid !== undefined ? { bgpRouter: { pid: routerPid } } : {}),
       nodes,
       pods: {},
     };
@@ -286,14 +322,21 @@ export async function up(o: LabUpOptions): Promise<LabState> {
     // other node's blocks (one per family each). host-gw on a routed underlay can route
     // only to the nodes of the node's own subnet (the others' next hops are off-link).
     const backend = String(o.extraConfig?.backend ?? "host-gw");
+    // bgp with neither the mesh nor a reflector nor a speaking router learns no route.
+    const bgpIsolated = backend === "bgp" && o.extraConfig?.bgpNodeMesh === false &&
+      o.bgpRouter !== "bird" &&
+      !Object.values(o.nodeConfig ?? {}).some((c) => c.bgpRouteReflector === true);
     const reach = (a: LabState["nodes"][number]) =>
-      nodes.filter((b) => b !== a && (backend !== "host-gw" || b.subnet === a.subnet)).length;
+      bgpIsolated
+        ? 0
+        : nodes.filter((b) => b !== a && (backend !== "host-gw" || b.subnet === a.subnet)).length;
+    const proto = backend === "bgp" ? BIRD_ROUTE_PROTOCOL : OHNO_ROUTE_PROTOCOL;
     for (const n of nodes) {
       const want = 2 * reach(n);
       await waitFor(
         `${n.name} routing to the other nodes' blocks`,
-        15_000,
-        async () => (await ohnoRoutes(lab.node(n.name).ns)).length >= want,
+        backend === "bgp" ? 60_000 : 15_000,
+        async () => (await ohnoRoutes(lab.node(n.name).ns, proto)).length >= want,
       );
     }
     if (nodes.length > 1) {
@@ -313,13 +356,16 @@ export async function up(o: LabUpOptions): Promise<LabState> {
   }
 }
 
-/** ohno's routes (its protocol number) in a node, both families. */
-export async function ohnoRoutes(ns: Netns): Promise<IpRoute[]> {
-  const proto = String(OHNO_ROUTE_PROTOCOL);
+/**
+ * ohno's routes (its protocol number; the bgp backend's: BIRD's) in a node, both
+ * families; not the blackholes of the node's own blocks.
+ */
+export async function ohnoRoutes(ns: Netns, protocol = OHNO_ROUTE_PROTOCOL): Promise<IpRoute[]> {
+  const proto = String(protocol);
   const [v4, v6] = await Promise.all(
     ["-4", "-6"].map((f) => ipJson<IpRoute[]>([f, "route", "show", "proto", proto], { netns: ns })),
   );
-  return [...v4!, ...v6!];
+  return [...v4!, ...v6!].filter((r) => r.type !== "blackhole");
 }
 
 function tail(file: string, lines = 20): string {
@@ -522,7 +568,11 @@ export interface LabStatus {
     pid: number;
     /** The agent's routing problems, from its `/status` (absent when it did not answer). */
     routing?: LabNodeRouting;
+    /** The bgp backend's sessions (BIRD's, read with birdc); absent with other backends. */
+    bgp?: BgpSession[];
   }[];
+  /** The router's BGP sessions (`--bgp-router bird`). */
+  router?: { bgp: BgpSession[] };
   blocks: { cidr: string; node: string; used: number }[];
   pods: { name: string; node: string; ips: string[] }[];
 }
@@ -574,6 +624,7 @@ export async function status(name: string): Promise<LabStatus> {
         ? "ready"
         : "not ready";
       const routing = alive ? await agentRouting(ns) : undefined;
+      const bgp = await bgpStatus(ns, `${n.dir}/run/bird.ctl`);
       nodes.push({
         name: n.name,
         ipv4: n.ipv4,
@@ -581,6 +632,7 @@ export async function status(name: string): Promise<LabStatus> {
         agent,
         pid: n.pid,
         ...(routing ? { routing } : {}),
+        ...(bgp ? { bgp } : {}),
       });
     }
     const b = await ipam(name, ["blocks", "-o", "json"]);
@@ -595,6 +647,9 @@ export async function status(name: string): Promise<LabStatus> {
       name,
       etcd: { endpoint: state.etcd.endpoint, running: processAlive(state.etcd.pid) },
       nodes,
+      ...(state.bgpRouter?.pid
+        ? { router: { bgp: await bgpStatus(lab.ns, `${labDir(name)}/router-bird.ctl`) ?? [] } }
+        : {}),
       blocks,
       pods: Object.values(state.pods).map((p) => ({ name: p.name, node: p.node, ips: p.ips })),
     };

@@ -7,12 +7,16 @@
  * - `hostgw.ts`: the host-gw backend (`<peer block> via <peer node address>`, proto 111);
  * - `vxlan.ts`: the vxlan backend (a VXLAN device per underlay family, per-peer route,
  *   neighbour and FDB entry; host-gw routes to same-subnet peers with directRouting);
+ * - `bgp.ts`, `bird.ts`: the bgp backend (BIRD 2 configured from the cluster's state, run and
+ *   supervised by the agent; the sessions per topology; `birdc` output read back);
  * - `sync.ts`: the loop all backends share (events, periodic resync, first-sync signal).
  *
  * Imports: lib/, netns/, ipam/addr.ts. Never cni/.
  * @module
  */
 export type * from "./types.ts";
+export * from "./bgp.ts";
+export * from "./bird.ts";
 export * from "./diff.ts";
 export * from "./hostgw.ts";
 export * from "./sync.ts";

@@ -75,7 +75,7 @@ const PIN = navigator.hardwareConcurrency >= 2 && Deno.env.get("OHNO_BENCH_DP_PI
 type Family = 4 | 6;
 const METRICS = ["gbps1", "gbps4", "p50", "p99"] as const;
 type Metric = typeof METRICS[number];
-type Result = Record<Metric, number>;
+export type Result = Record<Metric, number>;
 const LABEL: Record<Metric, string> = {
   gbps1: "Gbit/s, 1 stream",
   gbps4: "Gbit/s, 4 streams",
@@ -139,11 +139,15 @@ async function rtt(client: Netns, dst: string): Promise<{ p50: number; p99: numb
   return { p50: quantile(t, 0.5), p99: quantile(t, 0.99) };
 }
 
-async function measure(p: Path, fam: Family): Promise<Result> {
-  const dst = fam === 4 ? p.dst4 : p.dst6;
-  const gbps1 = await iperf(p.a, p.b, dst, 1);
-  const gbps4 = await iperf(p.a, p.b, dst, 4);
-  return { gbps1, gbps4, ...(await rtt(p.a, dst)) };
+/** One path's four figures between two pods (also used by the bgp bench). */
+export async function measure(client: Netns, server: Netns, dst: string): Promise<Result> {
+  const gbps1 = await iperf(client, server, dst, 1);
+  const gbps4 = await iperf(client, server, dst, 4);
+  return { gbps1, gbps4, ...(await rtt(client, dst)) };
+}
+
+function measurePath(p: Path, fam: Family): Promise<Result> {
+  return measure(p.a, p.b, fam === 4 ? p.dst4 : p.dst6);
 }
 
 async function mtuOf(ns: Netns, dev: string): Promise<number> {
@@ -376,13 +380,13 @@ async function scenario(
         const f = out.fam[fam];
         // The order alternates: a drift in load favours neither side.
         if (r % 2 === 0) {
-          f.pod.push(await measure(ohno, fam));
-          f.twin.push(await measure(twin, fam));
+          f.pod.push(await measurePath(ohno, fam));
+          f.twin.push(await measurePath(twin, fam));
         } else {
-          f.twin.push(await measure(twin, fam));
-          f.pod.push(await measure(ohno, fam));
+          f.twin.push(await measurePath(twin, fam));
+          f.pod.push(await measurePath(ohno, fam));
         }
-        if (r % BARE_EVERY === 0) f.bare.push(await measure(bare, fam));
+        if (r % BARE_EVERY === 0) f.bare.push(await measurePath(bare, fam));
       }
     }
     return out;

@@ -4,11 +4,12 @@
  * not comparable between runs, ratios are).
  *
  * Usage: deno task bench [suite…] [--baseline REF]   (default: all suites but scale, agents,
- *        dataplane, vxlan, netlink: those run only when named)
+ *        dataplane, vxlan, netlink, bgp: those run only when named)
  * @module
  */
 
 import { benchAgent } from "./agent.ts";
+import { benchBgp } from "./bgp.ts";
 import { benchCni } from "./cni.ts";
 import { benchDataplane } from "./dataplane.ts";
 import { benchIpam } from "./ipam.ts";
@@ -43,9 +44,10 @@ const SUITES: Record<string, () => Promise<void>> = {
   dataplane: () => benchDataplane(),
   vxlan: () => benchVxlan(),
   netlink: () => benchNetlink(),
+  bgp: () => benchBgp(),
 };
 /** Suites that run only when named (minutes each, a 30-node lab, or a library's own bench). */
-const ON_REQUEST = new Set(["scale", "agents", "dataplane", "vxlan", "netlink"]);
+const ON_REQUEST = new Set(["scale", "agents", "dataplane", "vxlan", "netlink", "bgp"]);
 
 // Interrupted (Ctrl-C, a session's end): remove this run's namespaces before leaving, and
 // those an earlier interrupted run could not.

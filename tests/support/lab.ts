@@ -36,6 +36,10 @@ export async function testLab(
     subnets?: number;
     /** `ipv6`: the agents get only their IPv6 node addresses (an IPv6-only underlay). */
     nodeFamilies?: "dual" | "ipv6";
+    /** Per-node agent configuration, by node name. */
+    nodeConfig?: Record<string, Record<string, unknown>>;
+    /** A routed underlay's router as a BGP peer: `bird`, or `silent` (no BGP). */
+    bgpRouter?: "bird" | "silent";
   },
 ): Promise<TestLab> {
   // At most 16 lowercase letters and digits; the pid lets the runner's guard tell this
@@ -52,6 +56,8 @@ export async function testLab(
     ...(opts.underlay ? { underlay: opts.underlay } : {}),
     ...(opts.subnets ? { subnets: opts.subnets } : {}),
     ...(opts.nodeFamilies ? { nodeFamilies: opts.nodeFamilies } : {}),
+    ...(opts.nodeConfig ? { nodeConfig: opts.nodeConfig } : {}),
+    ...(opts.bgpRouter ? { bgpRouter: opts.bgpRouter } : {}),
   }).catch(async (e) => {
     await labs.down(name).catch(() => {});
     throw e;
