@@ -113,6 +113,8 @@ export interface KernelOp {
 
 /** The kernel's words for a gateway that is not on any link of the node. */
 const OFF_LINK = /invalid gateway|Network is unreachable|No route to host/i;
+/** Its errnos: ENETUNREACH (IPv4), EHOSTUNREACH (IPv6). */
+const OFF_LINK_ERRNO = new Set([101, 113]);
 
 /**
  * What a refused route means. A next hop the kernel calls invalid is, for host-gw, a peer
@@ -122,8 +124,11 @@ const OFF_LINK = /invalid gateway|Network is unreachable|No route to host/i;
 export function explainRouteFailure(
   c: { op: "replace" | "delete"; dst: string; node?: string; via?: string },
   stderr: string,
+  /** The kernel's errno, when known. */
+  errno?: number,
 ): Pick<FailedRoute, "reason" | "error"> {
-  if (c.op === "replace" && c.via && OFF_LINK.test(stderr)) {
+  const offLink = OFF_LINK.test(stderr) || (errno !== undefined && OFF_LINK_ERRNO.has(errno));
+  if (c.op === "replace" && c.via && offLink) {
     return {
       reason: "next-hop-unreachable",
       error: `next hop ${c.via}${
@@ -307,7 +312,7 @@ export function applyKernelOps(ops: readonly KernelOp[], rtnl: Rtnl): FailedRout
       if (!(e instanceof IpError)) throw e;
       // A route that vanished between read and delete is what we wanted anyway.
       if (c.op === "delete" && e instanceof IpNotFoundError) continue;
-      const why = explainRouteFailure(c, e.stderr.trim() || e.message);
+      const why = explainRouteFailure(c, e.stderr.trim() || e.message, e.errno);
       failed.push({
         op: c.op,
         dst: c.dst,
