@@ -46,7 +46,7 @@
  * @module
  */
 
-import { IpError, IpNotFoundError, type Netns } from "../../netns/mod.ts";
+import { IpError, IpNotFoundError, type Netns, NetnsError } from "../../netns/mod.ts";
 import { Rtnl } from "../../netns/netlink/mod.ts";
 import { compareRoutes, kernelRouteOf, planRoutes, wantedRoutes } from "./diff.ts";
 import type {
@@ -95,7 +95,20 @@ export async function withRtnl<T>(
   fn: (rtnl: Rtnl) => T | Promise<T>,
 ): Promise<T> {
   if (o.rtnl) return await fn(o.rtnl);
-  if (!o.netns) return await fn(agentRtnl());
+  if (!o.netns) {
+    const rtnl = agentRtnl();
+    try {
+      return await fn(rtnl);
+    } catch (e) {
+      // The socket itself failed (not the kernel refusing a request): the next call
+      // starts over with a new one.
+      if (e instanceof NetnsError && !(e instanceof IpError) && shared === rtnl) {
+        shared = undefined;
+        rtnl.close();
+      }
+      throw e;
+    }
+  }
   using rtnl = Rtnl.open(o.netns);
   return await fn(rtnl);
 }
