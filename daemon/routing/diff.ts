@@ -220,8 +220,9 @@ export function planRoutes(
 }
 
 /**
- * Normalises one entry of `ip -j route show` for {@link planRoutes}; undefined for
- * entries that are not routes of the family (e.g. unparsable destinations).
+ * Normalises one route of a dump (in the shape `ip -j route show` prints it; host-gw
+ * feeds it netlink's) for {@link planRoutes}; undefined for entries that are not routes
+ * of the family (e.g. unparsable destinations).
  */
 export function kernelRouteOf(
   family: 4 | 6,
