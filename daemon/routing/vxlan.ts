@@ -38,10 +38,11 @@
  * @module
  */
 
-import { formatIp, overlaps, parseCidr, parseIp } from "../../ipam/addr.ts";
+import { overlaps, parseCidr } from "../../ipam/addr.ts";
 import { linkTxChecksum, type Netns } from "../../netns/mod.ts";
 import { type Link, NUD_NOARP, type Rtnl } from "../../netns/netlink/mod.ts";
 import type { Logger } from "../../lib/log.ts";
+import { canonicalIp, cidrInfo, ipInfo } from "./diff.ts";
 import { applyKernelOps, HostGwBackend, type KernelOp, withRtnl } from "./hostgw.ts";
 import type {
   Backend,
@@ -114,12 +115,8 @@ export function vxlanPodMtu(underlayMtu: number, families: (4 | 6)[]): number {
 
 function ipOf(ips: readonly string[], family: 4 | 6): string | undefined {
   for (const t of ips) {
-    try {
-      const ip = parseIp(t);
-      if (ip.family === family) return formatIp(family, ip.value);
-    } catch {
-      // not an address
-    }
+    const ip = ipInfo(t);
+    if (ip?.family === family) return ip.text;
   }
   return undefined;
 }
@@ -232,14 +229,13 @@ export class VxlanBackend implements Backend {
         : undefined;
       if (mismatch) mismatches.push(mismatch);
       for (const block of peer.blocks) {
-        let c;
-        try {
-          c = parseCidr(block);
-        } catch {
+        const info = cidrInfo(block);
+        if (!info) {
           skipped.push({ node: peer.node, block, reason: "not a CIDR" });
           continue;
         }
-        const dst = `${formatIp(c.family, c.network)}/${c.prefix}`;
+        const c = info.cidr;
+        const dst = info.text;
         const skip = (reason: string) => skipped.push({ node: peer.node, block: dst, reason });
         if (localBlocks.some((l) => l && overlaps(l, c))) {
           skip(`overlaps a block of this node (${state.local.node})`);
@@ -275,7 +271,7 @@ export class VxlanBackend implements Backend {
           continue;
         }
         const dev = VXLAN_DEVICES[under];
-        const vtep = formatIp(c.family, c.network);
+        const vtep = dst.slice(0, dst.lastIndexOf("/")); // the block's network address
         seen.add(dst);
         routes.push({ family: c.family, dst, via: vtep, node: peer.node, dev });
         neigh.set(`${dev}|${vtep}`, { dev, ip: vtep, mac, node: peer.node });
@@ -500,18 +496,11 @@ export class VxlanBackend implements Backend {
   }
 }
 
-function canonical(ip: string): string {
-  try {
-    const p = parseIp(ip);
-    return formatIp(p.family, p.value);
-  } catch {
-    return ip;
-  }
-}
+const canonical = canonicalIp;
 
 function inSubnet(ip: string, s: { family: 4 | 6; network: bigint; prefix: number }): boolean {
-  const p = parseIp(ip);
-  if (p.family !== s.family) return false;
+  const p = ipInfo(ip);
+  if (!p || p.family !== s.family) return false;
   const bits = s.family === 4 ? 32 : 128;
   const mask = ((1n << BigInt(bits)) - 1n) ^ ((1n << BigInt(bits - s.prefix)) - 1n);
   return (p.value & mask) === s.network;
