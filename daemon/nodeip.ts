@@ -7,7 +7,8 @@
  */
 
 import { parseIp } from "../ipam/addr.ts";
-import { type IpAddr, ipJson, type IpRoute, type Netns } from "../netns/mod.ts";
+import type { Netns } from "../netns/mod.ts";
+import { Rtnl } from "../netns/netlink/mod.ts";
 import type { NodeIPConfig } from "./config.ts";
 import { namedError } from "../lib/errors.ts";
 
@@ -33,14 +34,21 @@ export interface ResolveNodeIPOptions {
   kubernetes?: () => Promise<{ ipv4: string[]; ipv6: string[] }>;
 }
 
+/** An interface and its addresses, as one link and address dump report them. */
+interface LinkAddrs {
+  ifname: string;
+  mtu: number;
+  addrs: { family: 4 | 6; local: string; scope: string; tentative: boolean; dadfailed: boolean }[];
+}
+
 /** The usable global addresses of one interface: not link-local, not tentative or failed. */
-function usable(link: IpAddr): { ipv4?: string; ipv6?: string } {
+function usable(link: LinkAddrs): { ipv4?: string; ipv6?: string } {
   const out: { ipv4?: string; ipv6?: string } = {};
-  for (const a of link.addr_info ?? []) {
-    if (a.scope !== undefined && a.scope !== "global") continue;
+  for (const a of link.addrs) {
+    if (a.scope !== "global") continue;
     if (a.tentative || a.dadfailed) continue;
-    if (a.family === "inet" && !out.ipv4) out.ipv4 = a.local;
-    if (a.family === "inet6" && !out.ipv6) out.ipv6 = a.local;
+    if (a.family === 4 && !out.ipv4) out.ipv4 = a.local;
+    if (a.family === 6 && !out.ipv6) out.ipv6 = a.local;
   }
   return out;
 }
@@ -50,13 +58,28 @@ export async function resolveNodeIPs(
   cfg: NodeIPConfig,
   opts: ResolveNodeIPOptions = {},
 ): Promise<NodeIPs> {
-  const netns = opts.netns;
-  const links = () => ipJson<IpAddr[]>(["addr", "show"], { netns });
+  // rtnetlink in the node's namespace: a link and an address dump (no `ip` process).
+  using rtnl = Rtnl.open(opts.netns);
+  const links = (): LinkAddrs[] => {
+    const byIndex = new Map<number, LinkAddrs>(
+      rtnl.links().map((l) => [l.index, { ifname: l.name, mtu: l.mtu, addrs: [] }]),
+    );
+    for (const a of rtnl.addrs()) {
+      byIndex.get(a.index)?.addrs.push({
+        family: a.family,
+        local: a.address,
+        scope: a.scope,
+        tentative: a.tentative,
+        dadfailed: a.dadfailed,
+      });
+    }
+    return [...byIndex.values()];
+  };
 
-  const withInterface = async (found: Omit<NodeIPs, "interface" | "mtu">): Promise<NodeIPs> => {
+  const withInterface = (found: Omit<NodeIPs, "interface" | "mtu">): NodeIPs => {
     const first = found.ipv4 ?? found.ipv6;
-    const link = (await links()).find((l) =>
-      (l.addr_info ?? []).some((a) => first !== undefined && sameIp(a.local, first))
+    const link = links().find((l) =>
+      l.addrs.some((a) => first !== undefined && sameIp(a.local, first))
     );
     return link ? { ...found, interface: link.ifname, mtu: link.mtu } : found;
   };
@@ -70,8 +93,8 @@ export async function resolveNodeIPs(
     return out;
   };
 
-  const fromInterface = async (ifname: string, source: string): Promise<NodeIPs> => {
-    const link = (await links()).find((l) => l.ifname === ifname);
+  const fromInterface = (ifname: string, source: string): NodeIPs => {
+    const link = links().find((l) => l.ifname === ifname);
     if (!link) throw new NodeIPError(`${source}: interface ${ifname} does not exist`);
     const u = usable(link);
     if (!u.ipv4 && !u.ipv6) {
@@ -80,19 +103,17 @@ export async function resolveNodeIPs(
     return { ...u, interface: ifname, mtu: link.mtu, source };
   };
 
-  const fromDefaultRoute = async (): Promise<NodeIPs> => {
-    const [d4, d6] = await Promise.all([
-      ipJson<IpRoute[]>(["-4", "route", "show", "default"], { netns }),
-      ipJson<IpRoute[]>(["-6", "route", "show", "default"], { netns }),
-    ]);
-    const dev4 = d4.find((r) => r.dev)?.dev;
-    const dev6 = d6.find((r) => r.dev)?.dev;
+  const fromDefaultRoute = (): NodeIPs => {
+    // The main table's default routes (`ip route show default`), both families in one dump.
+    const defaults = rtnl.routes().filter((r) => r.dst === "default" && r.dev);
+    const dev4 = defaults.find((r) => r.family === 4)?.dev;
+    const dev6 = defaults.find((r) => r.family === 6)?.dev;
     if (!dev4 && !dev6) {
       throw new NodeIPError(
         "default-route: there is no default route (set nodeIP.addresses or nodeIP.interface)",
       );
     }
-    const all = await links();
+    const all = links();
     const addrOf = (dev: string | undefined) => {
       const l = dev ? all.find((x) => x.ifname === dev) : undefined;
       return l ? { link: l, ...usable(l) } : undefined;

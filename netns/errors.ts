@@ -116,6 +116,7 @@ const ERRNO: Record<number, string> = {
   99: "cannot assign requested address",
   100: "network is down",
   101: "network is unreachable",
+  113: "no route to host",
 };
 
 export function strerror(errno: number): string {

@@ -18,8 +18,8 @@
  *   protocol are never changed or deleted: a foreign route for a destination ohno wants
  *   is a conflict to report, not to fight over (a route war between two controllers
  *   rewriting each other every 30 s is worse than a missing route with a loud warning).
- *   Deletes name the protocol (`ip route del … proto 111`), so the kernel itself refuses
- *   to delete a foreign route with the same destination.
+ *   Deletes name the protocol (as `ip route del … proto 111` would), so the kernel itself
+ *   refuses to delete a foreign route with the same destination.
  * - **Reconcile the whole table, not only events.** Peers that vanish while the agent is
  *   down send no event, and a person may delete a route by hand. flannel's host-gw keeps
  *   the routes it knows of in memory: it re-adds them periodically, but removes a route
@@ -28,11 +28,14 @@
  *   computes the wanted set from the peers and applies the difference (the pure
  *   `planRoutes`). {@link RouteSync} runs it at start, on every peer change and every
  *   resync period (30 s by default).
- * - **`ip route replace`, never `add`.** Replace is idempotent: no "File exists" after a
- *   restart or a race, and it fixes a route whose next hop changed in one step.
- * - **One `ip -batch` per reconcile** (plus one `ip -j route show` per family): three
- *   forks whatever the cluster size. A command the kernel refuses stops the batch; the
- *   rest is re-sent after it, so one bad peer costs one extra fork, not the others' routes.
+ * - **Route replace (`NLM_F_REPLACE`), never a plain add.** Replace is idempotent: no
+ *   "File exists" after a restart or a race, and it fixes a route whose next hop changed
+ *   in one step.
+ * - **rtnetlink, not `ip` processes.** The table is read with one route dump (both
+ *   families) and every change is one netlink request with its ACK, on one socket per
+ *   agent ({@link agentRtnl}) in the node's namespace: tens of microseconds per route
+ *   instead of a fork per batch. Each change succeeds or fails alone, so a route the
+ *   kernel refuses is reported by its destination and costs the others nothing.
  * - **No `dev` in the route.** The kernel resolves the interface from the on-link next
  *   hop, so the backend needs no knowledge of interface names and follows an underlay
  *   address that moves.
@@ -43,14 +46,8 @@
  * @module
  */
 
-import {
-  IpBatch,
-  IpError,
-  ipJson,
-  IpNotFoundError,
-  type IpRoute,
-  type Netns,
-} from "../../netns/mod.ts";
+import { IpError, IpNotFoundError, type Netns, NetnsError } from "../../netns/mod.ts";
+import { Rtnl } from "../../netns/netlink/mod.ts";
 import { compareRoutes, kernelRouteOf, planRoutes, wantedRoutes } from "./diff.ts";
 import type {
   Backend,
@@ -68,25 +65,69 @@ export const OHNO_ROUTE_PROTOCOL = 111;
 export interface HostGwOptions {
   /** Program routes in this namespace (the node's); default: the caller's. */
   netns?: Netns | undefined;
+  /**
+   * The rtnetlink socket to use (opened in `netns`). Default: the agent's own
+   * ({@link agentRtnl}) without `netns`, else one opened for each reconcile and closed
+   * after it (a socket kept open would keep a deleted namespace alive).
+   */
+  rtnl?: Rtnl | undefined;
   /** Protocol number of ohno's routes (default {@link OHNO_ROUTE_PROTOCOL}). */
   protocol?: number;
-  /** Routing table (default `main`). */
-  table?: string;
+  /** Routing table: `main` (default), `local`, `default` or a number. */
+  table?: string | number;
 }
 
-/** One `ip` (or `bridge`) command and what it is about, for the failure report. */
-export interface IpCommand {
-  args: string[];
+let shared: Rtnl | undefined;
+
+/**
+ * The agent's rtnetlink socket, in the namespace the process runs in (the node's),
+ * opened on first use and kept for the life of the process: every backend of the agent
+ * reads and writes the kernel through it.
+ */
+export function agentRtnl(): Rtnl {
+  shared ??= Rtnl.open();
+  return shared;
+}
+
+/** Runs `fn` with the socket `o` names (see {@link HostGwOptions.rtnl}). */
+export async function withRtnl<T>(
+  o: { netns?: Netns | undefined; rtnl?: Rtnl | undefined },
+  fn: (rtnl: Rtnl) => T | Promise<T>,
+): Promise<T> {
+  if (o.rtnl) return await fn(o.rtnl);
+  if (!o.netns) {
+    const rtnl = agentRtnl();
+    try {
+      return await fn(rtnl);
+    } catch (e) {
+      // The socket itself failed (not the kernel refusing a request): the next call
+      // starts over with a new one.
+      if (e instanceof NetnsError && !(e instanceof IpError) && shared === rtnl) {
+        shared = undefined;
+        rtnl.close();
+      }
+      throw e;
+    }
+  }
+  using rtnl = Rtnl.open(o.netns);
+  return await fn(rtnl);
+}
+
+/** One change to the kernel and what it is about, for the failure report. */
+export interface KernelOp {
   op: "replace" | "delete";
-  /** What the command is about (a route's destination, a neighbour, an FDB entry). */
+  /** What the change is about (a route's destination, a neighbour, an FDB entry). */
   dst: string;
   node?: string;
   via?: string;
+  /** Makes the change: one netlink request. */
+  run: (rtnl: Rtnl) => void;
 }
-type Command = IpCommand;
 
 /** The kernel's words for a gateway that is not on any link of the node. */
 const OFF_LINK = /invalid gateway|Network is unreachable|No route to host/i;
+/** Its errnos: ENETUNREACH (IPv4), EHOSTUNREACH (IPv6). */
+const OFF_LINK_ERRNO = new Set([101, 113]);
 
 /**
  * What a refused route means. A next hop the kernel calls invalid is, for host-gw, a peer
@@ -96,8 +137,11 @@ const OFF_LINK = /invalid gateway|Network is unreachable|No route to host/i;
 function explainRouteFailure(
   c: { op: "replace" | "delete"; dst: string; node?: string; via?: string },
   stderr: string,
+  /** The kernel's errno, when known. */
+  errno?: number,
 ): Pick<FailedRoute, "reason" | "error"> {
-  if (c.op === "replace" && c.via && OFF_LINK.test(stderr)) {
+  const offLink = OFF_LINK.test(stderr) || (errno !== undefined && OFF_LINK_ERRNO.has(errno));
+  if (c.op === "replace" && c.via && offLink) {
     return {
       reason: "next-hop-unreachable",
       error: `next hop ${c.via}${
@@ -108,12 +152,24 @@ function explainRouteFailure(
   return { error: stderr };
 }
 
+const TABLES: Record<string, number> = { main: 254, local: 255, default: 253 };
+
+function tableNumber(t: string | number | undefined): number {
+  if (t === undefined) return 254;
+  const n = typeof t === "number" ? t : /^\d+$/.test(t) ? Number(t) : TABLES[t];
+  if (n === undefined || !Number.isInteger(n) || n < 1 || n > 0xffffffff) {
+    throw new RangeError(`route table must be main, local, default or 1-4294967295, got ${t}`);
+  }
+  return n;
+}
+
 /** The host-gw backend. Stateless: every reconcile starts from what the kernel holds. */
 export class HostGwBackend implements Backend {
   readonly type = "host-gw";
   readonly #netns: Netns | undefined;
-  readonly #protocol: string;
-  readonly #table: string;
+  readonly #rtnl: Rtnl | undefined;
+  readonly #protocol: number;
+  readonly #table: number;
   readonly #own: string[];
 
   constructor(opts: HostGwOptions = {}) {
@@ -122,37 +178,49 @@ export class HostGwBackend implements Backend {
       throw new RangeError(`route protocol must be 5-255, got ${p}`);
     }
     this.#netns = opts.netns;
-    this.#protocol = String(p);
-    this.#table = opts.table ?? "main";
-    this.#own = [this.#protocol, ...protocolNames(p)];
+    this.#rtnl = opts.rtnl;
+    this.#protocol = p;
+    this.#table = tableNumber(opts.table);
+    this.#own = [String(p), protocolText(p)];
   }
 
   /** The routes of ohno's in the table now (both families). */
-  async ownedRoutes(): Promise<KernelRoute[]> {
-    const own = new Set(this.#own);
-    return (await this.#read()).filter((r) => own.has(r.protocol));
+  ownedRoutes(): Promise<KernelRoute[]> {
+    return this.#with((rtnl) => this.#read(rtnl, this.#protocol));
   }
 
   reconcile(state: RoutingState): Promise<ReconcileReport> {
     const { routes, skipped } = wantedRoutes(state);
-    return this.reconcileRoutes(routes, skipped);
+    return this.#with((rtnl) => this.reconcileRoutes(routes, skipped, rtnl));
   }
 
   /**
    * Makes ohno's routes exactly `routes` (reported with `skipped`): the route half of
-   * reconcile, also used by the vxlan backend (routes with `dev` go on-link through it).
+   * reconcile, also used by the vxlan backend (routes with `dev` go on-link through it),
+   * through its socket when it gives one.
    */
   async reconcileRoutes(
     routes: readonly WantedRoute[],
     skipped: SkippedBlock[],
+    rtnl?: Rtnl,
   ): Promise<ReconcileReport> {
-    const kernel = await this.#read();
+    if (!rtnl) return await this.#with((r) => this.reconcileRoutes(routes, skipped, r));
+    const kernel = this.#read(rtnl);
     const plan = planRoutes(routes, kernel, this.#own);
-    const cmds: Command[] = [];
+    const ops: KernelOp[] = [];
     // Deletes first: a stray duplicate goes before its replacement is written.
-    for (const r of [...plan.delete].sort(compareRoutes)) cmds.push(this.#delete(r));
-    for (const w of [...plan.add, ...plan.replace].sort(compareRoutes)) cmds.push(this.#replace(w));
-    const failed = await runIpCommands(cmds, this.#netns);
+    for (const r of [...plan.delete].sort(compareRoutes)) ops.push(this.#delete(r));
+    // A device named in routes (vxlan's) is looked up once, not once per route.
+    const indexes = new Map<string, number>();
+    const index = (dev: string) => {
+      let i = indexes.get(dev);
+      if (i === undefined) indexes.set(dev, i = rtnl.index(dev));
+      return i;
+    };
+    for (const w of [...plan.add, ...plan.replace].sort(compareRoutes)) {
+      ops.push(this.#replace(w, index));
+    }
+    const failed = applyKernelOps(ops, rtnl);
     const failedDst = new Set(failed.map((f) => `${f.op} ${f.dst}`));
     const ok = (w: WantedRoute) => !failedDst.has(`replace ${w.dst}`);
     const programmed = { 4: 0, 6: 0 };
@@ -173,108 +241,144 @@ export class HostGwBackend implements Backend {
     };
   }
 
-  async cleanup(): Promise<number> {
-    const mine = await this.ownedRoutes();
-    const failed = await runIpCommands(mine.map((r) => this.#delete(r)), this.#netns);
-    if (failed.length) {
-      throw new Error(
-        `could not remove ${failed.length} of ohno's routes: ${
-          failed.map((f) => `${f.dst}: ${f.error}`).join("; ")
-        }`,
-      );
-    }
-    return mine.length;
+  cleanup(): Promise<number> {
+    return this.#with((rtnl) => {
+      const mine = this.#read(rtnl, this.#protocol);
+      const failed = applyKernelOps(mine.map((r) => this.#delete(r)), rtnl);
+      if (failed.length) {
+        throw new Error(
+          `could not remove ${failed.length} of ohno's routes: ${
+            failed.map((f) => `${f.dst}: ${f.error}`).join("; ")
+          }`,
+        );
+      }
+      return mine.length;
+    });
   }
 
-  async #read(): Promise<KernelRoute[]> {
-    const opts = { netns: this.#netns };
-    const [v4, v6] = await Promise.all([
-      ipJson<IpRoute[]>(["-4", "route", "show", "table", this.#table], opts),
-      ipJson<IpRoute[]>(["-6", "route", "show", "table", this.#table], opts),
-    ]);
+  #with<T>(fn: (rtnl: Rtnl) => T | Promise<T>): Promise<T> {
+    return withRtnl({ netns: this.#netns, rtnl: this.#rtnl }, fn);
+  }
+
+  /** The table's routes (both families, one dump), of one protocol when asked. */
+  #read(rtnl: Rtnl, protocol?: number): KernelRoute[] {
     const out: KernelRoute[] = [];
-    for (const r of v4) {
-      const k = kernelRouteOf(4, r);
-      if (k) out.push(k);
-    }
-    for (const r of v6) {
-      const k = kernelRouteOf(6, r);
+    for (const r of rtnl.routes({ table: this.#table, ...(protocol ? { protocol } : {}) })) {
+      const k = kernelRouteOf(r.family, {
+        dst: r.dst,
+        ...(r.via !== undefined ? { gateway: r.via } : {}),
+        ...(r.dev !== undefined ? { dev: r.dev } : {}),
+        ...(r.metric !== undefined ? { metric: r.metric } : {}),
+        protocol: protocolText(r.protocol),
+        type: r.type,
+      });
       if (k) out.push(k);
     }
     return out;
   }
 
-  #replace(w: WantedRoute): Command {
+  #replace(w: WantedRoute, index: (dev: string) => number): KernelOp {
     return {
       op: "replace",
       dst: w.dst,
       node: w.node,
       via: w.via,
-      args: [
-        "route",
-        "replace",
-        w.dst,
-        "via",
-        w.via,
-        ...(w.dev ? ["dev", w.dev, "onlink"] : []),
-        "proto",
-        this.#protocol,
-        "table",
-        this.#table,
-      ],
+      run: (rtnl) =>
+        rtnl.routeReplace({
+          dst: w.dst,
+          via: w.via,
+          ...(w.dev ? { dev: index(w.dev), onlink: true } : {}),
+          protocol: this.#protocol,
+          table: this.#table,
+        }),
     };
   }
 
-  #delete(r: KernelRoute): Command {
-    const args = ["route", "del"];
-    if (r.type) args.push(r.type);
-    args.push(r.dst);
-    if (r.via) args.push("via", r.via);
-    args.push("proto", this.#protocol, "metric", String(r.metric), "table", this.#table);
-    return { op: "delete", dst: r.dst, args };
+  #delete(r: KernelRoute): KernelOp {
+    return {
+      op: "delete",
+      dst: r.dst,
+      run: (rtnl) =>
+        rtnl.routeDel({
+          dst: r.dst,
+          ...(r.type ? { type: r.type } : {}),
+          ...(r.via ? { via: r.via } : {}),
+          protocol: this.#protocol,
+          metric: r.metric,
+          table: this.#table,
+        }),
+    };
   }
 }
 
 /**
- * Runs `ip` commands in as few batches as failures allow (a refused command stops a
- * batch; the rest is re-sent after it); returns what failed. A delete of something that
- * is gone already is not a failure.
+ * Makes each change (one request each; a refused one does not stop the others) and
+ * returns what failed. A delete of something that is gone already is not a failure. An
+ * error that is not the kernel refusing one change (the socket itself failed) throws.
  */
-export async function runIpCommands(
-  cmds: IpCommand[],
-  netns: Netns | undefined,
-  /** `ip` (default), or `bridge` for FDB entries: the same batch syntax and errors. */
-  bin?: string,
-): Promise<FailedRoute[]> {
+export function applyKernelOps(ops: readonly KernelOp[], rtnl: Rtnl): FailedRoute[] {
   const failed: FailedRoute[] = [];
-  let start = 0;
-  while (start < cmds.length) {
-    const batch = new IpBatch(bin);
-    for (const c of cmds.slice(start)) batch.add(...c.args);
+  for (const c of ops) {
     try {
-      await batch.run({ netns });
-      break;
+      c.run(rtnl);
     } catch (e) {
       if (!(e instanceof IpError)) throw e;
-      const at = cmds.findIndex((c, i) => i >= start && c.args.join(" ") === e.command);
-      if (at < 0) throw e; // not one command's fault: ip itself failed
-      const c = cmds[at]!;
       // A route that vanished between read and delete is what we wanted anyway.
-      if (!(c.op === "delete" && e instanceof IpNotFoundError)) {
-        const why = explainRouteFailure(c, e.stderr.trim() || e.message);
-        failed.push({
-          op: c.op,
-          dst: c.dst,
-          ...(c.node ? { node: c.node } : {}),
-          ...(c.via ? { via: c.via } : {}),
-          ...(why.reason ? { reason: why.reason } : {}),
-          error: why.error,
-        });
-      }
-      start = at + 1;
+      if (c.op === "delete" && e instanceof IpNotFoundError) continue;
+      const why = explainRouteFailure(c, e.stderr.trim() || e.message, e.errno);
+      failed.push({
+        op: c.op,
+        dst: c.dst,
+        ...(c.node ? { node: c.node } : {}),
+        ...(c.via ? { via: c.via } : {}),
+        ...(why.reason ? { reason: why.reason } : {}),
+        error: why.error,
+      });
     }
   }
   return failed;
+}
+
+/** iproute2's names of the protocol numbers it knows without an rt_protos file. */
+const BUILTIN_PROTOCOLS: Record<number, string> = {
+  0: "unspec",
+  1: "redirect",
+  2: "kernel",
+  3: "boot",
+  4: "static",
+  8: "gated",
+  9: "ra",
+  10: "mrt",
+  11: "zebra",
+  12: "bird",
+  13: "dnrouted",
+  14: "xorp",
+  15: "ntk",
+  16: "dhcp",
+  17: "mrouted",
+  18: "keepalived",
+  42: "babel",
+  99: "openr",
+  186: "bgp",
+  187: "isis",
+  188: "ospf",
+  189: "rip",
+  192: "eigrp",
+};
+
+const protocolTexts = new Map<number, string>();
+
+/**
+ * A route protocol as `ip` prints it: the name an administrator gave it in rt_protos, or
+ * iproute2's own name, else the number (the text {@link KernelRoute.protocol} holds).
+ */
+export function protocolText(protocol: number): string {
+  let t = protocolTexts.get(protocol);
+  if (t === undefined) {
+    t = protocolNames(protocol)[0] ?? BUILTIN_PROTOCOLS[protocol] ?? String(protocol);
+    protocolTexts.set(protocol, t);
+  }
+  return t;
 }
 
 /**

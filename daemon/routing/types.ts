@@ -43,7 +43,7 @@ export interface WantedRoute {
   dev?: string;
 }
 
-/** A route as read from the kernel (`ip -j route show table T`), normalised. */
+/** A route as read from the kernel (a netlink route dump of one table), normalised. */
 export interface KernelRoute {
   family: 4 | 6;
   /** Canonical CIDR (`default` becomes `0.0.0.0/0` / `::/0`, a host route gets /32 or /128). */

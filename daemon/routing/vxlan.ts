@@ -38,10 +38,12 @@
  * @module
  */
 
-import { formatIp, overlaps, parseCidr, parseIp } from "../../ipam/addr.ts";
-import { IpBatch, ipJson, linkTxChecksum, type Netns, runCommand } from "../../netns/mod.ts";
+import { overlaps, parseCidr } from "../../ipam/addr.ts";
+import { linkTxChecksum, type Netns } from "../../netns/mod.ts";
+import { type Link, NUD_NOARP, type Rtnl } from "../../netns/netlink/mod.ts";
 import type { Logger } from "../../lib/log.ts";
-import { HostGwBackend, type IpCommand, runIpCommands } from "./hostgw.ts";
+import { canonicalIp, cidrInfo, ipInfo } from "./diff.ts";
+import { applyKernelOps, HostGwBackend, type KernelOp, withRtnl } from "./hostgw.ts";
 import type {
   Backend,
   FailedRoute,
@@ -59,7 +61,6 @@ const VXLAN_DEVICES = { 4: "ohno.vxlan4", 6: "ohno.vxlan6" } as const;
 const VXLAN_OVERHEAD = { 4: 50, 6: 70 } as const;
 export const VXLAN_DEFAULT_PORT = 8472;
 export const VXLAN_DEFAULT_VNI = 1;
-const BRIDGE_BIN = Deno.env.get("OHNO_BRIDGE_BIN") ?? "/usr/sbin/bridge";
 
 export interface VxlanSettings {
   vni: number;
@@ -71,6 +72,8 @@ export interface VxlanOptions extends Partial<VxlanSettings> {
   /** The local node's name: its VTEP MACs derive from it. */
   node: string;
   netns?: Netns | undefined;
+  /** The rtnetlink socket to use (as host-gw's {@link HostGwOptions.rtnl}). */
+  rtnl?: Rtnl | undefined;
   /** MTU of the underlay interface (the devices get it minus the overhead); default 1500. */
   underlayMtu?: number;
   /** Route protocol number (default host-gw's, 111). */
@@ -112,12 +115,8 @@ export function vxlanPodMtu(underlayMtu: number, families: (4 | 6)[]): number {
 
 function ipOf(ips: readonly string[], family: 4 | 6): string | undefined {
   for (const t of ips) {
-    try {
-      const ip = parseIp(t);
-      if (ip.family === family) return formatIp(family, ip.value);
-    } catch {
-      // not an address
-    }
+    const ip = ipInfo(t);
+    if (ip?.family === family) return ip.text;
   }
   return undefined;
 }
@@ -141,38 +140,14 @@ export function vxlanMismatch(peer: Peer, s: VxlanSettings): VxlanMismatch | und
   return { node: peer.node, vni, port, localVni: s.vni, localPort: s.port };
 }
 
-interface LinkInfo {
-  ifname: string;
-  address?: string;
-  mtu?: number;
-  flags?: string[];
-  linkinfo?: {
-    info_kind?: string;
-    info_data?: { id?: number; local?: string; local6?: string; port?: number; learning?: boolean };
-  };
-}
-
-interface Neigh {
-  dst: string;
-  lladdr?: string;
-  state?: string[];
-}
-
-interface Fdb {
-  mac: string;
-  dst?: string;
-  state?: string;
-  flags?: string[];
-}
-
 /** Removes ohno's VXLAN devices (with them their routes, neighbours and FDB); returns how many. */
-export async function removeVxlanDevices(netns?: Netns): Promise<number> {
-  const links = await ipJson<LinkInfo[]>(["link", "show"], { netns });
-  const ours = links.filter((l) => Object.values(VXLAN_DEVICES).includes(l.ifname as never));
-  const b = new IpBatch();
-  for (const l of ours) b.add("link", "del", l.ifname);
-  await b.run({ netns });
-  return ours.length;
+export function removeVxlanDevices(netns?: Netns, rtnl?: Rtnl): Promise<number> {
+  return withRtnl({ netns, rtnl }, (r) => {
+    const names: string[] = Object.values(VXLAN_DEVICES);
+    const ours = r.links().filter((l) => names.includes(l.name));
+    for (const l of ours) r.linkDel(l.index);
+    return ours.length;
+  });
 }
 
 /** The vxlan backend. Stateless like host-gw: every reconcile starts from the kernel. */
@@ -181,6 +156,7 @@ export class VxlanBackend implements Backend {
   readonly settings: VxlanSettings;
   readonly #node: string;
   readonly #netns: Netns | undefined;
+  readonly #rtnl: Rtnl | undefined;
   readonly #underlayMtu: number;
   readonly #routes: HostGwBackend;
   readonly #log: Logger | undefined;
@@ -201,10 +177,12 @@ export class VxlanBackend implements Backend {
     this.settings = { vni, port, directRouting: o.directRouting ?? false };
     this.#node = o.node;
     this.#netns = o.netns;
+    this.#rtnl = o.rtnl;
     this.#underlayMtu = o.underlayMtu ?? 1500;
     this.#log = o.log;
     this.#routes = new HostGwBackend({
       netns: o.netns,
+      rtnl: o.rtnl,
       ...(o.protocol !== undefined ? { protocol: o.protocol } : {}),
     });
   }
@@ -215,12 +193,17 @@ export class VxlanBackend implements Backend {
     return this.#macs;
   }
 
-  async reconcile(state: RoutingState): Promise<ReconcileReport> {
+  reconcile(state: RoutingState): Promise<ReconcileReport> {
+    return withRtnl({ netns: this.#netns, rtnl: this.#rtnl }, (r) => this.#reconcile(state, r));
+  }
+
+  async #reconcile(state: RoutingState, rtnl: Rtnl): Promise<ReconcileReport> {
     const local = { 4: ipOf(state.local.ips, 4), 6: ipOf(state.local.ips, 6) };
     const macs = await this.macs();
     const failed: FailedRoute[] = [];
-    const devs = await this.#ensureDevices(local, macs, failed);
-    const onLink = this.settings.directRouting ? await this.#localSubnets() : [];
+    const links = rtnl.links();
+    const devs = this.#ensureDevices(rtnl, links, local, macs, failed);
+    const onLink = this.settings.directRouting ? this.#localSubnets(rtnl, links) : [];
 
     // The wanted state: routes, neighbours (dev|ip → mac), FDB (dev|mac → underlay ip).
     const routes: WantedRoute[] = [];
@@ -246,14 +229,13 @@ export class VxlanBackend implements Backend {
         : undefined;
       if (mismatch) mismatches.push(mismatch);
       for (const block of peer.blocks) {
-        let c;
-        try {
-          c = parseCidr(block);
-        } catch {
+        const info = cidrInfo(block);
+        if (!info) {
           skipped.push({ node: peer.node, block, reason: "not a CIDR" });
           continue;
         }
-        const dst = `${formatIp(c.family, c.network)}/${c.prefix}`;
+        const c = info.cidr;
+        const dst = info.text;
         const skip = (reason: string) => skipped.push({ node: peer.node, block: dst, reason });
         if (localBlocks.some((l) => l && overlaps(l, c))) {
           skip(`overlaps a block of this node (${state.local.node})`);
@@ -289,7 +271,7 @@ export class VxlanBackend implements Backend {
           continue;
         }
         const dev = VXLAN_DEVICES[under];
-        const vtep = formatIp(c.family, c.network);
+        const vtep = dst.slice(0, dst.lastIndexOf("/")); // the block's network address
         seen.add(dst);
         routes.push({ family: c.family, dst, via: vtep, node: peer.node, dev });
         neigh.set(`${dev}|${vtep}`, { dev, ip: vtep, mac, node: peer.node });
@@ -298,8 +280,8 @@ export class VxlanBackend implements Backend {
     }
 
     // Neighbours and FDB before routes: a route never points at a missing neighbour.
-    const stats = await this.#reconcileNeighbours(devs, neigh, fdb, failed);
-    const report = await this.#routes.reconcileRoutes(routes, skipped);
+    const stats = this.#reconcileNeighbours(rtnl, devs, neigh, fdb, failed);
+    const report = await this.#routes.reconcileRoutes(routes, skipped, rtnl);
     report.failed.unshift(...failed);
     report.vxlan = { ...stats, mismatches };
     this.#logMismatches(mismatches);
@@ -308,7 +290,7 @@ export class VxlanBackend implements Backend {
 
   async cleanup(): Promise<number> {
     const routes = await this.#routes.cleanup();
-    await removeVxlanDevices(this.#netns);
+    await removeVxlanDevices(this.#netns, this.#rtnl);
     return routes;
   }
 
@@ -331,55 +313,49 @@ export class VxlanBackend implements Backend {
   }
 
   /** Creates or fixes the devices; returns which exist. Removes a family's the node lacks. */
-  async #ensureDevices(
+  #ensureDevices(
+    rtnl: Rtnl,
+    links: readonly Link[],
     local: { 4?: string | undefined; 6?: string | undefined },
     macs: { 4: string; 6: string },
     failed: FailedRoute[],
-  ): Promise<{ 4: boolean; 6: boolean }> {
-    const links = await ipJson<LinkInfo[]>(["-d", "link", "show"], { netns: this.#netns });
+  ): { 4: boolean; 6: boolean } {
     const out = { 4: false, 6: false };
     for (const fam of [4, 6] as const) {
       const name = VXLAN_DEVICES[fam];
-      const have = links.find((l) => l.ifname === name);
+      const have = links.find((l) => l.name === name);
       const ip = local[fam];
       const mtu = this.#underlayMtu - VXLAN_OVERHEAD[fam];
-      const b = new IpBatch();
-      if (!ip) {
-        if (have) b.add("link", "del", name);
-      } else {
-        const d = have?.linkinfo?.info_data;
-        const right = have?.linkinfo?.info_kind === "vxlan" && d?.id === this.settings.vni &&
-          d?.port === this.settings.port && d?.learning === false &&
-          (fam === 4 ? d?.local : d?.local6) === ip;
-        if (have && !right) b.add("link", "del", name);
-        if (!have || !right) {
-          b.add(
-            "link",
-            "add",
-            name,
-            "address",
-            macs[fam],
-            "mtu",
-            String(mtu),
-            "type",
-            "vxlan",
-            "id",
-            String(this.settings.vni),
-            "local",
-            ip,
-            "dstport",
-            String(this.settings.port),
-            "nolearning",
-          );
-          b.add("link", "set", name, "addrgenmode", "none");
-        } else {
-          if (have.address !== macs[fam]) b.add("link", "set", name, "address", macs[fam]);
-          if (have.mtu !== mtu) b.add("link", "set", name, "mtu", String(mtu));
-        }
-        if (!have || !right || !have.flags?.includes("UP")) b.add("link", "set", name, "up");
-      }
       try {
-        await b.run({ netns: this.#netns });
+        if (!ip) {
+          if (have) rtnl.linkDel(have.index);
+        } else {
+          const d = have?.vxlan;
+          const right = have?.kind === "vxlan" && d?.id === this.settings.vni &&
+            d?.port === this.settings.port && d?.learning === false &&
+            d?.local !== undefined && canonical(d.local) === ip;
+          if (have && !right) rtnl.linkDel(have.index);
+          if (!have || !right) {
+            rtnl.linkAdd({
+              kind: "vxlan",
+              name,
+              mac: macs[fam],
+              mtu,
+              id: this.settings.vni,
+              local: ip,
+              port: this.settings.port,
+              learning: false,
+            });
+            // No IPv6 link-local (no ND noise): set before the device comes up.
+            rtnl.linkSet(name, { addrGenMode: "none" });
+          } else if (have.mac !== macs[fam] || have.mtu !== mtu) {
+            rtnl.linkSet(have.index, {
+              ...(have.mac !== macs[fam] ? { mac: macs[fam] } : {}),
+              ...(have.mtu !== mtu ? { mtu } : {}),
+            });
+          }
+          if (!have || !right || !have.up) rtnl.linkSet(name, { up: true });
+        }
         out[fam] = !!ip;
         if (ip) this.#offload(name);
       } catch (e) {
@@ -417,125 +393,115 @@ export class VxlanBackend implements Backend {
   }
 
   /** This node's on-link subnets (for directRouting), from its addresses. */
-  async #localSubnets(): Promise<{ family: 4 | 6; network: bigint; prefix: number }[]> {
-    const addrs = await ipJson<
-      { ifname: string; addr_info?: { family: string; local: string; prefixlen: number }[] }[]
-    >(["addr", "show"], { netns: this.#netns });
+  #localSubnets(
+    rtnl: Rtnl,
+    links: readonly Link[],
+  ): { family: 4 | 6; network: bigint; prefix: number }[] {
+    const names = new Map(links.map((l) => [l.index, l.name]));
     const out: { family: 4 | 6; network: bigint; prefix: number }[] = [];
-    for (const a of addrs) {
-      if (a.ifname === "lo" || a.ifname.startsWith("ohno.")) continue;
-      for (const i of a.addr_info ?? []) {
-        if (i.family !== "inet" && i.family !== "inet6") continue;
-        if (i.local.startsWith("fe80:")) continue;
-        try {
-          const c = parseCidr(`${i.local}/${i.prefixlen}`);
-          out.push({ family: c.family, network: c.network, prefix: c.prefix });
-        } catch {
-          // not an address we can read
-        }
+    for (const a of rtnl.addrs()) {
+      const ifname = names.get(a.index) ?? "";
+      if (ifname === "lo" || ifname.startsWith("ohno.")) continue;
+      if (a.address.startsWith("fe80:")) continue;
+      try {
+        const c = parseCidr(`${a.address}/${a.prefixlen}`);
+        out.push({ family: c.family, network: c.network, prefix: c.prefix });
+      } catch {
+        // not an address we can read
       }
     }
     return out;
   }
 
-  async #reconcileNeighbours(
+  #reconcileNeighbours(
+    rtnl: Rtnl,
     devs: { 4: boolean; 6: boolean },
     neigh: Map<string, { dev: string; ip: string; mac: string; node: string }>,
     fdb: Map<string, { dev: string; mac: string; dst: string; node: string }>,
     failed: FailedRoute[],
-  ): Promise<NonNullable<ReconcileReport["vxlan"]>> {
-    const ipCmds: IpCommand[] = [];
-    const brCmds: IpCommand[] = [];
+  ): NonNullable<ReconcileReport["vxlan"]> {
+    const neighOps: KernelOp[] = [];
+    const fdbOps: KernelOp[] = [];
     const stats = { neighbours: neigh.size, fdb: fdb.size, changed: 0, mismatches: [] };
     for (const fam of [4, 6] as const) {
       if (!devs[fam]) continue;
       const dev = VXLAN_DEVICES[fam];
-      const [have, haveFdb] = await Promise.all([
-        ipJson<Neigh[]>(["neigh", "show", "dev", dev], { netns: this.#netns }),
-        bridgeJson<Fdb[]>(["fdb", "show", "dev", dev], this.#netns),
-      ]);
+      // By index from here on: a name would cost a lookup per request.
+      const index = rtnl.index(dev);
+      // As `ip neigh show` lists them: entries in NONE or only NOARP state are the
+      // kernel's own (multicast), not entries anyone programmed.
+      const have = rtnl.neighs({ link: index }).filter((n) =>
+        n.dst !== undefined && ((n.state & 0xff & ~NUD_NOARP) !== 0 || n.externLearned)
+      );
+      const haveFdb = rtnl.fdb({ link: index });
       for (const n of have) {
-        const ip = canonical(n.dst);
-        const w = neigh.get(`${dev}|${ip}`);
-        if (!w) {
-          ipCmds.push({
+        const ip = canonical(n.dst!);
+        if (!neigh.has(`${dev}|${ip}`)) {
+          neighOps.push({
             op: "delete",
             dst: `neighbour ${ip} on ${dev}`,
-            args: ["neigh", "del", n.dst, "dev", dev],
+            run: (r) => r.neighDel(index, ip),
           });
         }
       }
       // The kernel's entries indexed once (a find per wanted entry was O(peers²): 2.2 s
       // for a steady reconcile of 500 peers).
-      const haveByIp = new Map(have.map((x) => [canonical(x.dst), x]));
+      const haveByIp = new Map(have.map((x) => [canonical(x.dst!), x]));
       const fdbKey = (mac: string, dst: string) => `${mac.toLowerCase()}|${dst}`;
       const haveFdbBy = new Map(
-        haveFdb.filter((x) => x.dst !== undefined).map((
-          x,
-        ) => [fdbKey(x.mac, canonical(x.dst!)), x]),
+        haveFdb.filter((x) => x.dst !== undefined && x.mac !== undefined)
+          .map((x) => [fdbKey(x.mac!, canonical(x.dst!)), x]),
       );
       for (const w of neigh.values()) {
         if (w.dev !== dev) continue;
         const n = haveByIp.get(w.ip);
-        if (n && n.lladdr?.toLowerCase() === w.mac && n.state?.includes("PERMANENT")) continue;
-        ipCmds.push({
+        if (n && n.mac?.toLowerCase() === w.mac && n.permanent) continue;
+        neighOps.push({
           op: "replace",
           dst: `neighbour ${w.ip} on ${dev}`,
           node: w.node,
-          args: ["neigh", "replace", w.ip, "lladdr", w.mac, "dev", dev, "nud", "permanent"],
+          run: (r) => r.neighReplace(index, { ip: w.ip, mac: w.mac, state: "permanent" }),
         });
       }
       for (const f of haveFdb) {
-        if (!f.flags?.includes("self") && f.dst === undefined) continue;
-        const w = fdb.get(`${dev}|${f.mac.toLowerCase()}`);
+        if (f.mac === undefined || (!f.self && f.dst === undefined)) continue;
+        const mac = f.mac;
+        const w = fdb.get(`${dev}|${mac.toLowerCase()}`);
         if (!w || (f.dst && canonical(f.dst) !== w.dst)) {
-          brCmds.push({
+          fdbOps.push({
             op: "delete",
-            dst: `fdb ${f.mac} on ${dev}`,
-            args: ["fdb", "del", f.mac, "dev", dev, ...(f.dst ? ["dst", f.dst] : []), "self"],
+            dst: `fdb ${mac} on ${dev}`,
+            run: (r) =>
+              r.fdbDel(index, { mac, ...(f.dst !== undefined ? { dst: f.dst } : {}), self: true }),
           });
         }
       }
       for (const w of fdb.values()) {
         if (w.dev !== dev) continue;
         const f = haveFdbBy.get(fdbKey(w.mac, w.dst));
-        if (f && f.state === "permanent") continue;
-        brCmds.push({
+        if (f && f.permanent) continue;
+        fdbOps.push({
           op: "replace",
           dst: `fdb ${w.mac} on ${dev}`,
           node: w.node,
-          args: ["fdb", "replace", w.mac, "dev", dev, "dst", w.dst, "self", "permanent"],
+          run: (r) => r.fdbReplace(index, { mac: w.mac, dst: w.dst, self: true, permanent: true }),
         });
       }
     }
-    stats.changed = ipCmds.length + brCmds.length;
+    stats.changed = neighOps.length + fdbOps.length;
     // Stale FDB entries go before the new ones (a MAC moved to another node).
-    failed.push(...await runIpCommands(brCmds, this.#netns, BRIDGE_BIN));
-    failed.push(...await runIpCommands(ipCmds, this.#netns));
+    failed.push(...applyKernelOps(fdbOps, rtnl));
+    failed.push(...applyKernelOps(neighOps, rtnl));
     return stats;
   }
 }
 
-function canonical(ip: string): string {
-  try {
-    const p = parseIp(ip);
-    return formatIp(p.family, p.value);
-  } catch {
-    return ip;
-  }
-}
+const canonical = canonicalIp;
 
 function inSubnet(ip: string, s: { family: 4 | 6; network: bigint; prefix: number }): boolean {
-  const p = parseIp(ip);
-  if (p.family !== s.family) return false;
+  const p = ipInfo(ip);
+  if (!p || p.family !== s.family) return false;
   const bits = s.family === 4 ? 32 : 128;
   const mask = ((1n << BigInt(bits)) - 1n) ^ ((1n << BigInt(bits - s.prefix)) - 1n);
   return (p.value & mask) === s.network;
-}
-
-async function bridgeJson<T>(args: string[], netns: Netns | undefined): Promise<T> {
-  const r = await runCommand(netns, BRIDGE_BIN, { args: ["-j", ...args] });
-  if (!r.success) throw new Error(`bridge ${args.join(" ")}: ${r.stderr.trim()}`);
-  const text = r.stdout.trim();
-  return (text === "" ? [] : JSON.parse(text)) as T;
 }

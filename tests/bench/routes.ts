@@ -80,9 +80,9 @@ export async function benchRoutes(): Promise<void> {
       ms(summarize(change).p50),
     ]);
   }
-  printTable("host-gw reconcile (ms): ohno's batch vs one ip process per route", [
+  printTable("host-gw reconcile (ms): ohno (rtnetlink) vs one ip process per route", [
     "table",
-    "first (batch)",
+    "first",
     "naive (per route)",
     "ratio",
     "steady p50",

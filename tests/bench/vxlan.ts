@@ -49,7 +49,7 @@ export async function benchVxlan(): Promise<void> {
     rows,
   );
   note(
-    "(etcd watch → RouteSync → backend: `bridge -batch` + `ip -batch`; seen by `ip monitor` / `bridge monitor`; host-gw has no neighbour or FDB entries to program)",
+    "(etcd watch → RouteSync → backend: one rtnetlink request per change; seen by `ip monitor` / `bridge monitor`; host-gw has no neighbour or FDB entries to program)",
   );
 }
 
@@ -314,7 +314,7 @@ async function benchVxlanReconcile(): Promise<void> {
   }
   printTable("vxlan reconcile (ms): VxlanBackend vs one ip/bridge process per entry", [
     "table",
-    "first (batch)",
+    "first",
     "naive (per entry)",
     "ratio",
     "steady p50",
