@@ -98,6 +98,20 @@ export function registerIpam(program: Command): void {
       "the agent's config file (env OHNO_CONFIG; default /etc/ohno/ohno.json)",
     );
 
+  registerLs(ipam);
+  registerLists(ipam);
+  registerPool(ipam);
+  registerBlocks(ipam);
+  registerShow(ipam);
+  registerAllocate(ipam);
+  registerRelease(ipam);
+  registerReserve(ipam);
+  registerGc(ipam);
+  registerCheck(ipam);
+}
+
+/** `ipam ls`: the allocations, filtered by node or pool. */
+function registerLs(ipam: Command): void {
   ipam.command("ls")
     .description("list allocations: IP, node, pod, container, ifname, age")
     .option("-o, --output <format>", "table, wide or json", "table")
@@ -113,7 +127,10 @@ export function registerIpam(program: Command): void {
         printRows(rows, fmt);
       });
     });
+}
 
+/** `ipam pools` and `ipam nodes`: read-only listings. */
+function registerLists(ipam: Command): void {
   listing(ipam.command("pools").description("list pools"), {
     read: (c) => c.pools(),
     empty: "no pools",
@@ -126,7 +143,10 @@ export function registerIpam(program: Command): void {
     headers: ["NODE", "ADDRESSES", "BLOCKS"],
     row: (p) => [p.node, p.ips.join(", "), p.blocks.join(", ")],
   });
+}
 
+/** `ipam pool add|rm`. */
+function registerPool(ipam: Command): void {
   const pool = ipam.command("pool").description("add or remove a pool");
   pool.command("add <cidr>")
     .description("add a pool (IPv4 blocks default to /24, IPv6 to /64)")
@@ -149,7 +169,10 @@ export function registerIpam(program: Command): void {
         print(`pool ${cidr} removed`);
       });
     });
+}
 
+/** `ipam blocks`: each node's blocks with utilisation. */
+function registerBlocks(ipam: Command): void {
   ipam.command("blocks")
     .description("each node's blocks with utilisation")
     .option("-o, --output <format>", "table or json", "table")
@@ -177,7 +200,10 @@ export function registerIpam(program: Command): void {
         ));
       });
     });
+}
 
+/** `ipam show`: who holds an address, or what a container holds. */
+function registerShow(ipam: Command): void {
   ipam.command("show <ip-or-container>")
     .description("who holds an address, or what a container holds")
     .option("-o, --output <format>", "table or json", "table")
@@ -209,7 +235,10 @@ export function registerIpam(program: Command): void {
         }
       });
     });
+}
 
+/** `ipam allocate`: addresses for a workload that is not a pod. */
+function registerAllocate(ipam: Command): void {
   ipam.command("allocate")
     .description("allocate addresses for a workload that is not a pod (one per family)")
     .requiredOption("--node <node>", "the node whose blocks to use")
@@ -252,7 +281,10 @@ export function registerIpam(program: Command): void {
         });
       },
     );
+}
 
+/** `ipam release`: by address, handle, container or node. */
+function registerRelease(ipam: Command): void {
   ipam.command("release [ip]")
     .description("release by address, --handle, --container [--ifname], or a whole --node")
     .option("--handle <id>", "release what this handle holds")
@@ -301,7 +333,10 @@ export function registerIpam(program: Command): void {
         });
       },
     );
+}
 
+/** `ipam reserve` and `ipam unreserve`. */
+function registerReserve(ipam: Command): void {
   ipam.command("reserve <ip>")
     .description("keep an address out of allocation")
     .option("--note <text>", "why", "")
@@ -320,7 +355,10 @@ export function registerIpam(program: Command): void {
         print(`unreserved ${normalizeIp(ip)}`);
       });
     });
+}
 
+/** `ipam gc`: release attachments missing from the valid list. */
+function registerGc(ipam: Command): void {
   ipam.command("gc")
     .description("release allocations whose attachment is not in the valid list")
     .requiredOption("--valid <file>", "JSON list of {containerID, ifname} to keep ('-' for stdin)")
@@ -357,7 +395,10 @@ export function registerIpam(program: Command): void {
         );
       });
     });
+}
 
+/** `ipam check`: consistency check, non-zero exit on any problem. */
+function registerCheck(ipam: Command): void {
   ipam.command("check")
     .description("consistency check; exits non-zero on any problem")
     .option("-o, --output <format>", "table or json", "table")

@@ -345,6 +345,49 @@ function parseSlave(doc: Record<string, unknown>, kind: "macvlan" | "ipvlan"): S
  */
 export function loadNetConf(stdin: string, opts: { forIpamFace?: boolean } = {}): NetConf {
   const doc = parseJsonConfig(stdin);
+  const { cniVersion, name, type } = parseIdentity(doc, opts);
+  const { bridge, mode, mtu, isGateway, isDefaultGateway } = parseLinkKeys(doc, opts);
+  const { requestedIPs, mac, macField } = parseRuntimeArgs(doc);
+  const logLevel = str(doc, "logLevel");
+  const logFile = str(doc, "logFile");
+  if (logFile !== undefined && !logFile.startsWith("/")) {
+    throw invalid("logFile", logFile, "is not an absolute path");
+  }
+  const conf: NetConf = {
+    cniVersion,
+    name,
+    type,
+    mode,
+    bridge,
+    isGateway,
+    isDefaultGateway,
+    hairpinMode: opts.forIpamFace ? false : bool(doc, "hairpinMode", false),
+    promiscMode: opts.forIpamFace ? false : bool(doc, "promiscMode", false),
+    ipMasq: opts.forIpamFace ? false : bool(doc, "ipMasq", false),
+    ipam: parseIpam(doc),
+    requestedIPs,
+    raw: doc,
+  };
+  if (mtu !== undefined) setMtu(conf, mtu);
+  if (mode !== "bridge") setSlave(conf, doc, mode, mac, macField);
+  const dns = parseDns(doc.dns);
+  if (dns) conf.dns = dns;
+  if (logFile) conf.logFile = logFile;
+  if (logLevel) conf.logLevel = parseLevel(logLevel);
+  if (mac) conf.mac = mac;
+  if (doc.prevResult !== undefined && doc.prevResult !== null) {
+    conf.prevResult = parseResult(doc.prevResult);
+  }
+  const valid = parseValidAttachments(doc);
+  if (valid) conf.validAttachments = valid;
+  return conf;
+}
+
+/** cniVersion, name and type; not a conflist; no unsupported field (main plugin). */
+function parseIdentity(
+  doc: Record<string, unknown>,
+  opts: { forIpamFace?: boolean },
+): { cniVersion: NetConf["cniVersion"]; name: string; type: string } {
   const cniVersion = checkVersion(doc);
   if (Array.isArray(doc.plugins)) {
     throw invalid(
@@ -376,6 +419,17 @@ export function loadNetConf(stdin: string, opts: { forIpamFace?: boolean } = {})
       }
     }
   }
+  return { cniVersion, name, type };
+}
+
+/** bridge, mode, mtu and the gateway flags (the `ohno-ipam` face's defaults). */
+function parseLinkKeys(doc: Record<string, unknown>, opts: { forIpamFace?: boolean }): {
+  bridge: string;
+  mode: PodMode;
+  mtu: number | undefined;
+  isGateway: boolean;
+  isDefaultGateway: boolean;
+} {
   const bridge = opts.forIpamFace ? DEFAULT_BRIDGE : (str(doc, "bridge") ?? DEFAULT_BRIDGE);
   const bridgeProblem = ifnameProblem(bridge);
   if (bridgeProblem) {
@@ -399,6 +453,18 @@ export function loadNetConf(stdin: string, opts: { forIpamFace?: boolean } = {})
   if (mode === "bridge" && isDefaultGateway && !isGateway) {
     throw invalid("isGateway", false, "must be true when isDefaultGateway is true");
   }
+  return { bridge, mode, mtu, isGateway, isDefaultGateway };
+}
+
+/**
+ * Static IPs and MAC from runtimeConfig (preferred) or args.cni; `macField` names the
+ * key the MAC came from.
+ */
+function parseRuntimeArgs(doc: Record<string, unknown>): {
+  requestedIPs: string[];
+  mac: string | undefined;
+  macField: string;
+} {
   const rc = doc.runtimeConfig;
   if (rc !== undefined && (typeof rc !== "object" || rc === null || Array.isArray(rc))) {
     throw invalid("runtimeConfig", rc, "must be an object");
@@ -416,65 +482,46 @@ export function loadNetConf(stdin: string, opts: { forIpamFace?: boolean } = {})
     ? parseStaticIps(rcx.ips, "runtimeConfig.ips")
     : parseStaticIps(argsCni.ips, "args.cni.ips");
   const mac = parseMac(rcx.mac, "runtimeConfig.mac") ?? parseMac(argsCni.mac, "args.cni.mac");
-  const logLevel = str(doc, "logLevel");
-  const logFile = str(doc, "logFile");
-  if (logFile !== undefined && !logFile.startsWith("/")) {
-    throw invalid("logFile", logFile, "is not an absolute path");
+  const macField = rcx.mac !== undefined ? "runtimeConfig.mac" : "args.cni.mac";
+  return { requestedIPs, mac, macField };
+}
+
+/** Sets `conf.mtu`; an IPv6 range needs at least the IPv6 minimum. */
+function setMtu(conf: NetConf, mtu: number): void {
+  conf.mtu = mtu;
+  const ipam = conf.ipam;
+  if (
+    mtu < IPV6_MIN_MTU && ipam.mode === "embedded" && ipam.sets.some((s) => s[0]!.family === 6)
+  ) {
+    throw invalid(
+      "mtu",
+      mtu,
+      `is below ${IPV6_MIN_MTU}, the least IPv6 works with, and ipam.ranges has an IPv6 range`,
+    );
   }
-  const conf: NetConf = {
-    cniVersion,
-    name,
-    type,
-    mode,
-    bridge,
-    isGateway,
-    isDefaultGateway,
-    hairpinMode: opts.forIpamFace ? false : bool(doc, "hairpinMode", false),
-    promiscMode: opts.forIpamFace ? false : bool(doc, "promiscMode", false),
-    ipMasq: opts.forIpamFace ? false : bool(doc, "ipMasq", false),
-    ipam: parseIpam(doc),
-    requestedIPs,
-    raw: doc,
-  };
-  if (mtu !== undefined) {
-    conf.mtu = mtu;
-    const ipam = conf.ipam;
-    if (
-      mtu < IPV6_MIN_MTU && ipam.mode === "embedded" && ipam.sets.some((s) => s[0]!.family === 6)
-    ) {
-      throw invalid(
-        "mtu",
-        mtu,
-        `is below ${IPV6_MIN_MTU}, the least IPv6 works with, and ipam.ranges has an IPv6 range`,
-      );
-    }
+}
+
+/** Sets `conf.slave` (macvlan or ipvlan mode) and refuses what that mode cannot do. */
+function setSlave(
+  conf: NetConf,
+  doc: Record<string, unknown>,
+  mode: "macvlan" | "ipvlan",
+  mac: string | undefined,
+  macField: string,
+): void {
+  conf.slave = parseSlave(doc, mode);
+  if (conf.ipMasq) {
+    throw invalid(
+      "ipMasq",
+      true,
+      `has no effect in ${mode} mode: pod traffic leaves through the master, not the host's stack`,
+    );
   }
-  if (mode !== "bridge") {
-    conf.slave = parseSlave(doc, mode);
-    if (conf.ipMasq) {
-      throw invalid(
-        "ipMasq",
-        true,
-        `has no effect in ${mode} mode: pod traffic leaves through the master, not the host's stack`,
-      );
-    }
-    if (conf.slave.kind === "ipvlan" && mac) {
-      throw invalid(
-        rcx.mac !== undefined ? "runtimeConfig.mac" : "args.cni.mac",
-        mac,
-        "cannot be set in ipvlan mode: ipvlan slaves share the master's MAC",
-      );
-    }
+  if (conf.slave.kind === "ipvlan" && mac) {
+    throw invalid(
+      macField,
+      mac,
+      "cannot be set in ipvlan mode: ipvlan slaves share the master's MAC",
+    );
   }
-  const dns = parseDns(doc.dns);
-  if (dns) conf.dns = dns;
-  if (logFile) conf.logFile = logFile;
-  if (logLevel) conf.logLevel = parseLevel(logLevel);
-  if (mac) conf.mac = mac;
-  if (doc.prevResult !== undefined && doc.prevResult !== null) {
-    conf.prevResult = parseResult(doc.prevResult);
-  }
-  const valid = parseValidAttachments(doc);
-  if (valid) conf.validAttachments = valid;
-  return conf;
 }

@@ -107,7 +107,64 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     registry: metrics.registry,
   });
 
-  // Kubernetes, when on: loaded lazily, it is not needed without a cluster.
+  const run: AgentRun = { cfg, log, signal, metrics, health, ...await connectKubernetes(cfg) };
+  if (run.kube) log.info("kubernetes on", { server: run.kube.server });
+  const node = await nodeIdentity(run);
+  const { backend, backendRecord } = await chooseBackend(run, node);
+
+  // Datastore, pools, node record, blocks.
+  const store = await openDatastore(cfg.datastore, {
+    onRequest: (op) => metrics.datastoreRequests.inc({ op }),
+  });
+  try {
+    const ipam = new ClusterIpam(store);
+    // The IPAM socket answers from now on, but allocations are refused (`not-ready`, CNI
+    // error 11) until the pools, the node record and the blocks are loaded below.
+    let ipamReady = false;
+    await using _server = startIpamServer(ipamServerOptions(run, ipam, () => ipamReady));
+    const blocks = await loadState(run, ipam, node.ips, backendRecord);
+    // State loaded: allocations are served from here on.
+    ipamReady = true;
+
+    const { sync, routing, peerWatch } = await startRouting(run, ipam, backend, node.ips, blocks);
+    const first = await Promise.race([sync.synced, sleep(60_000, signal).then(() => undefined)]);
+    if (!first) return;
+    log.info("routes programmed", { ipv4: first.programmed[4], ipv6: first.programmed[6] });
+
+    installCni(run, node.mtu);
+    await markReady(run);
+    await Promise.allSettled(backgroundLoops(run, ipam, backend, [routing, peerWatch]));
+    ipamReady = false;
+    log.info("stopping: routes, masquerade and pods stay; a restarted agent resyncs");
+  } finally {
+    run.kube?.close();
+    await store.close();
+  }
+}
+
+/** What the phases of {@link runAgent} share. */
+interface AgentRun {
+  cfg: DaemonConfig;
+  log: Logger;
+  signal: AbortSignal;
+  metrics: DaemonMetrics;
+  health: Health;
+  /** Loaded when Kubernetes is not off. */
+  k8s: K8s | undefined;
+  /** Set when Kubernetes is on and there is a connection. */
+  kube: KubeClient | undefined;
+}
+
+/** This node's addresses (IPv4 first) and the pods' MTU. */
+interface NodeIdentity {
+  ips: string[];
+  mtu: number;
+}
+
+/** Kubernetes, when on: loaded lazily, it is not needed without a cluster. */
+async function connectKubernetes(
+  cfg: DaemonConfig,
+): Promise<{ k8s: K8s | undefined; kube: KubeClient | undefined }> {
   let k8s: K8s | undefined;
   let kube: KubeClient | undefined;
   const kubeWanted = cfg.kubernetes.enabled !== "off";
@@ -121,9 +178,12 @@ export async function runAgent(o: AgentOptions): Promise<void> {
       );
     }
   }
-  if (kube) log.info("kubernetes on", { server: kube.server });
+  return { k8s, kube };
+}
 
-  // Node identity.
+/** Node identity: its addresses (retried until found) and the MTU its pods get. */
+async function nodeIdentity(run: AgentRun): Promise<NodeIdentity & { underlayMtu: number }> {
+  const { cfg, log, signal, k8s, kube } = run;
   const ips = await retrying("node IP discovery", log, signal, () =>
     resolveNodeIPs(cfg.nodeIP, {
       ...(kube && k8s
@@ -140,6 +200,19 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     : cfg.backend === "vxlan"
     ? vxlanPodMtu(underlayMtu, families)
     : underlayMtu;
+  return { ips: nodeIps, mtu, underlayMtu };
+}
+
+/**
+ * The configured routing backend and the record it publishes in the node's entry; what a
+ * previous backend left on the node (VXLAN devices, ohno's BIRD) goes.
+ */
+async function chooseBackend(
+  run: AgentRun,
+  node: NodeIdentity & { underlayMtu: number },
+): Promise<{ backend: Backend; backendRecord: Record<string, unknown> | undefined }> {
+  const { cfg, log } = run;
+  const { ips: nodeIps, mtu, underlayMtu } = node;
   let backend: Backend;
   let backendRecord: Record<string, unknown> | undefined;
   if (cfg.backend === "vxlan") {
@@ -167,170 +240,219 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     const bird = await cleanupBird(cfg.runDir, false);
     if (bird.stopped) log.info("stopped the BIRD of a previous backend", { routes: bird.routes });
   }
+  return { backend, backendRecord };
+}
 
-  // Datastore, pools, node record, blocks.
-  const store = await openDatastore(cfg.datastore, {
-    onRequest: (op) => metrics.datastoreRequests.inc({ op }),
+/** The IPAM socket's options; `ready` says whether allocations are served yet. */
+function ipamServerOptions(
+  run: AgentRun,
+  ipam: ClusterIpam,
+  ready: () => boolean,
+): Parameters<typeof startIpamServer>[0] {
+  const { cfg, log, signal, metrics, k8s, kube } = run;
+  return {
+    socket: cfg.socket,
+    network: cfg.networkName,
+    node: cfg.nodeName,
+    ipam,
+    log,
+    ready,
+    ...(kube && k8s
+      ? {
+        podRequestedIPs: (ns: string, name: string) =>
+          k8s!.podRequestedIPs(kube!, ns, name, signal),
+      }
+      : {}),
+    // Refusals while the state loads are start-up, not etcd errors.
+    observe: (e) => metrics.observeIpam(e, { starting: !ready() }),
+  };
+}
+
+/** Pools, node record and block claim (retried until etcd answers); returns the blocks. */
+async function loadState(
+  run: AgentRun,
+  ipam: ClusterIpam,
+  nodeIps: string[],
+  backendRecord: Record<string, unknown> | undefined,
+): Promise<{ cidr: string }[]> {
+  const { cfg, log, signal, metrics } = run;
+  await testHoldLoad(log, signal);
+  const blocks = await retrying("claiming the node's blocks", log, signal, async () => {
+    for (const p of cfg.pools) await ipam.addPool(p.cidr, p.blockPrefix);
+    await ipam.registerNode(cfg.nodeName, {
+      ips: nodeIps,
+      ...(backendRecord ? { backend: backendRecord } : {}),
+    });
+    return await ipam.claimBlocks(cfg.nodeName);
   });
-  try {
-    const ipam = new ClusterIpam(store);
-    // The IPAM socket answers from now on, but allocations are refused (`not-ready`, CNI
-    // error 11) until the pools, the node record and the blocks are loaded below.
-    let ipamReady = false;
-    await using _server = startIpamServer({
-      socket: cfg.socket,
-      network: cfg.networkName,
-      node: cfg.nodeName,
-      ipam,
-      log,
-      ready: () => ipamReady,
-      ...(kube && k8s
-        ? {
-          podRequestedIPs: (ns: string, name: string) =>
-            k8s!.podRequestedIPs(kube!, ns, name, signal),
-        }
-        : {}),
-      // Refusals while the state loads are start-up, not etcd errors.
-      observe: (e) => metrics.observeIpam(e, { starting: !ipamReady }),
-    });
+  log.info("blocks", { blocks: blocks.map((b) => b.cidr).join(",") });
+  const held = (await ipam.handles()).filter((h) => h.node === cfg.nodeName);
+  metrics.allocatedAddresses.set(held.reduce((n, h) => n + h.ips.length, 0));
+  return blocks;
+}
 
-    await testHoldLoad(log, signal);
-    const blocks = await retrying("claiming the node's blocks", log, signal, async () => {
-      for (const p of cfg.pools) await ipam.addPool(p.cidr, p.blockPrefix);
-      await ipam.registerNode(cfg.nodeName, {
-        ips: nodeIps,
-        ...(backendRecord ? { backend: backendRecord } : {}),
-      });
-      return await ipam.claimBlocks(cfg.nodeName);
-    });
-    log.info("blocks", { blocks: blocks.map((b) => b.cidr).join(",") });
-    const held = (await ipam.handles()).filter((h) => h.node === cfg.nodeName);
-    metrics.allocatedAddresses.set(held.reduce((n, h) => n + h.ips.length, 0));
-    // State loaded: allocations are served from here on.
-    ipamReady = true;
+/**
+ * Routes to every peer's blocks: the peer watch, then (once the first list is in) the
+ * routing loop, then masquerade.
+ */
+async function startRouting(
+  run: AgentRun,
+  ipam: ClusterIpam,
+  backend: Backend,
+  nodeIps: string[],
+  blocks: { cidr: string }[],
+): Promise<{ sync: RouteSync; routing: Promise<unknown>; peerWatch: Promise<void> }> {
+  const { cfg, log, signal, metrics, health } = run;
+  const sync = new RouteSync({
+    backend,
+    local: { node: cfg.nodeName, ips: nodeIps, blocks: blocks.map((b) => b.cidr) },
+    resyncPeriodMs: cfg.resyncPeriodMs,
+    log,
+    onReconcile: metrics.observeReconcile,
+  });
+  health.setStatus(() => ({ node: cfg.nodeName, routing: sync.status() }));
+  const { firstList, peerWatch } = watchPeers(run, ipam, sync, nodeIps);
+  await Promise.race([firstList, new Promise((r) => signal.addEventListener("abort", r))]);
+  const routing = sync.run(signal);
+  if (cfg.masquerade && cfg.clusterCIDRs.length) {
+    await applyMasquerade({ clusterCIDRs: cfg.clusterCIDRs });
+    log.info("masquerade", { clusterCIDRs: cfg.clusterCIDRs.join(",") });
+  }
+  return { sync, routing, peerWatch };
+}
 
-    // Routes to every peer's blocks.
-    const sync = new RouteSync({
-      backend,
-      local: { node: cfg.nodeName, ips: nodeIps, blocks: blocks.map((b) => b.cidr) },
-      resyncPeriodMs: cfg.resyncPeriodMs,
-      log,
-      onReconcile: metrics.observeReconcile,
-    });
-    health.setStatus(() => ({ node: cfg.nodeName, routing: sync.status() }));
-    // Peers: one list, then the watch's changes applied to a view (ipam/cluster/peers.ts).
-    // Routing starts once the first list is in, so a restarted agent never reconciles
-    // against an empty peer set (which would delete every route for a moment).
-    const watchStats: PeerWatchStats = { lists: 0, events: 0, batches: 0 };
-    const counted = { lists: 0, events: 0 };
-    let listed!: () => void;
-    const firstList = new Promise<void>((r) => (listed = r));
-    const applyChanges = (changes: PeerChange[]) => {
-      const events: PeerEvent[] = [];
-      for (const c of changes) {
-        if (c.type === "reset") {
-          const me = c.peers.find((p) => p.node === cfg.nodeName);
-          if (me) sync.setLocal({ node: cfg.nodeName, ips: nodeIps, blocks: me.blocks });
-          events.push({
-            type: "reset",
-            peers: c.peers.filter((p) => p.node !== cfg.nodeName).map(toRoutingPeer),
-          });
-        } else if (c.type === "put") {
-          if (c.peer.node === cfg.nodeName) {
-            sync.setLocal({ node: cfg.nodeName, ips: nodeIps, blocks: c.peer.blocks });
-          } else events.push({ type: "put", peer: toRoutingPeer(c.peer) });
-        } else if (c.node !== cfg.nodeName) events.push(c);
-      }
-      sync.apply(events);
-      metrics.peers.set(sync.peers.length);
-      metrics.peerLists.inc({}, watchStats.lists - counted.lists);
-      metrics.peerEvents.inc({}, watchStats.events - counted.events);
-      counted.lists = watchStats.lists;
-      counted.events = watchStats.events;
-      listed();
-    };
-    const peerWatch = (async () => {
-      while (!signal.aborted) {
-        try {
-          for await (const changes of ipam.watchPeers({ signal, stats: watchStats })) {
-            applyChanges(changes);
-          }
-        } catch (e) {
-          if (signal.aborted) break;
-          metrics.etcdErrors.inc({ op: "watch" });
-          log.warn("peer watch failed; retrying", { error: (e as Error).message });
-          await sleep(1000, signal);
+/**
+ * Peers: one list, then the watch's changes applied to a view (ipam/cluster/peers.ts).
+ * Routing starts once the first list is in (`firstList`), so a restarted agent never
+ * reconciles against an empty peer set (which would delete every route for a moment).
+ */
+function watchPeers(
+  run: AgentRun,
+  ipam: ClusterIpam,
+  sync: RouteSync,
+  nodeIps: string[],
+): { firstList: Promise<void>; peerWatch: Promise<void> } {
+  const { cfg, log, signal, metrics } = run;
+  const watchStats: PeerWatchStats = { lists: 0, events: 0, batches: 0 };
+  const counted = { lists: 0, events: 0 };
+  let listed!: () => void;
+  const firstList = new Promise<void>((r) => (listed = r));
+  const applyChanges = (changes: PeerChange[]) => {
+    sync.apply(peerEvents(changes, sync, cfg.nodeName, nodeIps));
+    metrics.peers.set(sync.peers.length);
+    metrics.peerLists.inc({}, watchStats.lists - counted.lists);
+    metrics.peerEvents.inc({}, watchStats.events - counted.events);
+    counted.lists = watchStats.lists;
+    counted.events = watchStats.events;
+    listed();
+  };
+  const peerWatch = (async () => {
+    while (!signal.aborted) {
+      try {
+        for await (const changes of ipam.watchPeers({ signal, stats: watchStats })) {
+          applyChanges(changes);
         }
+      } catch (e) {
+        if (signal.aborted) break;
+        metrics.etcdErrors.inc({ op: "watch" });
+        log.warn("peer watch failed; retrying", { error: (e as Error).message });
+        await sleep(1000, signal);
       }
-    })();
-    await Promise.race([firstList, new Promise((r) => signal.addEventListener("abort", r))]);
-    const routing = sync.run(signal);
-    if (cfg.masquerade && cfg.clusterCIDRs.length) {
-      await applyMasquerade({ clusterCIDRs: cfg.clusterCIDRs });
-      log.info("masquerade", { clusterCIDRs: cfg.clusterCIDRs.join(",") });
     }
-    const first = await Promise.race([sync.synced, sleep(60_000, signal).then(() => undefined)]);
-    if (!first) return;
-    log.info("routes programmed", { ipv4: first.programmed[4], ipv6: first.programmed[6] });
+  })();
+  return { firstList, peerWatch };
+}
 
-    // Install the plugin and its conflist only now.
-    const installed = installPlugin({
-      source: selfExecutable(),
-      binDir: cfg.cniBinDir,
-      confDir: cfg.cniConfDir,
-      conflistName: cfg.conflistName,
-      conflist: conflist({
-        network: cfg.networkName,
-        bridge: cfg.bridge,
-        mtu,
-        socket: cfg.socket,
-        logFile: cfg.cniLogFile,
-        portmap: portmapPresent(cfg.cniBinDir),
-      }),
-    });
-    log.info("plugin installed", {
-      binDir: cfg.cniBinDir,
-      file: `${cfg.cniConfDir}/${cfg.conflistName}`,
-      binaryChanged: installed.binary,
-      conflistChanged: installed.conflist,
-    });
+/** The routing events of the watch's changes; this node's own record updates `sync`'s local. */
+function peerEvents(
+  changes: PeerChange[],
+  sync: RouteSync,
+  nodeName: string,
+  nodeIps: string[],
+): PeerEvent[] {
+  const events: PeerEvent[] = [];
+  for (const c of changes) {
+    if (c.type === "reset") {
+      const me = c.peers.find((p) => p.node === nodeName);
+      if (me) sync.setLocal({ node: nodeName, ips: nodeIps, blocks: me.blocks });
+      events.push({
+        type: "reset",
+        peers: c.peers.filter((p) => p.node !== nodeName).map(toRoutingPeer),
+      });
+    } else if (c.type === "put") {
+      if (c.peer.node === nodeName) {
+        sync.setLocal({ node: nodeName, ips: nodeIps, blocks: c.peer.blocks });
+      } else events.push({ type: "put", peer: toRoutingPeer(c.peer) });
+    } else if (c.node !== nodeName) events.push(c);
+  }
+  return events;
+}
 
-    // Ready.
-    if (kube && k8s) {
-      await retrying(
-        "NetworkUnavailable=False",
+/** Installs the plugin and its conflist (only once routes are programmed). */
+function installCni(run: AgentRun, mtu: number): void {
+  const { cfg, log } = run;
+  const installed = installPlugin({
+    source: selfExecutable(),
+    binDir: cfg.cniBinDir,
+    confDir: cfg.cniConfDir,
+    conflistName: cfg.conflistName,
+    conflist: conflist({
+      network: cfg.networkName,
+      bridge: cfg.bridge,
+      mtu,
+      socket: cfg.socket,
+      logFile: cfg.cniLogFile,
+      portmap: portmapPresent(cfg.cniBinDir),
+    }),
+  });
+  log.info("plugin installed", {
+    binDir: cfg.cniBinDir,
+    file: `${cfg.cniConfDir}/${cfg.conflistName}`,
+    binaryChanged: installed.binary,
+    conflistChanged: installed.conflist,
+  });
+}
+
+/** Ready: `NetworkUnavailable=False` with Kubernetes, then `/readyz`. */
+async function markReady(run: AgentRun): Promise<void> {
+  const { cfg, log, signal, metrics, health, k8s, kube } = run;
+  if (kube && k8s) {
+    await retrying(
+      "NetworkUnavailable=False",
+      log,
+      signal,
+      () => k8s!.setNetworkAvailable(kube!, cfg.nodeName, { signal }),
+    );
+  }
+  health.setReady(true);
+  metrics.ready.set(1);
+  log.info("ready");
+}
+
+/** The loops that run until SIGTERM: `loops` plus BGP's watch and the Kubernetes loops. */
+function backgroundLoops(
+  run: AgentRun,
+  ipam: ClusterIpam,
+  backend: Backend,
+  loops: Promise<unknown>[],
+): Promise<unknown>[] {
+  const { cfg, log, signal, metrics, health, k8s, kube } = run;
+  if (backend instanceof BgpBackend) {
+    loops.push(
+      watchBgp(backend, {
+        registry: metrics.registry,
+        health,
         log,
         signal,
-        () => k8s!.setNetworkAvailable(kube!, cfg.nodeName, { signal }),
-      );
-    }
-    health.setReady(true);
-    metrics.ready.set(1);
-    log.info("ready");
-
-    const loops: Promise<unknown>[] = [routing, peerWatch];
-    if (backend instanceof BgpBackend) {
-      loops.push(
-        watchBgp(backend, {
-          registry: metrics.registry,
-          health,
-          log,
-          signal,
-          routesProgrammed: metrics.routesProgrammed,
-        }),
-      );
-    }
-    if (kube && k8s) {
-      const kubeLoop = { k8s, kube, ipam, cfg, log, signal };
-      loops.push(watchDeletedNodes(kubeLoop), gcLoop({ ...kubeLoop, metrics }));
-    }
-    await Promise.allSettled(loops);
-    ipamReady = false;
-    log.info("stopping: routes, masquerade and pods stay; a restarted agent resyncs");
-  } finally {
-    kube?.close();
-    await store.close();
+        routesProgrammed: metrics.routesProgrammed,
+      }),
+    );
   }
+  if (kube && k8s) {
+    const kubeLoop = { k8s, kube, ipam, cfg, log, signal };
+    loops.push(watchDeletedNodes(kubeLoop), gcLoop({ ...kubeLoop, metrics }));
+  }
+  return loops;
 }
 
 /**

@@ -210,94 +210,15 @@ export async function up(o: LabUpOptions): Promise<LabState> {
     ...(o.subnets ? { subnets: o.subnets } : {}),
   });
   try {
-    if (lab.underlay === "routed") {
-      say(
-        `underlay: routed, ${lab.netns} forwards between ${
-          lab.subnets.map((s) => `${s.bridge} ${s.cidr4} ${s.cidr6}`).join(", ")
-        }; ${o.nodes} nodes, an outside host`,
-      );
-    } else {
-      say(
-        `underlay: ${lab.netns} (bridge ${lab.bridge} ${lab.gateway.ipv4}, ${lab.gateway.ipv6}), ${o.nodes} nodes, an outside host`,
-      );
-    }
+    sayUnderlay(lab, o.nodes, say);
     // etcd in the lab namespace, on the underlay's gateway address.
     const endpoint = `http://${lab.gateway.ipv4}:2379`;
     const etcdPid = spawnEtcd(lab.ns, dir, endpoint);
     await waitFor("etcd answering", 20_000, () => curlOk(lab.ns, "http://127.0.0.1:2379/health"));
     say(`etcd: ${endpoint} (pid ${etcdPid})`);
-    let routerPid: number | undefined;
-    if (o.bgpRouter) {
-      if (lab.underlay !== "routed") throw new Error("a BGP router needs a routed underlay");
-      routerPid = o.bgpRouter === "bird"
-        ? await startLabRouter(lab.ns, dir, {
-          routerId: lab.gateway.ipv4,
-          underlay4: lab.underlay4,
-          underlay6: lab.underlay6,
-        })
-        : 0;
-      say(
-        o.bgpRouter === "bird"
-          ? `router: BIRD, AS ${LAB_ROUTER_AS}, peers with every node (pid ${routerPid})`
-          : "router: speaks no BGP",
-      );
-    }
-
-    const nodes: LabState["nodes"] = [];
-    for (const n of lab.nodes) {
-      const nd = `${dir}/${n.name}`;
-      Deno.mkdirSync(nd, { recursive: true });
-      const config = {
-        nodeName: n.name,
-        nodeIP: o.kubeconfig ? { source: "kubernetes" } : {
-          source: "addresses",
-          addresses: o.nodeFamilies === "ipv6" ? [n.ipv6] : [n.ipv4, n.ipv6],
-        },
-        pools: LAB_POOLS.map((cidr) => ({ cidr })),
-        datastore: { type: "etcd", etcd: { endpoints: [endpoint] } },
-        kubernetes: o.kubeconfig ? { enabled: "on", kubeconfig: o.kubeconfig } : { enabled: "off" },
-        cniBinDir: `${nd}/cni/bin`,
-        cniConfDir: `${nd}/cni/net.d`,
-        runDir: `${nd}/run`,
-        stateDir: `${nd}/state`,
-        logFile: `${nd}/daemon.log`,
-        cniLogFile: `${nd}/cni.log`,
-        ...(o.resyncPeriod ? { resyncPeriod: o.resyncPeriod } : {}),
-        metricsAddress: "127.0.0.1:9753",
-        ...(o.bgpRouter
-          ? {
-            bgpPeers: [lab.subnets[n.subnet]!.gateway.ipv4, lab.subnets[n.subnet]!.gateway.ipv6]
-              .map((address) => ({ address, asNumber: LAB_ROUTER_AS })),
-          }
-          : {}),
-        ...o.extraConfig,
-        ...o.nodeConfig?.[n.name],
-      };
-      Deno.writeTextFileSync(`${nd}/ohno.json`, JSON.stringify(config, null, 2));
-      const pid = spawnDetached(
-        n.ns,
-        o.ohno,
-        ["daemon", "--config", `${nd}/ohno.json`],
-        `${nd}/daemon.out`,
-      );
-      nodes.push({ name: n.name, pid, dir: nd, ipv4: n.ipv4, ipv6: n.ipv6, subnet: n.subnet });
-    }
-    // The underlay must carry both families between every pair of nodes before pods use
-    // it: each node reaches every other's addresses (this also settles neighbour
-    // discovery, whose first exchange right after the links come up can take a second).
-    for (const a of lab.nodes) {
-      for (const b of lab.nodes) {
-        if (a === b) continue;
-        for (const ip of [b.ipv4, b.ipv6]) {
-          await waitFor(
-            `${a.name} reaching ${b.name} at ${ip} on the underlay`,
-            10_000,
-            async () =>
-              (await runCommand(a.ns, "ping", { args: ["-c", "1", "-W", "1", ip] })).code === 0,
-          );
-        }
-      }
-    }
+    const routerPid = await startRouter(lab, dir, o, say);
+    const nodes = startAgents(lab, dir, endpoint, o);
+    await waitUnderlay(lab);
     const state: LabState = {
       name: o.name,
       ohno: o.ohno,
@@ -308,44 +229,8 @@ export async function up(o: LabUpOptions): Promise<LabState> {
       pods: {},
     };
     Deno.writeTextFileSync(stateFile(o.name), stateText(state));
-    for (const n of nodes) {
-      await waitFor(`the agent on ${n.name} ready (see ${n.dir}/daemon.log)`, 60_000, async () => {
-        if (!processAlive(n.pid)) {
-          throw new Error(`the agent on ${n.name} exited:\n${tail(`${n.dir}/daemon.out`)}`);
-        }
-        return await curlOk(lab.node(n.name).ns, "http://127.0.0.1:9753/readyz");
-      });
-      say(`agent: ${n.name} ${n.ipv4} ${n.ipv6} ready (pid ${n.pid})`);
-    }
-    // Ready means "my routes are programmed", but an agent that started before the others
-    // claimed their blocks had no peers yet: the lab is up once every node routes to every
-    // other node's blocks (one per family each). host-gw on a routed underlay can route
-    // only to the nodes of the node's own subnet (the others' next hops are off-link).
-    const backend = String(o.extraConfig?.backend ?? "host-gw");
-    // bgp with neither the mesh nor a reflector nor a speaking router learns no route.
-    const bgpIsolated = backend === "bgp" && o.extraConfig?.bgpNodeMesh === false &&
-      o.bgpRouter !== "bird" &&
-      !Object.values(o.nodeConfig ?? {}).some((c) => c.bgpRouteReflector === true);
-    const reach = (a: LabState["nodes"][number]) =>
-      bgpIsolated
-        ? 0
-        : nodes.filter((b) => b !== a && (backend !== "host-gw" || b.subnet === a.subnet)).length;
-    const proto = backend === "bgp" ? BIRD_ROUTE_PROTOCOL : OHNO_ROUTE_PROTOCOL;
-    for (const n of nodes) {
-      const want = 2 * reach(n);
-      await waitFor(
-        `${n.name} routing to the other nodes' blocks`,
-        backend === "bgp" ? 60_000 : 15_000,
-        async () => (await ohnoRoutes(lab.node(n.name).ns, proto)).length >= want,
-      );
-    }
-    if (nodes.length > 1) {
-      say(
-        nodes.every((n) => reach(n) === nodes.length - 1)
-          ? `routes: every node routes to every other node's blocks`
-          : `routes: host-gw routes only within each subnet (next hops in other subnets are off-link)`,
-      );
-    }
+    await waitAgentsReady(lab, nodes, say);
+    await waitRoutes(lab, nodes, o, say);
     return state;
   } catch (e) {
     lab.close();
@@ -353,6 +238,184 @@ export async function up(o: LabUpOptions): Promise<LabState> {
     throw e;
   } finally {
     lab.close();
+  }
+}
+
+/** `up`'s first line: the underlay. */
+function sayUnderlay(lab: Lab, nodes: number, say: (line: string) => void): void {
+  if (lab.underlay === "routed") {
+    say(
+      `underlay: routed, ${lab.netns} forwards between ${
+        lab.subnets.map((s) => `${s.bridge} ${s.cidr4} ${s.cidr6}`).join(", ")
+      }; ${nodes} nodes, an outside host`,
+    );
+  } else {
+    say(
+      `underlay: ${lab.netns} (bridge ${lab.bridge} ${lab.gateway.ipv4}, ${lab.gateway.ipv6}), ${nodes} nodes, an outside host`,
+    );
+  }
+}
+
+/** The BGP router of `o.bgpRouter`, if any: its pid (0 for a silent one). */
+async function startRouter(
+  lab: Lab,
+  dir: string,
+  o: LabUpOptions,
+  say: (line: string) => void,
+): Promise<number | undefined> {
+  let routerPid: number | undefined;
+  if (o.bgpRouter) {
+    if (lab.underlay !== "routed") throw new Error("a BGP router needs a routed underlay");
+    routerPid = o.bgpRouter === "bird"
+      ? await startLabRouter(lab.ns, dir, {
+        routerId: lab.gateway.ipv4,
+        underlay4: lab.underlay4,
+        underlay6: lab.underlay6,
+      })
+      : 0;
+    say(
+      o.bgpRouter === "bird"
+        ? `router: BIRD, AS ${LAB_ROUTER_AS}, peers with every node (pid ${routerPid})`
+        : "router: speaks no BGP",
+    );
+  }
+  return routerPid;
+}
+
+/** Writes each node's agent configuration and starts its agent. */
+function startAgents(
+  lab: Lab,
+  dir: string,
+  endpoint: string,
+  o: LabUpOptions,
+): LabState["nodes"] {
+  const nodes: LabState["nodes"] = [];
+  for (const n of lab.nodes) {
+    const nd = `${dir}/${n.name}`;
+    Deno.mkdirSync(nd, { recursive: true });
+    const config = agentConfig(lab, n, nd, endpoint, o);
+    Deno.writeTextFileSync(`${nd}/ohno.json`, JSON.stringify(config, null, 2));
+    const pid = spawnDetached(
+      n.ns,
+      o.ohno,
+      ["daemon", "--config", `${nd}/ohno.json`],
+      `${nd}/daemon.out`,
+    );
+    nodes.push({ name: n.name, pid, dir: nd, ipv4: n.ipv4, ipv6: n.ipv6, subnet: n.subnet });
+  }
+  return nodes;
+}
+
+/** The agent configuration of node `n` (its files under `nd`). */
+function agentConfig(
+  lab: Lab,
+  n: Lab["nodes"][number],
+  nd: string,
+  endpoint: string,
+  o: LabUpOptions,
+): Record<string, unknown> {
+  return {
+    nodeName: n.name,
+    nodeIP: o.kubeconfig ? { source: "kubernetes" } : {
+      source: "addresses",
+      addresses: o.nodeFamilies === "ipv6" ? [n.ipv6] : [n.ipv4, n.ipv6],
+    },
+    pools: LAB_POOLS.map((cidr) => ({ cidr })),
+    datastore: { type: "etcd", etcd: { endpoints: [endpoint] } },
+    kubernetes: o.kubeconfig ? { enabled: "on", kubeconfig: o.kubeconfig } : { enabled: "off" },
+    cniBinDir: `${nd}/cni/bin`,
+    cniConfDir: `${nd}/cni/net.d`,
+    runDir: `${nd}/run`,
+    stateDir: `${nd}/state`,
+    logFile: `${nd}/daemon.log`,
+    cniLogFile: `${nd}/cni.log`,
+    ...(o.resyncPeriod ? { resyncPeriod: o.resyncPeriod } : {}),
+    metricsAddress: "127.0.0.1:9753",
+    ...(o.bgpRouter
+      ? {
+        bgpPeers: [lab.subnets[n.subnet]!.gateway.ipv4, lab.subnets[n.subnet]!.gateway.ipv6]
+          .map((address) => ({ address, asNumber: LAB_ROUTER_AS })),
+      }
+      : {}),
+    ...o.extraConfig,
+    ...o.nodeConfig?.[n.name],
+  };
+}
+
+/**
+ * The underlay must carry both families between every pair of nodes before pods use
+ * it: each node reaches every other's addresses (this also settles neighbour
+ * discovery, whose first exchange right after the links come up can take a second).
+ */
+async function waitUnderlay(lab: Lab): Promise<void> {
+  for (const a of lab.nodes) {
+    for (const b of lab.nodes) {
+      if (a === b) continue;
+      for (const ip of [b.ipv4, b.ipv6]) {
+        await waitFor(
+          `${a.name} reaching ${b.name} at ${ip} on the underlay`,
+          10_000,
+          async () =>
+            (await runCommand(a.ns, "ping", { args: ["-c", "1", "-W", "1", ip] })).code === 0,
+        );
+      }
+    }
+  }
+}
+
+/** Waits until every agent answers `/readyz` (fails at once when one exits). */
+async function waitAgentsReady(
+  lab: Lab,
+  nodes: LabState["nodes"],
+  say: (line: string) => void,
+): Promise<void> {
+  for (const n of nodes) {
+    await waitFor(`the agent on ${n.name} ready (see ${n.dir}/daemon.log)`, 60_000, async () => {
+      if (!processAlive(n.pid)) {
+        throw new Error(`the agent on ${n.name} exited:\n${tail(`${n.dir}/daemon.out`)}`);
+      }
+      return await curlOk(lab.node(n.name).ns, "http://127.0.0.1:9753/readyz");
+    });
+    say(`agent: ${n.name} ${n.ipv4} ${n.ipv6} ready (pid ${n.pid})`);
+  }
+}
+
+/**
+ * Ready means "my routes are programmed", but an agent that started before the others
+ * claimed their blocks had no peers yet: the lab is up once every node routes to every
+ * other node's blocks (one per family each). host-gw on a routed underlay can route
+ * only to the nodes of the node's own subnet (the others' next hops are off-link).
+ */
+async function waitRoutes(
+  lab: Lab,
+  nodes: LabState["nodes"],
+  o: LabUpOptions,
+  say: (line: string) => void,
+): Promise<void> {
+  const backend = String(o.extraConfig?.backend ?? "host-gw");
+  // bgp with neither the mesh nor a reflector nor a speaking router learns no route.
+  const bgpIsolated = backend === "bgp" && o.extraConfig?.bgpNodeMesh === false &&
+    o.bgpRouter !== "bird" &&
+    !Object.values(o.nodeConfig ?? {}).some((c) => c.bgpRouteReflector === true);
+  const reach = (a: LabState["nodes"][number]) =>
+    bgpIsolated
+      ? 0
+      : nodes.filter((b) => b !== a && (backend !== "host-gw" || b.subnet === a.subnet)).length;
+  const proto = backend === "bgp" ? BIRD_ROUTE_PROTOCOL : OHNO_ROUTE_PROTOCOL;
+  for (const n of nodes) {
+    const want = 2 * reach(n);
+    await waitFor(
+      `${n.name} routing to the other nodes' blocks`,
+      backend === "bgp" ? 60_000 : 15_000,
+      async () => (await ohnoRoutes(lab.node(n.name).ns, proto)).length >= want,
+    );
+  }
+  if (nodes.length > 1) {
+    say(
+      nodes.every((n) => reach(n) === nodes.length - 1)
+        ? `routes: every node routes to every other node's blocks`
+        : `routes: host-gw routes only within each subnet (next hops in other subnets are off-link)`,
+    );
   }
 }
 
