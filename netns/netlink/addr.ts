@@ -5,8 +5,8 @@
 
 import {
   AF_INET,
-  AF_INET6,
   AF_UNSPEC,
+  afOf,
   type Attr,
   attr,
   Attrs,
@@ -86,7 +86,7 @@ export function addrDelRequest(index: number, cidr: string): Request {
 
 /** `ip addr show`: every address of `family` (4, 6, or both). */
 export function addrDumpRequest(family?: 4 | 6): Request {
-  const f = family === 4 ? AF_INET : family === 6 ? AF_INET6 : AF_UNSPEC;
+  const f = afOf(family);
   return { type: RTM_GETADDR, flags: 0, header: ifaddrmsg({ family: f }), attrs: [] };
 }
 

@@ -52,6 +52,11 @@ export const AF_INET = 2;
 export const AF_BRIDGE = 7;
 export const AF_INET6 = 10;
 
+/** The address family of a dump request: 4, 6, or both (AF_UNSPEC). */
+export function afOf(family?: 4 | 6): number {
+  return family === 4 ? AF_INET : family === 6 ? AF_INET6 : AF_UNSPEC;
+}
+
 // ---- links (linux/if_link.h, linux/if.h) ----
 
 export const IFF_UP = 0x1;

@@ -9,7 +9,7 @@ import {
   AF_BRIDGE,
   AF_INET,
   AF_INET6,
-  AF_UNSPEC,
+  afOf,
   type Attr,
   attr,
   Attrs,
@@ -81,7 +81,7 @@ export function neighDelRequest(index: number, ip: string): Request {
 
 /** `ip neigh show`: a dump of `family` (4, 6, or both; the caller drops FDB entries). */
 export function neighDumpRequest(family?: 4 | 6): Request {
-  const f = family === 4 ? AF_INET : family === 6 ? AF_INET6 : AF_UNSPEC;
+  const f = afOf(family);
   return { type: RTM_GETNEIGH, flags: 0, header: ndmsg({ family: f }), attrs: [] };
 }
 

@@ -8,7 +8,7 @@
 import {
   AF_INET,
   AF_INET6,
-  AF_UNSPEC,
+  afOf,
   type Attr,
   attr,
   Attrs,
@@ -142,7 +142,7 @@ export function routeDelRequest(spec: RouteSpec, resolve: Resolve): Request {
 
 /** `ip route show`: a dump of every table of `family` (filtered by the caller). */
 export function routeDumpRequest(family?: 4 | 6): Request {
-  const f = family === 4 ? AF_INET : family === 6 ? AF_INET6 : AF_UNSPEC;
+  const f = afOf(family);
   return { type: RTM_GETROUTE, flags: 0, header: rtmsg({ family: f }), attrs: [] };
 }
 
