@@ -1,20 +1,19 @@
 /**
  * Bridge mode: the kernel work of attaching a pod to a Linux bridge, as a
- * {@link ModeDriver} that runs `ip`.
+ * {@link ModeDriver} that talks rtnetlink (no process).
  *
- * Each side is one `ip -j -d -batch -` process: the host side creates what is missing
- * (bridge, gateway addresses, the veth pair with its pod end created straight inside the
- * pod's namespace) and reads back the two links it reports; the pod side (iplinks.ts)
- * addresses the interface, adds routes and reads the interface back. What goes into each
- * batch is decided once by pure planning functions (unit-tested without root); the
- * decision inputs come from procfs (no process): does the bridge exist, what is the
- * uplink MTU.
+ * The host side creates what is missing (bridge, gateway addresses, the veth pair with
+ * its pod end created straight inside the pod's namespace, on the bridge and up) and
+ * reads back the two links it reports; the pod side (links.ts) addresses the interface,
+ * adds routes and reads the interface back. What each side does is decided once by pure
+ * planning functions (unit-tested without root) as a list of steps; the decision inputs
+ * are one link lookup (does the bridge exist, is it a bridge) and procfs (the uplink MTU).
  * @module
  */
 
-import { IpExistsError, IpNotFoundError } from "../netns/errors.ts";
-import { ipJson, type IpLink } from "../netns/ip.ts";
-import { defaultRouteInterface, linkDriver, linkMtu, linkNames } from "../netns/links.ts";
+import type { Link, Rtnl } from "../netns/netlink/mod.ts";
+import { IpExistsError } from "../netns/errors.ts";
+import { defaultRouteInterface, linkDriver, linkMtu } from "../netns/links.ts";
 import { sysctlSet } from "../netns/sysctl.ts";
 import type { Logger } from "../lib/log.ts";
 import type { NetConf } from "./config.ts";
@@ -30,7 +29,17 @@ import type {
   Probe,
 } from "./driver.ts";
 import { CniCode, CniError } from "./errors.ts";
-import { batchOf, deleteLink, IpPodSide, linkAdd, report } from "./iplinks.ts";
+import {
+  addrStep,
+  deleteLink,
+  mustLink,
+  podOf,
+  report,
+  RtnlDriver,
+  runStep,
+  runSteps,
+  type Step,
+} from "./links.ts";
 import { ensureMasq, removeMasq } from "./masq.ts";
 import { derivedMac, hostVethName } from "./names.ts";
 
@@ -42,7 +51,7 @@ export interface HostPlan {
   gateways: FamAddr[];
   hostVeth: string;
   ifname: string;
-  /** The pod namespace path (CNI_NETNS). */
+  /** The pod namespace path (CNI_NETNS), for messages: the veth's pod end goes there. */
   podNetns: string;
   podMac?: string | undefined;
   hairpin: boolean;
@@ -50,45 +59,34 @@ export interface HostPlan {
 }
 
 /**
- * The host-side commands, ending with the two `link show`s ADD reports. Every name comes
- * after the keyword that introduces it (`dev`, `name`, `master`, `netns`), so ip never
- * reads a link called `help` or `up` as a keyword; IpBatch quotes what needs quoting.
+ * The host-side steps: the bridge (created down when missing; up), its gateway addresses,
+ * the veth pair (the pod end created in the pod's namespace; the host end on the bridge
+ * and up), the port's hairpin mode.
  */
-export function hostCommands(p: HostPlan): string[][] {
-  const c: string[][] = [];
+export function hostSteps(p: HostPlan): Step[] {
+  const s: Step[] = [];
   if (p.createBridge) {
-    c.push(linkAdd(p.bridge, [["address", p.bridgeMac], ["mtu", p.mtu]], "bridge"));
+    s.push({
+      op: "link-add",
+      link: { kind: "bridge", name: p.bridge, mac: p.bridgeMac, mtu: p.mtu },
+    });
   }
-  c.push(["link", "set", "dev", p.bridge, "up"]);
-  for (const g of p.gateways) {
-    c.push(["addr", "replace", g.cidr, "dev", p.bridge, ...(g.family === 6 ? ["nodad"] : [])]);
-  }
-  if (p.promisc) c.push(["link", "set", "dev", p.bridge, "promisc", "on"]);
-  c.push([
-    "link",
-    "add",
-    p.hostVeth,
-    "mtu",
-    String(p.mtu),
-    "type",
-    "veth",
-    "peer",
-    "name",
-    p.ifname,
-    "mtu",
-    String(p.mtu),
-    ...(p.podMac ? ["address", p.podMac] : []),
-    "netns",
-    p.podNetns,
-  ]);
-  c.push(["link", "set", "dev", p.hostVeth, "master", p.bridge]);
-  if (p.hairpin) {
-    c.push(["link", "set", "dev", p.hostVeth, "type", "bridge_slave", "hairpin", "on"]);
-  }
-  c.push(["link", "set", "dev", p.hostVeth, "up"]);
-  c.push(["link", "show", "dev", p.bridge]);
-  c.push(["link", "show", "dev", p.hostVeth]);
-  return c;
+  s.push({ op: "link-set", link: p.bridge, change: { up: true } });
+  for (const g of p.gateways) s.push(addrStep(p.bridge, g, { replace: true }));
+  if (p.promisc) s.push({ op: "link-set", link: p.bridge, change: { promisc: true } });
+  s.push({
+    op: "link-add",
+    link: {
+      kind: "veth",
+      name: p.hostVeth,
+      mtu: p.mtu,
+      master: p.bridge,
+      up: true,
+      peer: { name: p.ifname, mtu: p.mtu, ...(p.podMac ? { mac: p.podMac } : {}), inPod: true },
+    },
+  });
+  if (p.hairpin) s.push({ op: "link-set", link: p.hostVeth, change: { hairpin: true } });
+  return s;
 }
 
 /** The MTU for new links: configured, else the default-route interface's, else 1500. */
@@ -109,22 +107,19 @@ function notABridge(name: string, kind: string): CniError {
 
 /**
  * Whether the bridge exists; error 7 naming the link and its kind when the name belongs
- * to a link that is not a bridge. Costs a procfs read and one ioctl (no process) on the
- * hot path; only a refusal asks ip for the link's kind.
+ * to a link that is not a bridge. One link lookup; a refusal of a link without a kind (a
+ * physical one) asks its driver's name (one ioctl).
  */
-export async function checkBridge(name: string): Promise<boolean> {
-  if (!linkNames().includes(name)) return false;
-  const driver = linkDriver(name);
-  if (driver === undefined) return false; // gone meanwhile: ADD creates it
-  if (driver === "bridge") return true;
-  let kind = driver;
-  try {
-    const link = (await ipJson<IpLink[]>(["-d", "link", "show", "dev", name]))[0];
-    kind = link?.linkinfo?.info_kind ?? (driver ? `${driver} device` : "device");
-  } catch {
-    // the driver's name says enough
+export function checkBridge(rtnl: Rtnl, name: string): boolean {
+  const link = rtnl.link(name);
+  if (!link) return false;
+  if (link.kind === "bridge") return true;
+  let kind = link.kind;
+  if (kind === undefined) {
+    const driver = linkDriver(name);
+    kind = driver ? `${driver} device` : "non-bridge";
   }
-  throw notABridge(name, kind || "non-bridge");
+  throw notABridge(name, kind);
 }
 
 /** The host plan of an ADD: the bridge's config, what the probe found, IPAM's plan. */
@@ -151,17 +146,17 @@ export function hostPlan(
 
 /**
  * Runs the host side: the bridge first when it is missing (two ADDs racing to create it
- * both succeed: "exists" is fine), then one batch for the rest.
+ * both succeed: "exists" is fine), then the rest; the two links ADD reports.
  */
-async function runHostPlan(p: HostPlan, commands: string[][]): Promise<[IpLink, IpLink]> {
-  let rest = commands;
+function runHostPlan(rtnl: Rtnl, pod: PodNs, p: HostPlan, steps: Step[]): [Link, Link] {
+  let rest = steps;
   if (p.createBridge) {
     // A new bridge is created down, and DAD is turned off on it before it comes up: until
     // its link-local address has passed DAD (a second or more) the kernel sends no
     // neighbour solicitations for forwarded packets, so a pod's first packets from
     // another node would be lost.
     try {
-      await batchOf(commands.slice(0, 1)).run();
+      runStep(rtnl, steps[0]!);
     } catch (e) {
       if (!(e instanceof IpExistsError)) throw e; // a concurrent ADD made it
     }
@@ -170,58 +165,62 @@ async function runHostPlan(p: HostPlan, commands: string[][]): Promise<[IpLink, 
     } catch {
       // IPv6 disabled on this host: nothing to wait for
     }
-    rest = commands.slice(1);
+    rest = steps.slice(1);
   }
-  try {
-    const docs = await batchOf(rest).runJson<IpLink[]>({ details: true });
-    const bridge = docs[0]?.[0];
-    const hostVeth = docs[1]?.[0];
-    if (!bridge || !hostVeth) throw new CniError(CniCode.Internal, "ip did not report the links");
-    const kind = bridge.linkinfo?.info_kind;
-    if (kind !== "bridge") throw notABridge(p.bridge, kind ?? "device");
-    return [bridge, hostVeth];
-  } catch (e) {
-    if (e instanceof IpExistsError && e.command.startsWith(`link add ${p.hostVeth} `)) {
-      throw new CniError(
-        CniCode.AttachmentExists,
-        `interface ${p.ifname} already exists in ${p.podNetns} or host veth ${p.hostVeth} exists`,
-        e.stderr,
-      );
-    }
-    throw e;
-  }
+  runSteps(
+    rtnl,
+    rest,
+    podOf(pod).netns,
+    (s, e) =>
+      s.op === "link-add" && s.link.kind === "veth" && e instanceof IpExistsError
+        ? new CniError(
+          CniCode.AttachmentExists,
+          `interface ${p.ifname} already exists in ${p.podNetns} or host veth ${p.hostVeth} exists`,
+          e.stderr,
+        )
+        : e,
+  );
+  const bridge = mustLink(rtnl, p.bridge);
+  if (bridge.kind !== "bridge") throw notABridge(p.bridge, bridge.kind ?? "device");
+  return [bridge, mustLink(rtnl, p.hostVeth)];
 }
 
-/** Bridge mode's driver: `ip` processes, procfs and sysctls. */
-export class BridgeDriver extends IpPodSide implements ModeDriver {
+/** The names GC may delete: ohno's host veths (`veth` + 11 hex digits). */
+const OUR_VETH = /^veth[0-9a-f]{11}$/;
+
+/** Bridge mode's driver: rtnetlink, procfs and sysctls. */
+export class BridgeDriver extends RtnlDriver implements ModeDriver {
   #bridgeExists = false;
   constructor(readonly conf: NetConf, readonly log: Logger) {
     super();
   }
 
-  async probe(pod: PodNs, att: Attachment): Promise<Probe> {
+  probe(pod: PodNs, att: Attachment): Promise<Probe> {
     const conf = this.conf;
     // The bridge may exist already: it must be a bridge, or ADD would put the gateway
     // address on (and set up) someone else's link.
-    this.#bridgeExists = await checkBridge(conf.bridge);
+    this.#bridgeExists = checkBridge(this.host, conf.bridge);
     // Refuse a second ADD for the same attachment before touching anything (this also
     // protects a delegated IPAM plugin's allocation from our own rollback).
     const hostVeth = hostVethName(att.containerID, att.ifname);
-    if (linkNames().includes(hostVeth)) {
+    if (this.host.link(hostVeth)) {
       throw new CniError(
         CniCode.AttachmentExists,
         `container ${att.containerID} interface ${att.ifname} is already attached (host veth ${hostVeth} exists)`,
       );
     }
     this.refuseExistingIfname(pod, att);
-    return { mtu: hostMtu(conf.mtu), mtuOrigin: conf.mtu ? "" : " (the uplink's)" };
+    return Promise.resolve({
+      mtu: hostMtu(conf.mtu),
+      mtuOrigin: conf.mtu ? "" : " (the uplink's)",
+    });
   }
 
   prepare(_addresses: FamAddr[]): Promise<PodRoute[]> {
     return Promise.resolve([]);
   }
 
-  async setupHost(_pod: PodNs, plan: AddPlan): Promise<LinkReport[]> {
+  setupHost(pod: PodNs, plan: AddPlan): Promise<LinkReport[]> {
     if (this.conf.isGateway) {
       if (plan.addresses.some((a) => a.family === 4)) sysctlSet("net.ipv4.ip_forward", 1);
       if (plan.addresses.some((a) => a.family === 6)) {
@@ -229,14 +228,15 @@ export class BridgeDriver extends IpPodSide implements ModeDriver {
       }
     }
     const p = hostPlan(this.conf, this.#bridgeExists, plan);
-    const commands = hostCommands(p);
-    this.log.debug("host side", { commands: commands.length });
-    const [bridge, hostVeth] = await runHostPlan(p, commands);
-    return [report(bridge, p.bridge), report(hostVeth, p.hostVeth)];
+    const steps = hostSteps(p);
+    this.log.debug("host side", { steps: steps.length });
+    const [bridge, hostVeth] = runHostPlan(this.host, pod, p, steps);
+    return Promise.resolve([report(bridge, p.bridge), report(hostVeth, p.hostVeth)]);
   }
 
-  async undoHost(_pod: PodNs, plan: AddPlan): Promise<void> {
-    await deleteLink(hostVethName(plan.att.containerID, plan.att.ifname));
+  undoHost(_pod: PodNs, plan: AddPlan): Promise<void> {
+    deleteLink(this.host, hostVethName(plan.att.containerID, plan.att.ifname));
+    return Promise.resolve();
   }
 
   async finish(plan: AddPlan): Promise<string | undefined> {
@@ -249,11 +249,11 @@ export class BridgeDriver extends IpPodSide implements ModeDriver {
   }
 
   /** The host veth (named from container ID + ifname: no state needed); the pod end goes with it. */
-  async detach(att: Attachment): Promise<Record<string, string>> {
+  detach(att: Attachment): Promise<Record<string, string>> {
     const hostVeth = hostVethName(att.containerID, att.ifname);
-    const existed = await deleteLink(hostVeth);
+    const existed = deleteLink(this.host, hostVeth);
     this.log.debug(existed ? "host veth deleted" : "host veth already gone", { hostVeth });
-    return { hostVeth };
+    return Promise.resolve({ hostVeth });
   }
 
   async dropNetwork(): Promise<void> {
@@ -261,18 +261,44 @@ export class BridgeDriver extends IpPodSide implements ModeDriver {
   }
 
   /** The host veth on the bridge. */
-  async hostProblem(att: Attachment, _link: PodLinkState): Promise<string | undefined> {
+  hostProblem(att: Attachment, _link: PodLinkState): Promise<string | undefined> {
     const hostVeth = hostVethName(att.containerID, att.ifname);
-    let link: IpLink | undefined;
+    const link = this.host.link(hostVeth);
+    if (!link) return Promise.resolve(`host veth ${hostVeth} is missing`);
+    const master = link.masterIndex === undefined
+      ? undefined
+      : this.host.link(link.masterIndex)?.name;
+    if (master !== this.conf.bridge) {
+      return Promise.resolve(`host veth ${hostVeth} is not on bridge ${this.conf.bridge}`);
+    }
+    return Promise.resolve(undefined);
+  }
+
+  /** ohno's host veths on the bridge that belong to no attachment in `keep`. */
+  collect(keep: { containerID: string; ifname: string }[]): Promise<unknown[]> {
+    const names = new Set(keep.map((a) => hostVethName(a.containerID, a.ifname)));
+    const errors: unknown[] = [];
+    let ports: Link[] = [];
     try {
-      link = (await ipJson<IpLink[]>(["link", "show", "dev", hostVeth]))[0];
+      ports = this.host.links().filter((l) => l.master === this.conf.bridge);
     } catch (e) {
-      if (!(e instanceof IpNotFoundError)) throw e;
+      errors.push(e);
     }
-    if (!link) return `host veth ${hostVeth} is missing`;
-    if (link.master !== this.conf.bridge) {
-      return `host veth ${hostVeth} is not on bridge ${this.conf.bridge}`;
+    for (const p of ports) {
+      if (!OUR_VETH.test(p.name) || names.has(p.name)) continue;
+      try {
+        if (deleteLink(this.host, p.name)) {
+          this.log.info("GC: deleted stale host veth", { hostVeth: p.name });
+        }
+      } catch (e) {
+        errors.push(e);
+      }
     }
-    return undefined;
+    return Promise.resolve(errors);
+  }
+
+  /** Nothing to check on the node: ADD creates what is missing. */
+  status(): Promise<void> {
+    return Promise.resolve();
   }
 }

@@ -1,7 +1,7 @@
 import { assertEquals } from "../tests/support/assert.ts";
-import { hostCommands } from "./bridge.ts";
+import { hostSteps } from "./bridge.ts";
 import { podRoutes } from "./driver.ts";
-import { podCommands } from "./iplinks.ts";
+import { podSteps } from "./links.ts";
 
 Deno.test("host plan: create the bridge only when missing, veth straight into the pod", () => {
   const plan = {
@@ -19,20 +19,39 @@ Deno.test("host plan: create the bridge only when missing, veth straight into th
     hairpin: true,
     promisc: false,
   };
-  const c = hostCommands(plan).map((x) => x.join(" "));
-  assertEquals(c, [
-    "link set dev ohno0 up",
-    "addr replace 10.1.0.1/24 dev ohno0",
-    "addr replace fd00::1/64 dev ohno0 nodad",
-    "link add veth0123456789a mtu 1450 type veth peer name eth0 mtu 1450 netns /var/run/netns/p",
-    "link set dev veth0123456789a master ohno0",
-    "link set dev veth0123456789a type bridge_slave hairpin on",
-    "link set dev veth0123456789a up",
-    "link show dev ohno0",
-    "link show dev veth0123456789a",
+  assertEquals(hostSteps(plan), [
+    { op: "link-set", link: "ohno0", change: { up: true } },
+    { op: "addr-add", link: "ohno0", cidr: "10.1.0.1/24", opts: { replace: true } },
+    { op: "addr-add", link: "ohno0", cidr: "fd00::1/64", opts: { replace: true, noDad: true } },
+    {
+      op: "link-add",
+      link: {
+        kind: "veth",
+        name: "veth0123456789a",
+        mtu: 1450,
+        master: "ohno0",
+        up: true,
+        peer: { name: "eth0", mtu: 1450, inPod: true },
+      },
+    },
+    { op: "link-set", link: "veth0123456789a", change: { hairpin: true } },
   ]);
-  const created = hostCommands({ ...plan, createBridge: true })[0]!.join(" ");
-  assertEquals(created, "link add name ohno0 address 02:00:00:00:00:01 mtu 1450 type bridge");
+  const created = hostSteps({ ...plan, createBridge: true, podMac: "02:00:00:00:00:05" });
+  assertEquals(created[0], {
+    op: "link-add",
+    link: { kind: "bridge", name: "ohno0", mac: "02:00:00:00:00:01", mtu: 1450 },
+  });
+  assertEquals(created.at(-2), {
+    op: "link-add",
+    link: {
+      kind: "veth",
+      name: "veth0123456789a",
+      mtu: 1450,
+      master: "ohno0",
+      up: true,
+      peer: { name: "eth0", mtu: 1450, mac: "02:00:00:00:00:05", inPod: true },
+    },
+  });
 });
 
 Deno.test("pod routes: one default per family, configured routes use the family gateway", () => {
@@ -47,15 +66,16 @@ Deno.test("pod routes: one default per family, configured routes use the family 
     { dst: "10.96.0.0/12", gw: "10.1.0.1" },
     { dst: "fd00:96::/108", gw: "fd00::fe" },
   ]);
-  const c = podCommands({
+  const c = podSteps({
     ifname: "eth0",
     addresses: [{ family: 6, cidr: "fd00::2/64" }],
-    routes: [],
+    routes: [{ dst: "::/0", gw: "fd00::1" }, { dst: "192.0.2.1/32" }],
   });
-  assertEquals(c.map((x) => x.join(" ")), [
-    "link set lo up",
-    "addr add fd00::2/64 dev eth0 nodad",
-    "link set dev eth0 up",
-    "link show dev eth0",
+  assertEquals(c, [
+    { op: "link-set", link: "lo", change: { up: true } },
+    { op: "addr-add", link: "eth0", cidr: "fd00::2/64", opts: { noDad: true } },
+    { op: "link-set", link: "eth0", change: { up: true } },
+    { op: "route-replace", route: { dst: "::/0", via: "fd00::1", dev: "eth0" } },
+    { op: "route-replace", route: { dst: "192.0.2.1/32", dev: "eth0" } },
   ]);
 });

@@ -5,9 +5,10 @@
  * call IPAM, keep the undo stack and build the result; they never touch the kernel.
  *
  * The driver's methods take typed plans and values (addresses, routes, names), never
- * command lines: today's drivers run `ip -batch`, an rtnetlink driver can stand in for
- * them. A driver is made for one CNI call (`driverFor` in `modes.ts`) and may keep what
- * it learned in one step for the next (bridge: does the bridge exist; macvlan: the master).
+ * command lines: both drivers talk rtnetlink (`links.ts`), no process. A driver is made
+ * for one CNI call (`driverFor` in `modes.ts`), may keep what it learned in one step for
+ * the next (bridge: does the bridge exist; macvlan: the master) and holds its host-side
+ * socket until it is disposed at the end of the call.
  *
  * Planning helpers every mode shares live here too: pure, unit-tested without root.
  * @module
@@ -98,7 +99,7 @@ export interface RouteState {
  * A mode's kernel work. Errors: CniError with the code the verb reports, or the kernel
  * layer's typed errors (netns/errors.ts), which `toCniError` maps.
  */
-export interface ModeDriver {
+export interface ModeDriver extends Disposable {
   /** Opens CNI_NETNS; error 4 when it does not exist or is the plugin's own namespace. */
   openPod(path: string): PodNs;
   /**
@@ -137,6 +138,13 @@ export interface ModeDriver {
    * or undefined; error 7 when the node no longer fits the config.
    */
   hostProblem(att: Attachment, link: PodLinkState): Promise<string | undefined>;
+  /**
+   * GC: removes what the mode left on the node for attachments not in `keep` (bridge: the
+   * stale host veths on the bridge). Goes on past a failure; returns the failures.
+   */
+  collect(keep: { containerID: string; ifname: string }[]): Promise<unknown[]>;
+  /** STATUS: throws (a CniError, code 7) when the node cannot serve an ADD of the mode. */
+  status(): Promise<void>;
 }
 
 /** Default routes for the families that have a gateway, then the configured routes. */

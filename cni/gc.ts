@@ -3,22 +3,17 @@
  *
  * GC releases every allocation of the network that is not in
  * `cni.dev/valid-attachments` (or the older `cni.dev/attachments`; a missing key means
- * no attachment is valid), forwards GC to a delegated IPAM plugin, and deletes ohno's
- * host veths on the network's bridge that belong to no valid attachment.
+ * no attachment is valid), forwards GC to a delegated IPAM plugin, and has the mode driver
+ * remove what it left on the node for the others (bridge: ohno's host veths on the
+ * network's bridge that belong to no valid attachment).
  *
  * STATUS succeeds when ADD can be served; otherwise error 50.
  * @module
  */
 
-import { ipJson, type IpLink } from "../netns/ip.ts";
-import { IpNotFoundError } from "../netns/errors.ts";
-import { deleteLink } from "./iplinks.ts";
-import type { VerbContext } from "./context.ts";
+import type { PodVerbContext, VerbContext } from "./context.ts";
 import { CniCode, CniError } from "./errors.ts";
 import { toCniError } from "./fail.ts";
-import { ipamFor } from "./ipam.ts";
-import { resolveMaster } from "./macvlan.ts";
-import { hostVethName } from "./names.ts";
 import { versionAtLeast } from "./versions.ts";
 
 function needs11(ctx: VerbContext, verb: string): void {
@@ -30,9 +25,7 @@ function needs11(ctx: VerbContext, verb: string): void {
   }
 }
 
-const OUR_VETH = /^veth[0-9a-f]{11}$/;
-
-export async function cmdGc(ctx: VerbContext, opts: { hostSide: boolean }): Promise<void> {
+export async function cmdGc(ctx: PodVerbContext, opts: { hostSide: boolean }): Promise<void> {
   needs11(ctx, "GC");
   const valid = ctx.conf.validAttachments ?? [];
   if (!ctx.conf.validAttachments) {
@@ -40,43 +33,24 @@ export async function cmdGc(ctx: VerbContext, opts: { hostSide: boolean }): Prom
   }
   const errors: string[] = [];
   try {
-    await ipamFor(ctx).gc(valid);
+    await ctx.ipam.gc(valid);
   } catch (e) {
     errors.push(toCniError(e).message);
   }
-  // macvlan/ipvlan: pod interfaces live only in pod namespaces; nothing on the host to collect
-  if (opts.hostSide && !ctx.conf.slave) {
-    const keep = new Set(valid.map((a) => hostVethName(a.containerID, a.ifname)));
-    let ports: IpLink[] = [];
-    try {
-      ports = await ipJson<IpLink[]>(["link", "show", "master", ctx.conf.bridge]);
-    } catch (e) {
-      if (!(e instanceof IpNotFoundError)) errors.push(toCniError(e).message);
-    }
-    for (const p of ports) {
-      if (!OUR_VETH.test(p.ifname) || keep.has(p.ifname)) continue;
-      try {
-        await deleteLink(p.ifname);
-        ctx.log.info("GC: deleted stale host veth", { hostVeth: p.ifname });
-      } catch (e) {
-        errors.push(toCniError(e).message);
-      }
-    }
+  if (opts.hostSide) {
+    for (const e of await ctx.driver.collect(valid)) errors.push(toCniError(e).message);
   }
   if (errors.length) {
     throw new CniError(CniCode.IoFailure, "GC finished with errors", errors.join("; "));
   }
 }
 
-export async function cmdStatus(ctx: VerbContext): Promise<void> {
+export async function cmdStatus(ctx: PodVerbContext): Promise<void> {
   needs11(ctx, "STATUS");
-  const slave = ctx.conf.slave;
-  if (slave) {
-    try {
-      resolveMaster(slave, ctx.conf.mtu);
-    } catch (e) {
-      throw new CniError(CniCode.NotAvailable, `ADD would fail: ${toCniError(e).message}`);
-    }
+  try {
+    await ctx.driver.status();
+  } catch (e) {
+    throw new CniError(CniCode.NotAvailable, `ADD would fail: ${toCniError(e).message}`);
   }
-  await ipamFor(ctx).status();
+  await ctx.ipam.status();
 }

@@ -1,8 +1,8 @@
 /**
  * macvlan and ipvlan modes: the pod's interface is a slave of the node's uplink (the
- * `master`), created by one `ip -batch` in the host namespace straight into the pod's
- * namespace under its CNI_IFNAME; the pod side (addresses, routes) is the one both modes
- * share (iplinks.ts). No veth, no bridge, no gateway address on the host: the pod's default
+ * `master`), created over the host's rtnetlink socket straight into the pod's namespace
+ * under its CNI_IFNAME; the pod side (addresses, routes) is the one both modes share
+ * (links.ts). No veth, no bridge, no gateway address on the host: the pod's default
  * route goes to IPAM's gateway on the master's network.
  *
  * Optional host shim: a slave of the master in the host namespace (macvlan bridge mode,
@@ -10,7 +10,7 @@
  * subnet through it, so the node reaches its own pods (a slave cannot talk to its
  * master directly).
  *
- * The decisions (master, MTU, does the shim exist) come from procfs and one ioctl, no
+ * The decisions (master, MTU, does the shim exist) come from link lookups and procfs, no
  * process; the planning functions are pure and unit-tested. {@link SlaveDriver} is the
  * {@link ModeDriver} of both kinds.
  * @module
@@ -19,21 +19,19 @@
 import { formatCidr, parseCidr } from "../ipam/addr.ts";
 import type { Logger } from "../lib/log.ts";
 import { IpExistsError, NetnsNotFoundError } from "../netns/errors.ts";
-import {
-  defaultRouteInterface,
-  linkAddresses,
-  linkDriver,
-  linkMtu,
-  linkNames,
-} from "../netns/links.ts";
+import { defaultRouteInterface, linkAddresses } from "../netns/links.ts";
+import { Rtnl } from "../netns/netlink/mod.ts";
 import { Netns } from "../netns/netns.ts";
 import type { NetConf, SlaveConf } from "./config.ts";
 import type * as drv from "./driver.ts";
 import { CniCode, CniError } from "./errors.ts";
-import { batchOf, deleteLink, IpPodSide, linkAdd, netnsOf } from "./iplinks.ts";
+import { addrStep, deleteLink, podOf, RtnlDriver, runSteps, type Step } from "./links.ts";
 import { fnv1a64 } from "./names.ts";
 
-/** Drivers of links that are themselves slaves of another link (never a master). */
+type MacvlanMode = "private" | "vepa" | "bridge" | "passthru" | "source";
+type IpvlanMode = "l2" | "l3" | "l3s";
+
+/** Kinds of links that are themselves slaves of another link (never a master). */
 const SLAVE_DRIVERS = new Set(["macvlan", "macvtap", "ipvlan", "ipvtap"]);
 
 export interface SlavePlan {
@@ -48,18 +46,24 @@ export interface SlavePlan {
 }
 
 /**
- * The host-side commands: the slave created in the pod's namespace under its final name
- * (so no name in the host namespace is ever taken), then nothing else: the pod side
- * reads it back. Every name follows its keyword.
+ * The host-side step: the slave created in the pod's namespace under its final name (so
+ * no name in the host namespace is ever taken), then nothing else: the pod side reads it
+ * back.
  */
-export function slaveCommands(p: SlavePlan): string[][] {
-  const attrs: [string, string | number | undefined][] = [
-    ["link", p.master],
-    ["mtu", p.mtu],
-    ["address", p.podMac],
-    ["netns", p.podNetns],
-  ];
-  return [linkAdd(p.ifname, attrs, p.kind, p.linkMode)];
+export function slaveSteps(p: SlavePlan): Step[] {
+  const common = {
+    name: p.ifname,
+    link: p.master,
+    mtu: p.mtu,
+    ...(p.podMac ? { mac: p.podMac } : {}),
+    inPod: true,
+  };
+  return [{
+    op: "link-add",
+    link: p.kind === "macvlan"
+      ? { ...common, kind: "macvlan", mode: p.linkMode as MacvlanMode }
+      : { ...common, kind: "ipvlan", mode: p.linkMode as IpvlanMode },
+  }];
 }
 
 /** The shim's name: `shim` + 11 hex digits of FNV-1a 64 of `kind:master` (15 characters). */
@@ -80,27 +84,27 @@ export interface ShimPlan {
   subnets: string[];
 }
 
-/** The shim's commands: create it once, then (every ADD) make sure the pod subnets route through it. */
-export function shimCommands(p: ShimPlan): string[][] {
-  const c: string[][] = [];
+/** The shim's steps: create it once, then (every ADD) make sure the pod subnets route through it. */
+export function shimSteps(p: ShimPlan): Step[] {
+  const s: Step[] = [];
   if (p.create) {
-    const mode = p.kind === "macvlan" ? "bridge" : p.linkMode;
-    c.push(linkAdd(p.name, [["link", p.master]], p.kind, mode));
+    s.push({
+      op: "link-add",
+      link: p.kind === "macvlan"
+        ? { kind: "macvlan", name: p.name, link: p.master, mode: "bridge" }
+        : { kind: "ipvlan", name: p.name, link: p.master, mode: p.linkMode as IpvlanMode },
+    });
     for (const a of p.nodeAddrs) {
-      c.push([
-        "addr",
-        "replace",
-        a,
-        "dev",
-        p.name,
-        "noprefixroute",
-        ...(a.includes(":") ? ["nodad"] : []),
-      ]);
+      s.push(addrStep(p.name, famOf(a), { replace: true, noPrefixRoute: true }));
     }
-    c.push(["link", "set", "dev", p.name, "up"]);
+    s.push({ op: "link-set", link: p.name, change: { up: true } });
   }
-  for (const s of p.subnets) c.push(["route", "replace", s, "dev", p.name]);
-  return c;
+  for (const dst of p.subnets) s.push({ op: "route-replace", route: { dst, dev: p.name } });
+  return s;
+}
+
+function famOf(cidr: string): drv.FamAddr {
+  return { family: cidr.includes(":") ? 6 : 4, cidr };
 }
 
 /** A single address as a host prefix (`10.0.0.1/32`, `fd00::1/128`). */
@@ -138,11 +142,11 @@ export interface MasterInfo {
 /**
  * The master the config names (or the default-route interface), checked before anything
  * is touched: it exists, it is not itself a macvlan/ipvlan slave, and `mtu` is not above
- * its MTU. Error 7 naming the field otherwise. One procfs read and two ioctls.
+ * its MTU. Error 7 naming the field otherwise. A procfs read (the default route) and one
+ * link lookup.
  */
-export function resolveMaster(slave: SlaveConf, mtu: number | undefined, host?: Netns): MasterInfo {
-  const opts = { netns: host };
-  const name = slave.master ?? defaultRouteInterface(opts);
+export function resolveMaster(slave: SlaveConf, mtu: number | undefined, host: Rtnl): MasterInfo {
+  const name = slave.master ?? defaultRouteInterface({ netns: host.netns });
   const field = slave.master ? "master" : "master (the default-route interface)";
   if (name === undefined) {
     throw new CniError(
@@ -150,10 +154,10 @@ export function resolveMaster(slave: SlaveConf, mtu: number | undefined, host?: 
       "invalid network config: master is not set and the node has no default route to take it from",
     );
   }
-  const masterMtu = linkMtu(name, opts);
-  if (masterMtu === undefined) throw bad(field, name, "does not exist in the node's namespace");
-  const driver = linkDriver(name, opts);
-  if (driver === undefined) throw bad(field, name, "does not exist in the node's namespace");
+  const link = host.link(name);
+  if (!link) throw bad(field, name, "does not exist in the node's namespace");
+  const masterMtu = link.mtu;
+  const driver = link.kind ?? "";
   if (SLAVE_DRIVERS.has(driver)) {
     throw bad(field, name, `is itself a ${driver} slave; name its parent link instead`);
   }
@@ -191,13 +195,13 @@ export function checkShimRoutes(
  * Routes the pod subnets through the shim, creating the shim first when `create`,
  * holding the node's addresses. Call {@link checkShimRoutes} first.
  */
-async function ensureShim(plan: ShimPlan): Promise<void> {
+function ensureShim(host: Rtnl, plan: ShimPlan): void {
   try {
-    await batchOf(shimCommands(plan)).run();
+    runSteps(host, shimSteps(plan));
   } catch (e) {
     if (!(plan.create && e instanceof IpExistsError)) throw e;
     // a concurrent ADD made the shim: only the routes are left to do
-    await batchOf(shimCommands({ ...plan, create: false })).run();
+    runSteps(host, shimSteps({ ...plan, create: false }));
   }
 }
 
@@ -223,8 +227,8 @@ export function ipv4RouteDev(subnet: string, host?: Netns): string | undefined {
   return undefined;
 }
 
-/** macvlan and ipvlan modes' driver: `ip` processes, procfs and ioctls. */
-export class SlaveDriver extends IpPodSide implements drv.ModeDriver {
+/** macvlan and ipvlan modes' driver: rtnetlink, procfs and ioctls. */
+export class SlaveDriver extends RtnlDriver implements drv.ModeDriver {
   #master: MasterInfo = { name: "", mtu: 0 };
   /** The shim's plan once ADD has the subnets: undefined without `hostShim`. */
   #shim: ShimPlan | undefined;
@@ -234,7 +238,7 @@ export class SlaveDriver extends IpPodSide implements drv.ModeDriver {
 
   probe(pod: drv.PodNs, att: drv.Attachment): Promise<drv.Probe> {
     // Everything about the master is decided before anything is touched.
-    const master = this.#master = resolveMaster(this.slave, this.conf.mtu);
+    const master = this.#master = resolveMaster(this.slave, this.conf.mtu, this.host);
     this.refuseExistingIfname(pod, att);
     const mtu = this.conf.mtu ?? master.mtu;
     return Promise.resolve({ mtu, mtuOrigin: this.conf.mtu ? "" : ` (master ${master.name}'s)` });
@@ -254,15 +258,15 @@ export class SlaveDriver extends IpPodSide implements drv.ModeDriver {
       name,
       master,
       linkMode,
-      create: !linkNames().includes(name),
+      create: !this.host.link(name),
       nodeAddrs: nodeAddrs.map(hostCidr),
       subnets,
     };
     return Promise.resolve(shimPodRoutes(nodeAddrs, addresses.map((a) => a.family)));
   }
 
-  /** The slave, created in the pod's namespace; an existing shim's routes in the same ip. */
-  async setupHost(_pod: drv.PodNs, plan: drv.AddPlan): Promise<drv.LinkReport[]> {
+  /** The slave, created in the pod's namespace; an existing shim's routes on the same socket. */
+  setupHost(pod: drv.PodNs, plan: drv.AddPlan): Promise<drv.LinkReport[]> {
     const p: SlavePlan = {
       kind: this.slave.kind,
       master: this.#master.name,
@@ -272,35 +276,35 @@ export class SlaveDriver extends IpPodSide implements drv.ModeDriver {
       mtu: plan.mtu,
       podMac: plan.podMac,
     };
-    const commands = slaveCommands(p);
-    this.log.debug("slave", { command: commands[0]!.join(" ") });
+    const steps = slaveSteps(p);
+    this.log.debug("slave", { kind: p.kind, master: p.master, mode: p.linkMode });
     const shim = this.#shim;
-    if (shim && !shim.create) {
-      commands.push(...shimCommands({ ...shim, nodeAddrs: [] }));
-    }
-    try {
-      await batchOf(commands).run();
-    } catch (e) {
-      if (e instanceof IpExistsError && e.command.startsWith("link add ")) {
-        throw new CniError(
-          CniCode.AttachmentExists,
-          `interface ${p.ifname} already exists in ${p.podNetns}`,
-          e.stderr,
-        );
-      }
-      throw e;
-    }
-    return [];
+    if (shim && !shim.create) steps.push(...shimSteps({ ...shim, nodeAddrs: [] }));
+    runSteps(
+      this.host,
+      steps,
+      podOf(pod).netns,
+      (s, e) =>
+        s.op === "link-add" && e instanceof IpExistsError
+          ? new CniError(
+            CniCode.AttachmentExists,
+            `interface ${p.ifname} already exists in ${p.podNetns}`,
+            e.stderr,
+          )
+          : e,
+    );
+    return Promise.resolve([]);
   }
 
-  async undoHost(pod: drv.PodNs, plan: drv.AddPlan): Promise<void> {
-    await deleteLink(plan.att.ifname, netnsOf(pod));
+  undoHost(pod: drv.PodNs, plan: drv.AddPlan): Promise<void> {
+    deleteLink(podOf(pod).rtnl, plan.att.ifname);
+    return Promise.resolve();
   }
 
-  async finish(_plan: drv.AddPlan): Promise<string | undefined> {
-    if (!this.#shim?.create) return undefined;
-    await ensureShim(this.#shim);
-    return "shim";
+  finish(_plan: drv.AddPlan): Promise<string | undefined> {
+    if (!this.#shim?.create) return Promise.resolve(undefined);
+    ensureShim(this.host, this.#shim);
+    return Promise.resolve("shim");
   }
 
   describe(_att: drv.Attachment): Record<string, string> {
@@ -314,16 +318,16 @@ export class SlaveDriver extends IpPodSide implements drv.ModeDriver {
    * The pod's interface lives only in the pod's namespace. Deleted there when CNI_NETNS
    * is given and still exists; never in the plugin's own namespace.
    */
-  async detach(att: drv.Attachment): Promise<Record<string, string>> {
+  detach(att: drv.Attachment): Promise<Record<string, string>> {
     const done = { ifname: att.ifname };
-    if (att.netns === "") return done;
+    if (att.netns === "") return Promise.resolve(done);
     let ns: Netns;
     try {
       ns = Netns.open(att.netns);
     } catch (e) {
       if (e instanceof NetnsNotFoundError) {
         this.log.debug("pod namespace already gone", { netns: att.netns });
-        return done;
+        return Promise.resolve(done);
       }
       throw e;
     }
@@ -332,13 +336,14 @@ export class SlaveDriver extends IpPodSide implements drv.ModeDriver {
       this.log.warn("DEL: CNI_NETNS is the plugin's own namespace; no interface deleted", {
         netns: att.netns,
       });
-      return done;
+      return Promise.resolve(done);
     }
-    const existed = await deleteLink(att.ifname, pod);
+    using rtnl = Rtnl.open(pod);
+    const existed = deleteLink(rtnl, att.ifname);
     this.log.debug(existed ? "pod interface deleted" : "pod interface already gone", {
       ifname: att.ifname,
     });
-    return done;
+    return Promise.resolve(done);
   }
 
   /** Nothing network-wide: config refuses ipMasq in these modes. */
@@ -349,7 +354,7 @@ export class SlaveDriver extends IpPodSide implements drv.ModeDriver {
   /** The master still there and fit; the pod's interface its slave, of the kind and mode. */
   hostProblem(att: drv.Attachment, link: drv.PodLinkState): Promise<string | undefined> {
     const slave = this.slave;
-    resolveMaster(slave, this.conf.mtu);
+    resolveMaster(slave, this.conf.mtu, this.host);
     if (link.kind !== slave.kind) {
       return Promise.resolve(
         `${att.ifname} is a ${link.kind ?? "plain"} link, not a ${slave.kind} slave`,
@@ -361,5 +366,16 @@ export class SlaveDriver extends IpPodSide implements drv.ModeDriver {
       );
     }
     return Promise.resolve(undefined);
+  }
+
+  /** Pod interfaces live only in pod namespaces: nothing on the node to collect. */
+  collect(_keep: { containerID: string; ifname: string }[]): Promise<unknown[]> {
+    return Promise.resolve([]);
+  }
+
+  /** The master still there and fit (error 7 otherwise). */
+  status(): Promise<void> {
+    resolveMaster(this.slave, this.conf.mtu, this.host);
+    return Promise.resolve();
   }
 }

@@ -1,15 +1,8 @@
 import { assertEquals } from "../tests/support/assert.ts";
-import {
-  hostCidr,
-  shimCommands,
-  shimName,
-  shimPodRoutes,
-  slaveCommands,
-  subnetsOf,
-} from "./macvlan.ts";
+import { hostCidr, shimName, shimPodRoutes, shimSteps, slaveSteps, subnetsOf } from "./macvlan.ts";
 
 Deno.test("slave plan: one link add, straight into the pod under its final name", () => {
-  const c = slaveCommands({
+  const c = slaveSteps({
     kind: "macvlan",
     master: "eth0",
     linkMode: "bridge",
@@ -17,19 +10,31 @@ Deno.test("slave plan: one link add, straight into the pod under its final name"
     podNetns: "/var/run/netns/p",
     mtu: 1450,
     podMac: "02:00:00:00:00:05",
-  }).map((x) => x.join(" "));
-  assertEquals(c, [
-    "link add name eth0 link eth0 mtu 1450 address 02:00:00:00:00:05 netns /var/run/netns/p type macvlan mode bridge",
-  ]);
-  const i = slaveCommands({
+  });
+  assertEquals(c, [{
+    op: "link-add",
+    link: {
+      kind: "macvlan",
+      name: "eth0",
+      link: "eth0",
+      mode: "bridge",
+      mtu: 1450,
+      mac: "02:00:00:00:00:05",
+      inPod: true,
+    },
+  }]);
+  const i = slaveSteps({
     kind: "ipvlan",
     master: "ens3",
     linkMode: "l3s",
     ifname: "net1",
     podNetns: "/p",
     mtu: 9000,
-  }).map((x) => x.join(" "));
-  assertEquals(i, ["link add name net1 link ens3 mtu 9000 netns /p type ipvlan mode l3s"]);
+  });
+  assertEquals(i, [{
+    op: "link-add",
+    link: { kind: "ipvlan", name: "net1", link: "ens3", mode: "l3s", mtu: 9000, inPod: true },
+  }]);
 });
 
 Deno.test("shim plan: created once holding the node's addresses, routes every ADD", () => {
@@ -46,16 +51,29 @@ Deno.test("shim plan: created once holding the node's addresses, routes every AD
     nodeAddrs: ["192.0.2.4/32", "fd00::4/128"],
     subnets: ["10.5.0.0/24"],
   };
-  assertEquals(shimCommands(plan).map((x) => x.join(" ")), [
-    `link add name ${name} link ens3 type macvlan mode bridge`,
-    `addr replace 192.0.2.4/32 dev ${name} noprefixroute`,
-    `addr replace fd00::4/128 dev ${name} noprefixroute nodad`,
-    `link set dev ${name} up`,
-    `route replace 10.5.0.0/24 dev ${name}`,
+  const route = { op: "route-replace" as const, route: { dst: "10.5.0.0/24", dev: name } };
+  assertEquals(shimSteps(plan), [
+    { op: "link-add", link: { kind: "macvlan", name, link: "ens3", mode: "bridge" } },
+    {
+      op: "addr-add",
+      link: name,
+      cidr: "192.0.2.4/32",
+      opts: { replace: true, noPrefixRoute: true },
+    },
+    {
+      op: "addr-add",
+      link: name,
+      cidr: "fd00::4/128",
+      opts: { replace: true, noPrefixRoute: true, noDad: true },
+    },
+    { op: "link-set", link: name, change: { up: true } },
+    route,
   ]);
-  assertEquals(shimCommands({ ...plan, create: false }).map((x) => x.join(" ")), [
-    `route replace 10.5.0.0/24 dev ${name}`,
-  ]);
+  assertEquals(shimSteps({ ...plan, create: false }), [route]);
+  assertEquals(shimSteps({ ...plan, kind: "ipvlan", linkMode: "l3s" })[0], {
+    op: "link-add",
+    link: { kind: "ipvlan", name, link: "ens3", mode: "l3s" },
+  });
 });
 
 Deno.test("pod subnets and the pod's on-link routes to the node", () => {

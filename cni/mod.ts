@@ -113,20 +113,22 @@ export async function runCni(face: Face, io: CniIo = processIo()): Promise<CniOu
 }
 
 async function runMain(verb: Verb, ctx: VerbContext): Promise<Result | undefined> {
-  const effects = async () => (await import("./modes.ts")).withEffects(ctx);
+  if (verb === "VERSION") {
+    throw new CniError(CniCode.InvalidEnvironment, `CNI_COMMAND ${verb} is not handled`);
+  }
+  // The mode driver holds the host's netlink socket: closed when the verb is done.
+  using fx = await (await import("./modes.ts")).withEffects(ctx);
   switch (verb) {
     case "ADD":
-      return await (await import("./add.ts")).cmdAdd(await effects());
+      return await (await import("./add.ts")).cmdAdd(fx);
     case "DEL":
-      return void await (await import("./del.ts")).cmdDel(await effects());
+      return void await (await import("./del.ts")).cmdDel(fx);
     case "CHECK":
-      return void await (await import("./check.ts")).cmdCheck(await effects());
+      return void await (await import("./check.ts")).cmdCheck(fx);
     case "GC":
-      return void await (await import("./gc.ts")).cmdGc(ctx, { hostSide: true });
+      return void await (await import("./gc.ts")).cmdGc(fx, { hostSide: true });
     case "STATUS":
-      return void await (await import("./gc.ts")).cmdStatus(ctx);
-    default:
-      throw new CniError(CniCode.InvalidEnvironment, `CNI_COMMAND ${verb} is not handled`);
+      return void await (await import("./gc.ts")).cmdStatus(fx);
   }
 }
 

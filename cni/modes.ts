@@ -16,7 +16,11 @@ export function driverFor(conf: NetConf, log: Logger): ModeDriver {
   return conf.slave ? new SlaveDriver(conf, conf.slave, log) : new BridgeDriver(conf, log);
 }
 
-/** The context of a main-face ADD, DEL or CHECK: the real driver and IPAM. */
-export function withEffects(ctx: VerbContext): PodVerbContext {
-  return { ...ctx, driver: driverFor(ctx.conf, ctx.log), ipam: ipamFor(ctx) };
+/**
+ * The context of a main-face verb (ADD, DEL, CHECK, GC, STATUS): the real driver and IPAM;
+ * disposing of it closes the driver's sockets.
+ */
+export function withEffects(ctx: VerbContext): PodVerbContext & Disposable {
+  const driver = driverFor(ctx.conf, ctx.log);
+  return { ...ctx, driver, ipam: ipamFor(ctx), [Symbol.dispose]: () => driver[Symbol.dispose]() };
 }

@@ -14,6 +14,7 @@ import { cmdCheck } from "./check.ts";
 import { loadNetConf, type NetConf } from "./config.ts";
 import type { PodVerbContext } from "./context.ts";
 import { cmdDel } from "./del.ts";
+import { cmdGc, cmdStatus } from "./gc.ts";
 import type * as drv from "./driver.ts";
 import { parseEnv } from "./env.ts";
 import { CniCode, CniError } from "./errors.ts";
@@ -33,7 +34,9 @@ type Step =
   | "dropNetwork"
   | "podLink"
   | "podDefaultRoutes"
-  | "hostProblem";
+  | "hostProblem"
+  | "collect"
+  | "status";
 
 const POD_MAC = "02:00:00:00:00:99";
 
@@ -46,6 +49,8 @@ class FakeDriver implements drv.ModeDriver {
   routes: Record<4 | 6, drv.RouteState[]> = { 4: [], 6: [] };
   problem: string | undefined = undefined;
   plans: drv.AddPlan[] = [];
+  kept: string[] = [];
+  collectFailures: unknown[] = [];
 
   #step(s: Step): void {
     this.calls.push(s);
@@ -112,6 +117,16 @@ class FakeDriver implements drv.ModeDriver {
     this.#step("hostProblem");
     return Promise.resolve(this.problem);
   }
+  collect(keep: { containerID: string; ifname: string }[]): Promise<unknown[]> {
+    this.#step("collect");
+    this.kept = keep.map((a) => `${a.containerID}/${a.ifname}`);
+    return Promise.resolve(this.collectFailures);
+  }
+  status(): Promise<void> {
+    this.#step("status");
+    return Promise.resolve();
+  }
+  [Symbol.dispose](): void {}
 }
 
 /** IPAM that records `ipam.add` / `ipam.del` in the driver's call list. */
@@ -443,4 +458,28 @@ Deno.test("CHECK: passes as ADD left it; 1, 7 and 103 (naming what differs) othe
   const released = await check(() => {});
   assertEquals(released?.code, 103);
   assertMatch(released!.message, /does not hold 10\.9\.0\.2/);
+});
+
+Deno.test("GC: the driver collects all but the valid attachments, its failures join IPAM's as error 5; STATUS: a driver refusal is 50", async () => {
+  const { driver, ctx, held } = node();
+  await cmdAdd(ctx("ADD", { cid: "a" }));
+  const valid = { "cni.dev/valid-attachments": [{ containerID: "a", ifname: "eth0" }] };
+  driver.calls = [];
+  await cmdGc(ctx("GC", { conf: valid }), { hostSide: true });
+  assertEquals([driver.calls, driver.kept], [["collect"], ["a/eth0"]]);
+  assertEquals(await held(), true, "the valid attachment keeps its address");
+
+  driver.collectFailures = [new IpError("link del vethstale", "Operation not permitted", 2)];
+  const err = await failure(cmdGc(ctx("GC"), { hostSide: true }));
+  assertEquals([err.code, err.message], [CniCode.IoFailure, "GC finished with errors"]);
+  assertMatch(err.details ?? "", /link del vethstale/);
+  assertEquals([driver.kept, await held()], [[], false], "no valid attachment: released");
+
+  await cmdStatus(ctx("STATUS"));
+  driver.fail.status = new CniError(CniCode.InvalidConfig, 'invalid network config: master "x"');
+  const st = await failure(cmdStatus(ctx("STATUS")));
+  assertEquals([st.code, st.message], [
+    CniCode.NotAvailable,
+    'ADD would fail: invalid network config: master "x"',
+  ]);
 });

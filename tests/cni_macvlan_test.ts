@@ -132,6 +132,18 @@ for (const kind of ["macvlan", "ipvlan"] as const) {
 
       const check = await call(node, "CHECK", a, "pod-a", { ...mode, prevResult: ra.json });
       assertEquals([check.code, check.stdout], [0, ""], check.stdout);
+      // CHECK notices a slave in another mode than the config's.
+      const [made, other] = kind === "macvlan" ? ["bridge", "private"] : ["l2", "l3"];
+      const moved = await call(node, "CHECK", a, "pod-a", {
+        ...mode,
+        [`${kind}Mode`]: other,
+        prevResult: ra.json,
+      });
+      assertEquals(moved.json?.code, 103, moved.stdout);
+      assertMatch(
+        String(moved.json?.msg),
+        new RegExp(`eth0 is in ${kind} mode ${made}, not ${other}`),
+      );
       // CHECK notices a pod interface that is not a slave of the configured kind.
       await ip(["link", "del", "dev", "eth0"], { netns: b.ns });
       const macB = String((rb.json!.interfaces as { mac: string }[])[0]!.mac);

@@ -100,7 +100,7 @@ export const MUTANTS: Mutant[] = [
     id: "gc-release",
     what: "GC releases no address",
     file: "cni/gc.ts",
-    from: "    await ipamFor(ctx).gc(valid);",
+    from: "    await ctx.ipam.gc(valid);",
     to: "    void valid;",
     tests: ["tests/cni_negative_test.ts"],
   },

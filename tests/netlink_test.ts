@@ -203,10 +203,13 @@ Deno.test("netlink macvlan/ipvlan made in the pod's namespace on a host link; pr
     1400,
     "02:00:00:00:0a:01",
   ]);
+  // The mode as netlink decodes it (CNI CHECK compares it with the config's).
+  assertEquals([p.link("eth0")?.kind, p.link("eth0")?.mode], ["macvlan", "bridge"]);
   try {
     h.linkAdd({ kind: "ipvlan", name: "eth1", link: m0, mode: "l3", netns: pod.ns });
     const iv = await show(pod, "eth1");
     assertEquals([iv.linkinfo?.info_kind, iv.linkinfo?.info_data?.mode], ["ipvlan", "l3"]);
+    assertEquals([p.link("eth1")?.kind, p.link("eth1")?.mode], ["ipvlan", "l3"]);
   } catch (e) {
     // A kernel without ipvlan: the typed "unsupported", and ip cannot either.
     if (!(e instanceof IpUnsupportedError)) throw e;

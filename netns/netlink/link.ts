@@ -350,6 +350,8 @@ export interface Link {
   /** `eui64`, `none`, … (absent without IPv6). */
   addrGenMode?: string;
   vxlan?: VxlanInfo;
+  /** A macvlan's or ipvlan's mode (`bridge`, `l2`, …), as `ip -d` shows it. */
+  mode?: string;
 }
 
 /** Decodes an RTM_NEWLINK message. */
@@ -385,6 +387,15 @@ export function decodeLink(m: Message): Link {
     const hairpin = slave === "bridge" ? port?.u8(IFLA_BRPORT_MODE) : undefined;
     if (hairpin !== undefined) l.hairpin = hairpin !== 0;
     const data = info.nested(IFLA_INFO_DATA);
+    const mode = kind === "macvlan" || kind === "macvtap"
+      ? data?.u32(IFLA_MACVLAN_MODE)
+      : kind === "ipvlan" || kind === "ipvtap"
+      ? data?.u16(IFLA_IPVLAN_MODE)
+      : undefined;
+    if (mode !== undefined) {
+      const names = kind?.startsWith("macv") ? MACVLAN_MODES : IPVLAN_MODES;
+      l.mode = Object.keys(names).find((k) => names[k] === mode) ?? String(mode);
+    }
     if (kind === "vxlan" && data) {
       const v: VxlanInfo = {};
       const id = data.u32(IFLA_VXLAN_ID);

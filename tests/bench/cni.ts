@@ -196,8 +196,8 @@ export async function benchCni(serial = 100, concurrent = 64, width = 8): Promis
       },
       phases: {
         ipam: "IPAM (local store: read, pick, one commit under flock)",
-        host: "host side (one ip -batch process)",
-        pod: "pod side (one ip -batch process in the pod)",
+        host: "host side (netlink: bridge, veth with its pod end in the pod)",
+        pod: "pod side (netlink in the pod: addresses, routes)",
       },
     });
     const ipAlone: number[] = [];

@@ -72,8 +72,8 @@ export async function benchMacvlan(serial = 100, concurrent = 64, width = 8): Pr
       },
       phases: {
         ipam: "IPAM (local store)",
-        host: "host side (one ip -batch: the slave, straight into the pod)",
-        pod: "pod side (one ip -batch in the pod)",
+        host: "host side (netlink: the slave, straight into the pod)",
+        pod: "pod side (netlink in the pod)",
       },
     });
   } finally {
