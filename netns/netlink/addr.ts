@@ -5,7 +5,6 @@
 
 import {
   AF_INET,
-  AF_UNSPEC,
   afOf,
   type Attr,
   attr,
