@@ -27,7 +27,10 @@ async function main(): Promise<number> {
     if (outcome.stdout !== undefined) writeAll(Deno.stdout, JSON.stringify(outcome.stdout) + "\n");
     return outcome.exitCode;
   }
-  const { runCli, CliError } = await import("./cli/mod.ts");
+  const [{ runCli }, { CliError }] = await Promise.all([
+    import("./cli/mod.ts"),
+    import("./cli/errors.ts"),
+  ]);
   try {
     return await runCli(Deno.args, { invokedAs: name });
   } catch (e) {

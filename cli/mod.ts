@@ -17,8 +17,6 @@ import { registerLab } from "./lab.ts";
 import { registerInstall } from "./install.ts";
 import { CliError } from "./errors.ts";
 
-export { CliError } from "./errors.ts";
-
 export interface CliContext {
   /** argv[0]'s last element: `ohno`, or a name the binary was linked under. */
   invokedAs: string;

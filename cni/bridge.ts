@@ -11,7 +11,8 @@
  * @module
  */
 
-import type { Link, Rtnl } from "../netns/netlink/mod.ts";
+import type { Link } from "../netns/netlink/link.ts";
+import type { Rtnl } from "../netns/netlink/rtnl.ts";
 import { IpExistsError } from "../netns/errors.ts";
 import { defaultRouteInterface, linkDriver, linkMtu } from "../netns/links.ts";
 import { sysctlSet } from "../netns/sysctl.ts";

@@ -11,14 +11,12 @@
  */
 
 import { IpNotFoundError } from "../netns/errors.ts";
-import type {
-  AddrOptions,
-  LinkAdd,
-  LinkChange,
-  LinkSetSpec,
-  RouteSpec,
-} from "../netns/netlink/mod.ts";
-import { type Link, Rtnl } from "../netns/netlink/mod.ts";
+import type { AddrOptions } from "../netns/netlink/addr.ts";
+import type { LinkAdd, LinkChange } from "../netns/netlink/link.ts";
+import type { RouteSpec } from "../netns/netlink/route.ts";
+import type { LinkSetSpec } from "../netns/netlink/rtnl.ts";
+import type { Link } from "../netns/netlink/link.ts";
+import { Rtnl } from "../netns/netlink/rtnl.ts";
 import type { Netns } from "../netns/netns.ts";
 import { sysctlSet } from "../netns/sysctl.ts";
 import type {

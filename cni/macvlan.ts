@@ -20,7 +20,7 @@ import { formatCidr, parseCidr } from "../ipam/addr.ts";
 import type { Logger } from "../lib/log.ts";
 import { IpExistsError, NetnsNotFoundError } from "../netns/errors.ts";
 import { defaultRouteInterface, linkAddresses } from "../netns/links.ts";
-import { Rtnl } from "../netns/netlink/mod.ts";
+import { Rtnl } from "../netns/netlink/rtnl.ts";
 import { Netns } from "../netns/netns.ts";
 import type { NetConf, SlaveConf } from "./config.ts";
 import type * as drv from "./driver.ts";

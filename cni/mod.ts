@@ -19,9 +19,6 @@ import { toCniError } from "./fail.ts";
 import { formatResult, type Result } from "./result.ts";
 import { LATEST_VERSION, SUPPORTED_VERSIONS } from "./versions.ts";
 
-export { CniCode, CniError } from "./errors.ts";
-export { SUPPORTED_VERSIONS } from "./versions.ts";
-
 /** Where CNI mode logs unless `logFile` or `OHNO_LOG_FILE` says otherwise. */
 export const DEFAULT_LOG_FILE = "/var/run/log/ohno.log";
 

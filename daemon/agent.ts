@@ -38,16 +38,11 @@ import { applyMasquerade, removeMasquerade } from "./masq.ts";
 import { DaemonMetrics } from "./metrics.ts";
 import { resolveNodeIPs } from "./nodeip.ts";
 import { BgpBackend, bgpRecord, cleanupBird, watchBgp } from "./routing/bgp.ts";
-import {
-  type Backend,
-  HostGwBackend,
-  type PeerEvent,
-  removeVxlanDevices,
-  RouteSync,
-  VxlanBackend,
-  vxlanPodMtu,
-  vxlanRecord,
-} from "./routing/mod.ts";
+import type { PeerEvent } from "./routing/diff.ts";
+import { HostGwBackend } from "./routing/hostgw.ts";
+import { RouteSync } from "./routing/sync.ts";
+import type { Backend } from "./routing/types.ts";
+import { removeVxlanDevices, VxlanBackend, vxlanPodMtu, vxlanRecord } from "./routing/vxlan.ts";
 import type { KubeClient } from "./k8s/client.ts";
 
 export interface AgentOptions {

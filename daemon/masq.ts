@@ -22,7 +22,7 @@
  */
 
 import { containsCidr, formatCidr, parseCidr } from "../ipam/addr.ts";
-import type { Netns } from "../netns/mod.ts";
+import type { Netns } from "../netns/netns.ts";
 import { nftApply, nftDeleteTable, nftListTable, nftTableScript } from "../netns/nft.ts";
 
 /** The nftables table ohno owns (family `inet`). */

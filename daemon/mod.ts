@@ -1,10 +1,13 @@
 /**
  * daemon/: the node agent (`ohno daemon`).
  *
- * - `config.ts`: configuration from file, environment and flags (`loadDaemonConfig`,
- *   `DAEMON_FLAGS`);
+ * - `settings.ts`: every setting declared once (key, flag, environment, parser, default,
+ *   doc line), with `settings_parse.ts` (the value parsers) and `settings_doc.ts` (the docs
+ *   table); `config.ts` reads file, environment and flags from it (`loadDaemonConfig`) and
+ *   checks the cross-field rules (`validate`);
  * - `nodeip.ts`: this node's address (`resolveNodeIPs`);
- * - `routing/`: the backend seam, the pure route diff, host-gw, the `RouteSync` loop;
+ * - `routing/`: the backend seam, the pure route diff, host-gw, vxlan, bgp, the `RouteSync`
+ *   loop;
  * - `masq.ts`: masquerade in nftables table `inet ohno`;
  * - `health.ts`, `metrics.ts`: `/healthz`, `/readyz`, `/metrics`;
  * - `k8s/`: the Kubernetes client (import `./k8s/mod.ts` lazily, only when Kubernetes is on);
@@ -14,15 +17,9 @@
  *
  * See docs/daemon.md.
  *
+ * This entry re-exports nothing: code imports the file that defines a name (one way for
+ * every folder; daemon/k8s/mod.ts is the one exception, the chunk the agent loads lazily).
+ *
  * Imports: lib/, netns/, ipam/. Never cni/ (the plugin is a separate process).
  * @module
  */
-export * from "./config.ts";
-export * from "./nodeip.ts";
-export * from "./routing/mod.ts";
-export * from "./masq.ts";
-export * from "./health.ts";
-export * from "./metrics.ts";
-export * from "./ipamserver.ts";
-export * from "./install.ts";
-export * from "./agent.ts";

@@ -7,8 +7,8 @@
  */
 
 import { parseIp } from "../ipam/addr.ts";
-import type { Netns } from "../netns/mod.ts";
-import { Rtnl } from "../netns/netlink/mod.ts";
+import type { Netns } from "../netns/netns.ts";
+import { Rtnl } from "../netns/netlink/rtnl.ts";
 import type { NodeIPConfig } from "./config.ts";
 import { namedError } from "../lib/errors.ts";
 

@@ -26,18 +26,9 @@
  *   table, `ROUTES`, is the one both ends use), the plugin's client, and its one-request
  *   HTTP/1.1 transport over the socket.
  *
+ * This entry re-exports nothing: code imports the file that defines a name (one way for
+ * every folder; daemon/k8s/mod.ts is the one exception, the chunk the agent loads lazily).
+ *
  * Imports: lib/ and npm packages only. Never cni/ or daemon/.
  * @module
  */
-
-export * from "./addr.ts";
-export * from "./errors.ts";
-export * from "./records.ts";
-export * from "./store.ts";
-export * from "./memory.ts";
-export * from "./local.ts";
-export * from "./pick.ts";
-export * from "./ranges.ts";
-export * from "./cluster.ts";
-export * from "./client.ts";
-export type * from "./protocol.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { Netns, runCommand } from "../netns/mod.ts";
+import { Netns, runCommand } from "../netns/netns.ts";
 import * as lab from "./lab.ts";
 
 export interface DemoOptions {

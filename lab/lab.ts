@@ -8,14 +8,9 @@
  * @module
  */
 
-import {
-  createNamedNetns,
-  deleteNamedNetns,
-  ipJson,
-  type IpRoute,
-  Netns,
-  runCommand,
-} from "../netns/mod.ts";
+import { ipJson, type IpRoute } from "../netns/ip.ts";
+import { createNamedNetns, deleteNamedNetns } from "../netns/manage.ts";
+import { Netns, runCommand } from "../netns/netns.ts";
 import { OHNO_ROUTE_PROTOCOL } from "../daemon/routing/hostgw.ts";
 import { type BgpSession, BIRD_ROUTE_PROTOCOL } from "../daemon/routing/bird.ts";
 import { bgpStatus, LAB_ROUTER_AS, startLabRouter } from "./bgprouter.ts";

@@ -6,11 +6,12 @@
  * - `lab.ts`: etcd in the lab namespace, an `ohno daemon` per node, pods added as a
  *   runtime adds them, pings, status, fault drills (agent kill/start, etcd stop/start);
  * - `runtime.ts`: a runtime's CNI side (libcni's conflist semantics);
+ * - `bgprouter.ts`: BIRD in the routed underlay's router namespace (a top-of-rack peer);
  * - `demo.ts`: `ohno lab demo`, the README's main job.
+ *
+ * This entry re-exports nothing: code imports the file that defines a name (one way for
+ * every folder; daemon/k8s/mod.ts is the one exception, the chunk the agent loads lazily).
  *
  * Imports: anything of ohno's except cli/.
  * @module
  */
-export * from "./topology.ts";
-export * from "./runtime.ts";
-export * as lab from "./lab.ts";

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { type Netns, runCommand } from "../netns/mod.ts";
+import { type Netns, runCommand } from "../netns/netns.ts";
 import { namedError } from "../lib/errors.ts";
 
 export interface ConfList {

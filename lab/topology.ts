@@ -38,15 +38,11 @@
  */
 
 import { type Cidr, formatIp, nthAddress, nthSubnet, parseCidr } from "../ipam/addr.ts";
-import {
-  createNamedNetns,
-  deleteNamedNetns,
-  IpBatch,
-  linkNames,
-  listNamedNetns,
-  Netns,
-  sysctlSet,
-} from "../netns/mod.ts";
+import { IpBatch } from "../netns/ip.ts";
+import { linkNames } from "../netns/links.ts";
+import { createNamedNetns, deleteNamedNetns, listNamedNetns } from "../netns/manage.ts";
+import { Netns } from "../netns/netns.ts";
+import { sysctlSet } from "../netns/sysctl.ts";
 
 /** The namespace prefix of labs made by `ohno lab`. */
 const LAB_PREFIX = "ohno-lab-";

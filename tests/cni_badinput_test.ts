@@ -7,7 +7,8 @@ import { assert, assertEquals, assertMatch } from "./support/assert.ts";
 import { cniNode } from "./support/cni.ts";
 import { holdLock } from "./support/lockholder.ts";
 import type { CniReply } from "./support/ohno.ts";
-import { ip, type IpAddr, ipJson, type IpLink, type Netns } from "../netns/mod.ts";
+import { ip, type IpAddr, ipJson, type IpLink } from "../netns/ip.ts";
+import type { Netns } from "../netns/netns.ts";
 import { sleep } from "../lib/async.ts";
 
 interface Case {

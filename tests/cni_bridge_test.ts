@@ -5,7 +5,8 @@
  */
 import { assert, assertEquals, assertMatch } from "./support/assert.ts";
 import { cniNode } from "./support/cni.ts";
-import { ip, ipJson, type IpLink, type IpRoute, runCommand } from "../netns/mod.ts";
+import { ip, ipJson, type IpLink, type IpRoute } from "../netns/ip.ts";
+import { runCommand } from "../netns/netns.ts";
 import { tempNetnsSet } from "./support/netns.ts";
 
 function addrOf(r: { json?: Record<string, unknown> | undefined }, fam: 4 | 6): string {
@@ -15,7 +16,7 @@ function addrOf(r: { json?: Record<string, unknown> | undefined }, fam: 4 | 6): 
   return a.address.split("/")[0]!;
 }
 
-async function ping(ns: { ns: import("../netns/mod.ts").Netns }, target: string) {
+async function ping(ns: { ns: import("../netns/netns.ts").Netns }, target: string) {
   const r = await runCommand(ns.ns, "ping", { args: ["-c", "1", "-W", "2", target] });
   assertEquals(r.code, 0, `ping ${target}: ${r.stdout}${r.stderr}`);
 }

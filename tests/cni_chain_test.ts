@@ -6,7 +6,8 @@
 import { assert, assertEquals, assertMatch, assertRejects } from "./support/assert.ts";
 import { cniNode } from "./support/cni.ts";
 import { ConfListRunner } from "./support/conflist.ts";
-import { IpBatch, runCommand } from "../netns/mod.ts";
+import { IpBatch } from "../netns/ip.ts";
+import { runCommand } from "../netns/netns.ts";
 import { tempNetns } from "./support/netns.ts";
 
 function podIp(result: Record<string, unknown>, fam: 4 | 6 = 4): string {

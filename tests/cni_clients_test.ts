@@ -7,7 +7,7 @@
 import { assert, assertEquals, assertMatch } from "./support/assert.ts";
 import { cniNode } from "./support/cni.ts";
 import { clientsMissing, containerd, podman } from "./support/clients.ts";
-import { ipJson, type IpLink } from "../netns/mod.ts";
+import { ipJson, type IpLink } from "../netns/ip.ts";
 
 const missing = clientsMissing();
 const skip = missing ? ` [SKIP: ${missing}]` : "";

@@ -11,7 +11,8 @@
 import { assert, assertEquals, assertMatch } from "./support/assert.ts";
 import { type CniNode, cniNode } from "./support/cni.ts";
 import { tempNetns } from "./support/netns.ts";
-import { ip, ipJson, type IpLink, type IpRoute, runCommand } from "../netns/mod.ts";
+import { ip, ipJson, type IpLink, type IpRoute } from "../netns/ip.ts";
+import { runCommand } from "../netns/netns.ts";
 import type { CniReply } from "./support/ohno.ts";
 import { clientsMissing, podman } from "./support/clients.ts";
 import { callCni } from "./support/ohno.ts";
@@ -54,16 +55,16 @@ function addrOf(r: CniReply): string {
   return ips[0].address.split("/")[0]!;
 }
 
-async function ping(ns: { ns: import("../netns/mod.ts").Netns }, target: string) {
+async function ping(ns: { ns: import("../netns/netns.ts").Netns }, target: string) {
   const r = await runCommand(ns.ns, "ping", { args: ["-c", "1", "-W", "2", target] });
   assertEquals(r.code, 0, `ping ${target}: ${r.stdout}${r.stderr}`);
 }
 
-async function podLinks(pod: { ns: import("../netns/mod.ts").Netns }): Promise<string[]> {
+async function podLinks(pod: { ns: import("../netns/netns.ts").Netns }): Promise<string[]> {
   return (await ipJson<IpLink[]>(["link", "show"], { netns: pod.ns })).map((l) => l.ifname).sort();
 }
 
-async function linkOf(pod: { ns: import("../netns/mod.ts").Netns }, name = "eth0") {
+async function linkOf(pod: { ns: import("../netns/netns.ts").Netns }, name = "eth0") {
   return (await ipJson<IpLink[]>(["-d", "link", "show", "dev", name], { netns: pod.ns }))[0]!;
 }
 
@@ -408,7 +409,7 @@ Deno.test({
       // Pods straight on the underlay (172.31.0.0/24): each node hands out its own slice,
       // and the lab's router (.1) is their gateway. The master is each node's eth0, found
       // through its default route.
-      const pods: { ns: { ns: import("../netns/mod.ts").Netns }; ip: string }[] = [];
+      const pods: { ns: { ns: import("../netns/netns.ts").Netns }; ip: string }[] = [];
       for (const [node, start] of [["node1", 50], ["node2", 60]] as const) {
         for (const i of [0, 1]) {
           const pod = await tempNetns(`${node.slice(-1)}mv`);
@@ -470,8 +471,11 @@ Deno.test({
         typeof (plugin.ipam as Record<string, unknown>).daemonSocket === "string",
         JSON.stringify(plugin),
       );
-      const agentPods: { ns: { ns: import("../netns/mod.ts").Netns }; path: string; ip: string }[] =
-        [];
+      const agentPods: {
+        ns: { ns: import("../netns/netns.ts").Netns };
+        path: string;
+        ip: string;
+      }[] = [];
       for (const i of [0, 1]) {
         const pod = await tempNetns("1ag");
         cleanup.push(pod);

@@ -7,7 +7,8 @@
 import { assert, assertEquals, assertStringIncludes } from "./support/assert.ts";
 import { cniNode } from "./support/cni.ts";
 import type { CniReply } from "./support/ohno.ts";
-import { ip, ipJson, type IpLink, type Netns } from "../netns/mod.ts";
+import { ip, ipJson, type IpLink } from "../netns/ip.ts";
+import type { Netns } from "../netns/netns.ts";
 
 interface Added {
   /** Addresses with prefix, IPv4 first. */

@@ -9,7 +9,7 @@ import { cniNode } from "./support/cni.ts";
 import { OHNO } from "./support/ohno.ts";
 import { tempNetns } from "./support/netns.ts";
 import { within } from "./support/wait.ts";
-import { ip } from "../netns/mod.ts";
+import { ip } from "../netns/ip.ts";
 import { AgentClient, AgentError } from "../ipam/client.ts";
 import { LocalStore } from "../ipam/local.ts";
 import { ClusterIpam } from "../ipam/cluster.ts";

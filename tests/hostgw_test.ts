@@ -7,15 +7,12 @@
 import { assert, assertEquals, assertThrows } from "./support/assert.ts";
 import { TEST_NETNS_PREFIX } from "./support/netns.ts";
 import { planPeers, wirePlannedPod } from "./support/pods.ts";
-import { ip, ipJson, type IpRoute, type Netns, runCommand } from "../netns/mod.ts";
+import { ip, ipJson, type IpRoute } from "../netns/ip.ts";
+import { type Netns, runCommand } from "../netns/netns.ts";
 import { labUp } from "../lab/topology.ts";
-import {
-  HostGwBackend,
-  OHNO_ROUTE_PROTOCOL,
-  type Peer,
-  type ReconcileReport,
-  RouteSync,
-} from "../daemon/routing/mod.ts";
+import { HostGwBackend, OHNO_ROUTE_PROTOCOL } from "../daemon/routing/hostgw.ts";
+import { RouteSync } from "../daemon/routing/sync.ts";
+import type { Peer, ReconcileReport } from "../daemon/routing/types.ts";
 
 const PREFIX = `${TEST_NETNS_PREFIX}${Deno.pid}-hg-`;
 let labs = 0;

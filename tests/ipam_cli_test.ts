@@ -7,7 +7,7 @@ import { assert, assertEquals, assertMatch } from "./support/assert.ts";
 import { etcdMissing, silentEndpoint, startEtcd } from "./support/etcd.ts";
 import { OHNO } from "./support/ohno.ts";
 import { cniNode } from "./support/cni.ts";
-import { runCommand } from "../netns/mod.ts";
+import { runCommand } from "../netns/netns.ts";
 
 const missing = etcdMissing();
 const skip = missing ? ` [SKIP: ${missing}]` : "";

@@ -8,7 +8,7 @@ import { ClusterIpam } from "../ipam/cluster.ts";
 import { EtcdStore } from "../ipam/etcd.ts";
 import { type EtcdFixture, etcdMissing, startEtcd } from "./support/etcd.ts";
 import { OHNO } from "./support/ohno.ts";
-import { runCommand } from "../netns/mod.ts";
+import { runCommand } from "../netns/netns.ts";
 import { within } from "./support/wait.ts";
 
 const missing = etcdMissing();

@@ -5,7 +5,7 @@
  */
 import { assert, assertEquals, assertRejects, assertThrows } from "./support/assert.ts";
 import { FakeKube } from "./support/fakekube.ts";
-import { runCommand } from "../netns/mod.ts";
+import { runCommand } from "../netns/netns.ts";
 import {
   discoverNodeIPs,
   inClusterConnection,

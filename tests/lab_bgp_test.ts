@@ -6,7 +6,8 @@
 import { assert, assertEquals, assertMatch } from "./support/assert.ts";
 import { metric, type TestLab, testLab, within } from "./support/lab.ts";
 import { etcdMissing } from "./support/etcd.ts";
-import { ipJson, type IpRoute, Netns, runCommand } from "../netns/mod.ts";
+import { ipJson, type IpRoute } from "../netns/ip.ts";
+import { Netns, runCommand } from "../netns/netns.ts";
 import { OHNO } from "./support/ohno.ts";
 import { processAlive } from "../lib/proc.ts";
 

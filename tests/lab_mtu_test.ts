@@ -7,7 +7,8 @@
 import { assert, assertEquals } from "./support/assert.ts";
 import { testLab } from "./support/lab.ts";
 import { etcdMissing } from "./support/etcd.ts";
-import { ip, ipJson, Netns, runCommand } from "../netns/mod.ts";
+import { ip, ipJson } from "../netns/ip.ts";
+import { Netns, runCommand } from "../netns/netns.ts";
 
 const missing = etcdMissing();
 const skip = missing ? ` [SKIP: ${missing}]` : "";

@@ -6,9 +6,9 @@
 import { assert, assertEquals, assertMatch } from "./support/assert.ts";
 import { metric, testLab } from "./support/lab.ts";
 import { etcdMissing } from "./support/etcd.ts";
-import { ipJson, type IpRoute } from "../netns/mod.ts";
+import { ipJson, type IpRoute } from "../netns/ip.ts";
 import { labOpen } from "../lab/topology.ts";
-import { runCommand } from "../netns/mod.ts";
+import { runCommand } from "../netns/netns.ts";
 import { OHNO } from "./support/ohno.ts";
 
 const missing = etcdMissing();

@@ -10,7 +10,8 @@ import { OHNO } from "./support/ohno.ts";
 import { runUnderSubreaper } from "./support/subreaper.ts";
 import { processState } from "../lib/proc.ts";
 import { CniRuntime } from "../lab/runtime.ts";
-import { ipJson, type IpRoute, Netns, runCommand } from "../netns/mod.ts";
+import { ipJson, type IpRoute } from "../netns/ip.ts";
+import { Netns, runCommand } from "../netns/netns.ts";
 import { AgentClient, AgentError } from "../ipam/client.ts";
 
 const missing = etcdMissing();

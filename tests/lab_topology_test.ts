@@ -4,7 +4,10 @@
  */
 import { assert, assertEquals, assertRejects, assertThrows } from "./support/assert.ts";
 import { TEST_NETNS_PREFIX } from "./support/netns.ts";
-import { ipJson, type IpRoute, listNamedNetns, runCommand, sysctlGet } from "../netns/mod.ts";
+import { ipJson, type IpRoute } from "../netns/ip.ts";
+import { listNamedNetns } from "../netns/manage.ts";
+import { runCommand } from "../netns/netns.ts";
+import { sysctlGet } from "../netns/sysctl.ts";
 import { labDown, labNamespaces, labOpen, labUp, listLabs } from "../lab/topology.ts";
 
 const PREFIX = `${TEST_NETNS_PREFIX}${Deno.pid}-lt-`;

@@ -7,7 +7,8 @@
 import { assert, assertEquals } from "./support/assert.ts";
 import { metric, testLab, within } from "./support/lab.ts";
 import { etcdMissing } from "./support/etcd.ts";
-import { ip, ipJson, type IpRoute, Netns, runCommand } from "../netns/mod.ts";
+import { ip, ipJson, type IpRoute } from "../netns/ip.ts";
+import { Netns, runCommand } from "../netns/netns.ts";
 import { OHNO } from "./support/ohno.ts";
 
 const missing = etcdMissing();

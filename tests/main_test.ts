@@ -1,7 +1,7 @@
 /** The entry point: faces, CLI basics, and CNI VERSION through dist/ohno. */
 import { assert, assertEquals, assertMatch } from "./support/assert.ts";
 import { callCni, OHNO, OHNO_IPAM } from "./support/ohno.ts";
-import { runCommand } from "../netns/mod.ts";
+import { runCommand } from "../netns/netns.ts";
 
 const VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 

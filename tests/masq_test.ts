@@ -7,9 +7,9 @@ import { assert, assertEquals, assertRejects, assertStringIncludes } from "./sup
 import { TEST_NETNS_PREFIX } from "./support/netns.ts";
 import { planPeers, type TestPod, wirePlannedPod } from "./support/pods.ts";
 import { startEcho, whoAmI } from "./support/tcpecho.ts";
-import { runCommand } from "../netns/mod.ts";
+import { runCommand } from "../netns/netns.ts";
 import { labUp } from "../lab/topology.ts";
-import { HostGwBackend } from "../daemon/routing/mod.ts";
+import { HostGwBackend } from "../daemon/routing/hostgw.ts";
 import {
   applyMasquerade,
   masqueradeScript,

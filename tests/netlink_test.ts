@@ -6,19 +6,16 @@
 import { assert, assertEquals, assertThrows } from "./support/assert.ts";
 import { tempNetns } from "./support/netns.ts";
 import {
-  currentNetnsInode,
   IpError,
   IpExistsError,
   IpInvalidError,
-  ipJson,
-  type IpLink,
   IpNotFoundError,
-  type IpRoute,
   IpUnsupportedError,
   NetnsError,
-  runCommand,
-} from "../netns/mod.ts";
-import { Rtnl } from "../netns/netlink/mod.ts";
+} from "../netns/errors.ts";
+import { ipJson, type IpLink, type IpRoute } from "../netns/ip.ts";
+import { currentNetnsInode, runCommand } from "../netns/netns.ts";
+import { Rtnl } from "../netns/netlink/rtnl.ts";
 import type { TempNetns } from "./support/netns.ts";
 
 type IpLinkD = IpLink & {

@@ -12,25 +12,16 @@ import {
 } from "./support/assert.ts";
 import { tempNetns, tempNetnsSet } from "./support/netns.ts";
 import {
-  currentNetnsInode,
-  defaultRouteInterface,
-  ip,
-  type IpAddr,
-  IpBatch,
   IpExistsError,
   IpInvalidError,
-  ipJson,
-  type IpLink,
   IpNotFoundError,
-  linkMtu,
-  linkNames,
-  Netns,
   NetnsError,
   NetnsNotFoundError,
-  runCommand,
-  sysctlGet,
-  sysctlSet,
-} from "../netns/mod.ts";
+} from "../netns/errors.ts";
+import { ip, type IpAddr, IpBatch, ipJson, type IpLink } from "../netns/ip.ts";
+import { defaultRouteInterface, linkMtu, linkNames } from "../netns/links.ts";
+import { currentNetnsInode, Netns, runCommand } from "../netns/netns.ts";
+import { sysctlGet, sysctlSet } from "../netns/sysctl.ts";
 
 /** The namespace inode a process sees, as `readlink /proc/self/ns/net` prints it. */
 function inodeOf(readlink: string): number {

@@ -1,7 +1,7 @@
 /** Finding the node's own address in a lab node namespace, every way the config allows. */
 import { assertEquals, assertRejects } from "./support/assert.ts";
 import { TEST_NETNS_PREFIX } from "./support/netns.ts";
-import { ip } from "../netns/mod.ts";
+import { ip } from "../netns/ip.ts";
 import { labUp } from "../lab/topology.ts";
 import { NodeIPError, resolveNodeIPs } from "../daemon/nodeip.ts";
 

@@ -8,7 +8,7 @@ import { etcdMissing } from "./support/etcd.ts";
 import { agentMetrics, fakeNode, fakeNodes } from "./support/fakenodes.ts";
 import { testLab, within } from "./support/lab.ts";
 import { labOpen } from "../lab/topology.ts";
-import { type Netns, runCommand } from "../netns/mod.ts";
+import { type Netns, runCommand } from "../netns/netns.ts";
 
 const missing = etcdMissing();
 const skip = missing ? ` [SKIP: ${missing}]` : "";

@@ -3,7 +3,7 @@ import { assertEquals, assertStringIncludes } from "./support/assert.ts";
 import { countCases, denoErrorLines, parseJunit, verdict } from "./run.ts";
 import { diffRoot, type RootSnapshot } from "./support/rootguard.ts";
 import { sweepStaleTestNetns, testLabOf, testNetnsPid } from "./support/netns.ts";
-import { createNamedNetns, deleteNamedNetns, listNamedNetns } from "../netns/mod.ts";
+import { createNamedNetns, deleteNamedNetns, listNamedNetns } from "../netns/manage.ts";
 
 const XML = `<testsuites>
 <testsuite name="./a_test.ts">

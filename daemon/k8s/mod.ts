@@ -7,7 +7,8 @@
  * - `nodes.ts`: node IP discovery, `NetworkUnavailable=False`, the Node watch;
  * - `pods.ts`: the pods on this node, for garbage collection.
  *
- * Loaded lazily by the daemon (never by the CNI plugin). Imports: ipam/addr.ts, npm yaml.
+ * The one mod.ts that re-exports: it is the chunk the agent loads lazily, only when
+ * Kubernetes is on (never by the CNI plugin). Imports: ipam/addr.ts, npm yaml.
  * @module
  */
 export * from "./config.ts";

@@ -28,7 +28,7 @@ import { sleep } from "../../lib/async.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Health } from "../health.ts";
 import type { Gauge, Registry } from "../metrics.ts";
-import type { Netns } from "../../netns/mod.ts";
+import type { Netns } from "../../netns/netns.ts";
 import {
   type BgpSession,
   bgpSessions,

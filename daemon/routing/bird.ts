@@ -29,7 +29,7 @@
 import { type Cidr, formatCidr, parseCidr, parseIp } from "../../ipam/addr.ts";
 import type { Logger } from "../../lib/log.ts";
 import { processAlive } from "../../lib/proc.ts";
-import { runCommand } from "../../netns/mod.ts";
+import { runCommand } from "../../netns/netns.ts";
 
 /** The protocol number BIRD gives the routes it writes to the kernel (`proto bird`). */
 export const BIRD_ROUTE_PROTOCOL = 12;

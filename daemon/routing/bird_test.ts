@@ -4,7 +4,7 @@
  * installed), and `birdc show protocols all` read back.
  */
 import { assert, assertEquals, assertMatch, assertThrows } from "../../tests/support/assert.ts";
-import { runCommand } from "../../netns/mod.ts";
+import { runCommand } from "../../netns/netns.ts";
 import {
   BGP_DEFAULTS,
   BgpBackend,

@@ -46,8 +46,9 @@
  * @module
  */
 
-import { IpError, IpNotFoundError, type Netns, NetnsError } from "../../netns/mod.ts";
-import { Rtnl } from "../../netns/netlink/mod.ts";
+import { IpError, IpNotFoundError, NetnsError } from "../../netns/errors.ts";
+import type { Netns } from "../../netns/netns.ts";
+import { Rtnl } from "../../netns/netlink/rtnl.ts";
 import { compareRoutes, kernelRouteOf, planRoutes, wantedRoutes } from "./diff.ts";
 import type {
   Backend,

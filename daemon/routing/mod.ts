@@ -11,13 +11,9 @@
  *   supervised by the agent; the sessions per topology; `birdc` output read back);
  * - `sync.ts`: the loop all backends share (events, periodic resync, first-sync signal).
  *
+ * This entry re-exports nothing: code imports the file that defines a name (one way for
+ * every folder; daemon/k8s/mod.ts is the one exception, the chunk the agent loads lazily).
+ *
  * Imports: lib/, netns/, ipam/addr.ts. Never cni/.
  * @module
  */
-export type * from "./types.ts";
-export * from "./bgp.ts";
-export * from "./bird.ts";
-export * from "./diff.ts";
-export * from "./hostgw.ts";
-export * from "./sync.ts";
-export * from "./vxlan.ts";

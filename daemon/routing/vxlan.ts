@@ -39,8 +39,11 @@
  */
 
 import { overlaps, parseCidr } from "../../ipam/addr.ts";
-import { linkTxChecksum, type Netns } from "../../netns/mod.ts";
-import { type Link, NUD_NOARP, type Rtnl } from "../../netns/netlink/mod.ts";
+import { linkTxChecksum } from "../../netns/links.ts";
+import type { Netns } from "../../netns/netns.ts";
+import { NUD_NOARP } from "../../netns/netlink/codec.ts";
+import type { Link } from "../../netns/netlink/link.ts";
+import type { Rtnl } from "../../netns/netlink/rtnl.ts";
 import type { Logger } from "../../lib/log.ts";
 import { canonicalIp, cidrInfo, ipInfo } from "./diff.ts";
 import { applyKernelOps, HostGwBackend, type KernelOp, withRtnl } from "./hostgw.ts";

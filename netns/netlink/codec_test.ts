@@ -4,33 +4,28 @@
  * aside), and messages the kernel sent decode to what `ip` printed for them.
  */
 import { assert, assertEquals } from "../../tests/support/assert.ts";
+import { addrAddRequest, addrDelRequest, decodeAddr } from "./addr.ts";
 import {
-  addrAddRequest,
-  addrDelRequest,
-  decodeAddr,
   decodeError,
-  decodeLink,
   decodeMessages,
-  decodeNeigh,
-  decodeRoute,
   encodeMessage,
-  fdbAddRequest,
-  fdbDelRequest,
   formatIpBytes,
   ipBytes,
-  linkAddRequest,
-  linkDelRequest,
-  linkSetRequest,
   macBytes,
-  neighDelRequest,
-  neighReplaceRequest,
   NLM_F_ACK,
   NLM_F_REQUEST,
   parsePrefix,
   type Request,
-  routeDelRequest,
-  routeReplaceRequest,
-} from "./mod.ts";
+} from "./codec.ts";
+import { decodeLink, linkAddRequest, linkDelRequest, linkSetRequest } from "./link.ts";
+import {
+  decodeNeigh,
+  fdbAddRequest,
+  fdbDelRequest,
+  neighDelRequest,
+  neighReplaceRequest,
+} from "./neigh.ts";
+import { decodeRoute, routeDelRequest, routeReplaceRequest } from "./route.ts";
 import { IpExistsError, IpInvalidError, IpNotFoundError, IpUnsupportedError } from "../errors.ts";
 import { netlinkError } from "./socket.ts";
 

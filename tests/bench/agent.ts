@@ -8,7 +8,8 @@
  */
 import * as labs from "../../lab/lab.ts";
 import { CniRuntime } from "../../lab/runtime.ts";
-import { createNamedNetns, deleteNamedNetns, Netns } from "../../netns/mod.ts";
+import { createNamedNetns, deleteNamedNetns } from "../../netns/manage.ts";
+import { Netns } from "../../netns/netns.ts";
 import { OHNO, REF_CNI_DIR } from "../support/ohno.ts";
 import { eachLine, ms, note, printTable, ratio, summarize, timeIt } from "./stats.ts";
 

@@ -17,7 +17,7 @@
 import * as labs from "../../lab/lab.ts";
 import { labOpen } from "../../lab/topology.ts";
 import { formatIp, parseCidr } from "../../ipam/addr.ts";
-import { Netns, runCommand } from "../../netns/mod.ts";
+import { Netns, runCommand } from "../../netns/netns.ts";
 import { OHNO } from "../support/ohno.ts";
 import { measure, type Result } from "./dataplane.ts";
 import { eachLine, ms, note, printTable, quantile, ratio, summarize } from "./stats.ts";

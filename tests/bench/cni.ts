@@ -5,7 +5,7 @@
  * hits both alike) and throughput at concurrency 8. Also where ohno's ADD time goes,
  * from its own debug timing line.
  */
-import { runCommand } from "../../netns/mod.ts";
+import { runCommand } from "../../netns/netns.ts";
 import { callCni, OHNO, REF_CNI_DIR } from "../support/ohno.ts";
 import { type TempNetns, tempNetns, tempNetnsSet } from "../support/netns.ts";
 import { ms, note, printTable, ratio, summarize, timeIt } from "./stats.ts";

@@ -40,16 +40,10 @@
 
 import * as labs from "../../lab/lab.ts";
 import { type Lab, labNetnsName, labOpen } from "../../lab/topology.ts";
-import {
-  createNamedNetns,
-  deleteNamedNetns,
-  ip,
-  IpBatch,
-  ipJson,
-  linkTxChecksum,
-  Netns,
-  runCommand,
-} from "../../netns/mod.ts";
+import { ip, IpBatch, ipJson } from "../../netns/ip.ts";
+import { linkTxChecksum } from "../../netns/links.ts";
+import { createNamedNetns, deleteNamedNetns } from "../../netns/manage.ts";
+import { Netns, runCommand } from "../../netns/netns.ts";
 import { OHNO } from "../support/ohno.ts";
 import { bootstrapMedian, note, printTable, quantile, ratio } from "./stats.ts";
 

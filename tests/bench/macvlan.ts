@@ -4,7 +4,7 @@
  * whose uplink `up0` (a veth holding the default route) is the master. Serial latency
  * (p50/p99, the two interleaved) and throughput at concurrency 8, with ratios.
  */
-import { ip } from "../../netns/mod.ts";
+import { ip } from "../../netns/ip.ts";
 import { OHNO, REF_CNI_DIR } from "../support/ohno.ts";
 import { type TempNetns, tempNetns, tempNetnsSet } from "../support/netns.ts";
 import { compareAddDel, type Plugin } from "./cni.ts";

@@ -10,8 +10,8 @@
  *
  * Usage: ./dev bench netlink
  */
-import { ip, IpBatch, ipJson } from "../../netns/mod.ts";
-import { Rtnl } from "../../netns/netlink/mod.ts";
+import { ip, IpBatch, ipJson } from "../../netns/ip.ts";
+import { Rtnl } from "../../netns/netlink/rtnl.ts";
 import { type TempNetns, tempNetns } from "../support/netns.ts";
 import { ms, note, printTable, ratio, summarize, timeIt } from "./stats.ts";
 

@@ -6,14 +6,11 @@
  *   in the kernel, p50/p99 over 20 joins, next to one bare `ip route replace`.
  * The etcd-to-kernel convergence (block claim → route on every node) is the wiring's bench.
  */
-import { ip } from "../../netns/mod.ts";
+import { ip } from "../../netns/ip.ts";
 import { labUp } from "../../lab/topology.ts";
-import {
-  HostGwBackend,
-  type Peer,
-  type ReconcileReport,
-  RouteSync,
-} from "../../daemon/routing/mod.ts";
+import { HostGwBackend } from "../../daemon/routing/hostgw.ts";
+import { RouteSync } from "../../daemon/routing/sync.ts";
+import type { Peer, ReconcileReport } from "../../daemon/routing/types.ts";
 import { ms, printTable, ratio, summarize, timeIt } from "./stats.ts";
 
 /** `count` peers with on-link next hops and a block per family (also for the vxlan bench). */

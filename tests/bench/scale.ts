@@ -23,7 +23,7 @@
 
 import * as labs from "../../lab/lab.ts";
 import { labOpen } from "../../lab/topology.ts";
-import { type Netns, runCommand } from "../../netns/mod.ts";
+import { type Netns, runCommand } from "../../netns/netns.ts";
 import { agentMetrics, fakeNodes } from "../support/fakenodes.ts";
 import { note, printTable } from "./stats.ts";
 

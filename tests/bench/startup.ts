@@ -2,7 +2,7 @@
  * Start-up cost: dist/ohno answering CNI VERSION next to the reference bridge plugin
  * answering VERSION, interleaved in one run. This is the floor of every CNI call.
  */
-import { runCommand } from "../../netns/mod.ts";
+import { runCommand } from "../../netns/netns.ts";
 import { OHNO, REF_CNI_DIR } from "../support/ohno.ts";
 import { ms, printTable, ratio, summarize, timeIt } from "./stats.ts";
 

@@ -16,8 +16,9 @@
 import * as labs from "../../lab/lab.ts";
 import { labOpen, labUp } from "../../lab/topology.ts";
 import { formatIp, parseCidr, parseIp } from "../../ipam/addr.ts";
-import { ip, type Netns, runCommand } from "../../netns/mod.ts";
-import type { Peer } from "../../daemon/routing/mod.ts";
+import { ip } from "../../netns/ip.ts";
+import { type Netns, runCommand } from "../../netns/netns.ts";
+import type { Peer } from "../../daemon/routing/types.ts";
 import {
   VXLAN_DEFAULT_PORT,
   VXLAN_DEFAULT_VNI,

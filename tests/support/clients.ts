@@ -6,7 +6,7 @@
  * @module
  */
 
-import { type Netns, runCommand } from "../../netns/mod.ts";
+import { type Netns, runCommand } from "../../netns/netns.ts";
 import { REF_CNI_DIR, REPO } from "./ohno.ts";
 
 export function which(bin: string): string | undefined {

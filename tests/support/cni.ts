@@ -7,7 +7,7 @@
  * @module
  */
 
-import { type IpAddr, ipJson, type IpLink } from "../../netns/mod.ts";
+import { type IpAddr, ipJson, type IpLink } from "../../netns/ip.ts";
 import { type TempNetns, tempNetns } from "./netns.ts";
 import { callCni, type CniCall, type CniReply, OHNO } from "./ohno.ts";
 

@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { Netns } from "../../netns/mod.ts";
+import type { Netns } from "../../netns/netns.ts";
 import { type Attachment, CniRuntime, type ConfList } from "../../lab/runtime.ts";
 import { OHNO, REF_CNI_DIR, REPO } from "./ohno.ts";
 

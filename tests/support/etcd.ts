@@ -6,7 +6,7 @@
  * @module
  */
 
-import { type Netns, runCommand } from "../../netns/mod.ts";
+import { type Netns, runCommand } from "../../netns/netns.ts";
 
 export interface EtcdTls {
   dir: string;

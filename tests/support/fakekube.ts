@@ -30,7 +30,7 @@
  * @module
  */
 
-import type { Netns } from "../../netns/mod.ts";
+import type { Netns } from "../../netns/netns.ts";
 
 type Json = Record<string, unknown>;
 

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { type Netns, runCommand } from "../../netns/mod.ts";
+import { type Netns, runCommand } from "../../netns/netns.ts";
 
 const ETCD_MOD = new URL("../../ipam/etcd.ts", import.meta.url).href;
 

@@ -7,7 +7,9 @@
  */
 
 import * as labs from "../../lab/lab.ts";
-import { type IpAddr, ipJson, listNamedNetns, Netns } from "../../netns/mod.ts";
+import { type IpAddr, ipJson } from "../../netns/ip.ts";
+import { listNamedNetns } from "../../netns/manage.ts";
+import { Netns } from "../../netns/netns.ts";
 import { FakeKube } from "./fakekube.ts";
 import { OHNO } from "./ohno.ts";
 import { within } from "./wait.ts";

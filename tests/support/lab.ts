@@ -7,7 +7,7 @@
 
 import * as labs from "../../lab/lab.ts";
 import { labOpen } from "../../lab/topology.ts";
-import { Netns, runCommand } from "../../netns/mod.ts";
+import { Netns, runCommand } from "../../netns/netns.ts";
 import { OHNO } from "./ohno.ts";
 
 let n = 0;

@@ -7,13 +7,8 @@
  * @module
  */
 
-import {
-  createNamedNetns,
-  deleteNamedNetns,
-  listNamedNetns,
-  namedNetnsPath,
-  type Netns,
-} from "../../netns/mod.ts";
+import { createNamedNetns, deleteNamedNetns, listNamedNetns } from "../../netns/manage.ts";
+import { namedNetnsPath, type Netns } from "../../netns/netns.ts";
 import * as labs from "../../lab/lab.ts";
 import { processAlive } from "../../lib/proc.ts";
 

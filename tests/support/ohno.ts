@@ -4,7 +4,7 @@
  * @module
  */
 
-import { type Netns, runCommand } from "../../netns/mod.ts";
+import { type Netns, runCommand } from "../../netns/netns.ts";
 
 export const REPO = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 /** The binary under test (launcher or compiled, whichever the build made). */

@@ -5,9 +5,10 @@
  * @module
  */
 
-import { ip, IpBatch, type Netns } from "../../netns/mod.ts";
+import { ip, IpBatch } from "../../netns/ip.ts";
+import type { Netns } from "../../netns/netns.ts";
 import type { Lab } from "../../lab/topology.ts";
-import type { Peer } from "../../daemon/routing/mod.ts";
+import type { Peer } from "../../daemon/routing/types.ts";
 import { type TempNetns, tempNetns } from "./netns.ts";
 
 export interface TestPod extends AsyncDisposable {

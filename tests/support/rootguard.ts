@@ -6,7 +6,9 @@
  * @module
  */
 
-import { ipJson, listNamedNetns, runCommand } from "../../netns/mod.ts";
+import { ipJson } from "../../netns/ip.ts";
+import { listNamedNetns } from "../../netns/manage.ts";
+import { runCommand } from "../../netns/netns.ts";
 
 export interface RootSnapshot {
   links: string[];

@@ -10,8 +10,8 @@
  * @module
  */
 
-import type { Netns } from "../../netns/mod.ts";
-import { runCommand } from "../../netns/mod.ts";
+import type { Netns } from "../../netns/netns.ts";
+import { runCommand } from "../../netns/netns.ts";
 
 const SELF = new URL(import.meta.url).pathname;
 
