@@ -136,6 +136,23 @@ function firstIp(ips: readonly string[], family: 4 | 6): string | undefined {
 }
 
 /**
+ * A peer's blocks as parsed CIDRs (with their canonical text); a block that does not parse
+ * is added to `skipped` as "not a CIDR". Every backend walks a peer's blocks this way.
+ */
+export function* peerCidrs(
+  peer: Peer,
+  skipped: SkippedBlock[],
+): Generator<{ cidr: Cidr; text: string }> {
+  for (const block of peer.blocks) {
+    const info = cidrInfo(block);
+    if (!info) {
+      skipped.push({ node: peer.node, block, reason: "not a CIDR" });
+      continue;
+    }
+    yield info;
+  }
+}
+/**
  * The routes host-gw style routing wants: each block of each peer through the peer's
  * address of the block's family. Blocks that cannot be routed are reported, not
  * dropped silently: no node address of that family, a bad CIDR, overlap with a block of
@@ -152,14 +169,7 @@ export function wantedRoutes(
     .sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
   for (const peer of peers) {
     const via = { 4: firstIp(peer.ips, 4), 6: firstIp(peer.ips, 6) };
-    for (const block of peer.blocks) {
-      const info = cidrInfo(block);
-      if (!info) {
-        skipped.push({ node: peer.node, block, reason: "not a CIDR" });
-        continue;
-      }
-      const c = info.cidr;
-      const dst = info.text;
+    for (const { cidr: c, text: dst } of peerCidrs(peer, skipped)) {
       const hop = via[c.family];
       if (!hop) {
         skipped.push({ node: peer.node, block: dst, reason: `node has no IPv${c.family} address` });

@@ -45,7 +45,7 @@ import { NUD_NOARP } from "../../netns/netlink/codec.ts";
 import type { Link } from "../../netns/netlink/link.ts";
 import type { Rtnl } from "../../netns/netlink/rtnl.ts";
 import type { Logger } from "../../lib/log.ts";
-import { canonicalIp, cidrInfo, ipInfo } from "./diff.ts";
+import { canonicalIp, ipInfo, peerCidrs } from "./diff.ts";
 import { applyKernelOps, HostGwBackend, type KernelOp, withRtnl } from "./hostgw.ts";
 import type {
   Backend,
@@ -231,14 +231,7 @@ export class VxlanBackend implements Backend {
         ? vxlanMismatch(peer, this.settings)
         : undefined;
       if (mismatch) mismatches.push(mismatch);
-      for (const block of peer.blocks) {
-        const info = cidrInfo(block);
-        if (!info) {
-          skipped.push({ node: peer.node, block, reason: "not a CIDR" });
-          continue;
-        }
-        const c = info.cidr;
-        const dst = info.text;
+      for (const { cidr: c, text: dst } of peerCidrs(peer, skipped)) {
         const skip = (reason: string) => skipped.push({ node: peer.node, block: dst, reason });
         if (localBlocks.some((l) => l && overlaps(l, c))) {
           skip(`overlaps a block of this node (${state.local.node})`);
