@@ -198,7 +198,9 @@ Deno.test("a sysctl that does not exist is an error naming the key", async () =>
 Deno.test("a fresh process that opens a namespace first stays home", async () => {
   await using t = await tempNetns("fr");
   const script = `
-    import { Netns, currentNetnsInode } from "${new URL("../netns/mod.ts", import.meta.url).href}";
+    import { Netns, currentNetnsInode } from "${
+    new URL("../netns/netns.ts", import.meta.url).href
+  }";
     const before = currentNetnsInode();
     const ns = Netns.open(${JSON.stringify(t.path)});
     const after = currentNetnsInode();

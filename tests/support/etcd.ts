@@ -238,7 +238,11 @@ export async function startEtcd(opts: EtcdFixtureOptions = {}): Promise<EtcdFixt
       await halt("SIGTERM");
       await start();
     },
-    pause: () => child?.kill("SIGSTOP"),
+    pause: () => {
+      if (!child) return;
+      child.kill("SIGSTOP");
+      waitStopped(child.pid);
+    },
     resume: () => child?.kill("SIGCONT"),
     async [Symbol.asyncDispose]() {
       if (alive) child?.kill("SIGCONT");
@@ -279,4 +283,26 @@ export function silentEndpoint(): SilentEndpoint {
       }
     },
   };
+}
+
+/**
+ * Returns once every thread of `pid` is stopped. kill(SIGSTOP) returns before a thread
+ * running on another CPU has stopped, and such a thread could still answer one request.
+ */
+function waitStopped(pid: number): void {
+  const deadline = Date.now() + 2000;
+  while (Date.now() < deadline) {
+    let all = true;
+    try {
+      for (const t of Deno.readDirSync(`/proc/${pid}/task`)) {
+        const stat = Deno.readTextFileSync(`/proc/${pid}/task/${t.name}/stat`);
+        const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+        if (state !== "T" && state !== "t") all = false;
+      }
+    } catch {
+      return; // gone
+    }
+    if (all) return;
+  }
+  throw new Error(`etcd (pid ${pid}) did not stop within 2 s of SIGSTOP`);
 }
