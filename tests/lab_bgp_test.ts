@@ -4,7 +4,7 @@
  * killed, a peer node removed, the agent restarted, `--cleanup`).
  */
 import { assert, assertEquals, assertMatch } from "./support/assert.ts";
-import { metric, type TestLab, testLab, within } from "./support/lab.ts";
+import { metric, pingAll, type TestLab, testLab, within } from "./support/lab.ts";
 import { etcdMissing } from "./support/etcd.ts";
 import { ipJson, type IpRoute } from "../netns/ip.ts";
 import { Netns, runCommand } from "../netns/netns.ts";
@@ -23,20 +23,6 @@ const missing = etcdMissing() ??
 const skip = missing ? ` [SKIP: ${missing}]` : "";
 const opts = { ignore: !!missing, sanitizeResources: false, sanitizeOps: false };
 const BGP = { backend: "bgp" };
-
-/** Every pod pings every other pod's every address; returns the failures. */
-async function pingAll(t: TestLab, pods: string[]): Promise<string[]> {
-  const failures: string[] = [];
-  for (const a of pods) {
-    for (const b of pods) {
-      if (a === b) continue;
-      for (const r of await t.lab.ping(t.name, a, b)) {
-        if (!r.ok) failures.push(`${a} -> ${b} ${r.ip}`);
-      }
-    }
-  }
-  return failures;
-}
 
 /** Routes of BIRD's (proto bird) in a namespace, as `dst via gw` / `blackhole dst`. */
 async function birdRoutes(ns: Netns): Promise<string[]> {

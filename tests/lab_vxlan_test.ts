@@ -5,7 +5,7 @@
  * restarts and cleanup.
  */
 import { assert, assertEquals } from "./support/assert.ts";
-import { metric, testLab, within } from "./support/lab.ts";
+import { metric, pingAll, testLab, within } from "./support/lab.ts";
 import { etcdMissing } from "./support/etcd.ts";
 import { ip, ipJson, type IpRoute } from "../netns/ip.ts";
 import { Netns, runCommand } from "../netns/netns.ts";
@@ -15,20 +15,6 @@ const missing = etcdMissing();
 const skip = missing ? ` [SKIP: ${missing}]` : "";
 const opts = { ignore: !!missing, sanitizeResources: false, sanitizeOps: false };
 const VXLAN = { backend: "vxlan", vxlanDirectRouting: false };
-
-/** Every pod pings every other pod's every address; returns the failures. */
-async function pingAll(t: Awaited<ReturnType<typeof testLab>>, pods: string[]): Promise<string[]> {
-  const failures: string[] = [];
-  for (const a of pods) {
-    for (const b of pods) {
-      if (a === b) continue;
-      for (const r of await t.lab.ping(t.name, a, b)) {
-        if (!r.ok) failures.push(`${a} -> ${b} ${r.ip}`);
-      }
-    }
-  }
-  return failures;
-}
 
 interface KernelView {
   routes: string[];

@@ -20,7 +20,7 @@ import { formatIp, parseCidr } from "../../ipam/addr.ts";
 import { Netns, runCommand } from "../../netns/netns.ts";
 import { OHNO } from "../support/ohno.ts";
 import { measure, type Result } from "./dataplane.ts";
-import { eachLine, ms, note, printTable, quantile, ratio, summarize } from "./stats.ts";
+import { eachLine, ms, note, printTable, quantile, ratio, stopAll, summarize } from "./stats.ts";
 
 export async function benchBgp(): Promise<void> {
   await benchBgpConvergence();
@@ -131,14 +131,7 @@ async function benchBgpConvergence(joins = 20): Promise<void> {
       "(etcd watch → RouteSync → bird.conf + birdc configure → BGP sessions → BIRD's kernel routes; seen by `ip monitor`)",
     );
   } finally {
-    for (const p of procs) {
-      try {
-        p.kill("SIGTERM");
-      } catch {
-        // gone
-      }
-    }
-    await Promise.all(procs.map((p) => p.status));
+    await stopAll(procs);
     await labs.down(name);
   }
 }

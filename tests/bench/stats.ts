@@ -77,6 +77,18 @@ export async function eachLine(
   }
 }
 
+/** Ends the watchers (`ip monitor`, say) with SIGTERM and waits for them all. */
+export async function stopAll(procs: Deno.ChildProcess[]): Promise<void> {
+  for (const p of procs) {
+    try {
+      p.kill("SIGTERM");
+    } catch {
+      // gone
+    }
+  }
+  await Promise.all(procs.map((p) => p.status));
+}
+
 /**
  * The median of `xs` and a 95% interval for it by the percentile bootstrap (`resamples`
  * resamples with replacement, from a seeded generator so a run's figures repeat).

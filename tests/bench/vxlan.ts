@@ -28,7 +28,7 @@ import {
 import { fakeNode } from "../support/fakenodes.ts";
 import { OHNO } from "../support/ohno.ts";
 import { fakePeers } from "./routes.ts";
-import { eachLine, ms, note, printTable, ratio, summarize, timeIt } from "./stats.ts";
+import { eachLine, ms, note, printTable, ratio, stopAll, summarize, timeIt } from "./stats.ts";
 
 export async function benchVxlan(): Promise<void> {
   await benchVxlanReconcile();
@@ -211,14 +211,7 @@ async function convergence(
       ]
       : [row("routes (both families)", conv.routes)];
   } finally {
-    for (const p of procs) {
-      try {
-        p.kill("SIGTERM");
-      } catch {
-        // gone
-      }
-    }
-    await Promise.all(procs.map((p) => p.status));
+    await stopAll(procs);
     await labs.down(name);
   }
 }

@@ -90,3 +90,17 @@ export async function metric(ns: Netns, name: string): Promise<number | undefine
   const m = new RegExp(`^${name} (\\S+)$`, "m").exec(r.stdout);
   return m ? Number(m[1]) : undefined;
 }
+
+/** Every pod pings every other pod's every address; returns the failures. */
+export async function pingAll(t: TestLab, pods: string[]): Promise<string[]> {
+  const failures: string[] = [];
+  for (const a of pods) {
+    for (const b of pods) {
+      if (a === b) continue;
+      for (const r of await t.lab.ping(t.name, a, b)) {
+        if (!r.ok) failures.push(`${a} -> ${b} ${r.ip}`);
+      }
+    }
+  }
+  return failures;
+}
