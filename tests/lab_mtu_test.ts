@@ -5,24 +5,15 @@
  * of large packets) is shown to fail the same probe.
  */
 import { assert, assertEquals } from "./support/assert.ts";
-import { testLab } from "./support/lab.ts";
+import { dfPing, testLab } from "./support/lab.ts";
 import { etcdMissing } from "./support/etcd.ts";
 import { ip, ipJson } from "../netns/ip.ts";
-import { Netns, runCommand } from "../netns/netns.ts";
+import { Netns } from "../netns/netns.ts";
 
 const missing = etcdMissing();
 const skip = missing ? ` [SKIP: ${missing}]` : "";
 
 const UNDERLAY_MTU = 1400;
-
-/** A ping with don't-fragment and `size` bytes of payload; true when answered. */
-async function dfPing(ns: Netns, dst: string, size: number): Promise<boolean> {
-  const fam = dst.includes(":") ? "-6" : "-4";
-  const r = await runCommand(ns, "ping", {
-    args: [fam, "-c", "1", "-W", "2", "-M", "do", "-s", String(size), dst],
-  });
-  return r.code === 0;
-}
 
 Deno.test({
   ignore: !!missing,

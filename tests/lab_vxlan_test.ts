@@ -5,7 +5,7 @@
  * restarts and cleanup.
  */
 import { assert, assertEquals } from "./support/assert.ts";
-import { metric, pingAll, testLab, within } from "./support/lab.ts";
+import { dfPing, metric, pingAll, testLab, within } from "./support/lab.ts";
 import { etcdMissing } from "./support/etcd.ts";
 import { ip, ipJson, type IpRoute } from "../netns/ip.ts";
 import { Netns, runCommand } from "../netns/netns.ts";
@@ -197,15 +197,6 @@ Deno.test({
     assertEquals(await pingAll(t, ["p1", "p2"]), []);
   },
 });
-
-/** A ping with don't-fragment and `size` bytes of payload; true when answered. */
-async function dfPing(ns: Netns, dst: string, size: number): Promise<boolean> {
-  const fam = dst.includes(":") ? "-6" : "-4";
-  const r = await runCommand(ns, "ping", {
-    args: [fam, "-c", "1", "-W", "2", "-M", "do", "-s", String(size), dst],
-  });
-  return r.code === 0;
-}
 
 Deno.test({
   ...opts,

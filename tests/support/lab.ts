@@ -104,3 +104,12 @@ export async function pingAll(t: TestLab, pods: string[]): Promise<string[]> {
   }
   return failures;
 }
+
+/** A ping with don't-fragment and `size` bytes of payload; true when answered. */
+export async function dfPing(ns: Netns, dst: string, size: number): Promise<boolean> {
+  const fam = dst.includes(":") ? "-6" : "-4";
+  const r = await runCommand(ns, "ping", {
+    args: [fam, "-c", "1", "-W", "2", "-M", "do", "-s", String(size), dst],
+  });
+  return r.code === 0;
+}
