@@ -125,9 +125,11 @@ export interface KernelOp {
   run: (rtnl: Rtnl) => void;
 }
 
-/** The kernel's words for a gateway that is not on any link of the node. */
-const OFF_LINK = /invalid gateway|Network is unreachable|No route to host/i;
-/** Its errnos: ENETUNREACH (IPv4), EHOSTUNREACH (IPv6). */
+/**
+ * The kernel's errnos for a gateway that is not on any link of the node: ENETUNREACH (IPv4),
+ * EHOSTUNREACH (IPv6). Every route change goes over rtnetlink, so the errno is always known;
+ * the text beside it differs by family and kernel, and is only shown.
+ */
 const OFF_LINK_ERRNO = new Set([101, 113]);
 
 /**
@@ -141,7 +143,7 @@ function explainRouteFailure(
   /** The kernel's errno, when known. */
   errno?: number,
 ): Pick<FailedRoute, "reason" | "error"> {
-  const offLink = OFF_LINK.test(stderr) || (errno !== undefined && OFF_LINK_ERRNO.has(errno));
+  const offLink = errno !== undefined && OFF_LINK_ERRNO.has(errno);
   if (c.op === "replace" && c.via && offLink) {
     return {
       reason: "next-hop-unreachable",
