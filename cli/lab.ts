@@ -37,6 +37,7 @@ type UpFlags = Named & {
   backend: string;
   bgpRouter?: string;
   bgpMesh: boolean;
+  kubernetes?: string;
 };
 
 /** `lab up`: build a lab. */
@@ -58,7 +59,26 @@ function registerUp(cmd: Command): void {
       "routed underlay: the router peers by BGP with every node (bird) or speaks none (silent)",
     )
     .option("--no-bgp-mesh", "bgp: no node-to-node mesh (the nodes peer with the router only)")
+    .option(
+      "--kubernetes <bindir>",
+      "real Kubernetes instead of agents: the control plane, and containerd and a kubelet per " +
+        "node, from the programs in <bindir> (tests/e2e/build.sh); install ohno with kubectl",
+    )
     .action(async (o: UpFlags) => {
+      if (o.kubernetes !== undefined) {
+        const { kubeUp } = await import("../lab/kube.ts");
+        const s = await kubeUp({
+          name: o.name,
+          nodes: upOptions(o).nodes,
+          bin: o.kubernetes,
+          ohno: selfExecutable(),
+          say: print,
+        });
+        print(
+          `lab ${o.name} is up: kubectl --kubeconfig ${s.kubeconfig} (in netns ohno-lab-${o.name})`,
+        );
+        return;
+      }
       const options = upOptions(o);
       await (await lab()).up(options);
       print(`lab ${o.name} is up`);

@@ -145,7 +145,7 @@ async function updateState<T>(name: string, fn: (s: LabState) => T): Promise<T> 
   }
 }
 
-async function waitFor(what: string, ms: number, ok: () => Promise<boolean>): Promise<void> {
+export async function waitFor(what: string, ms: number, ok: () => Promise<boolean>): Promise<void> {
   const until = Date.now() + ms;
   while (Date.now() < until) {
     if (await ok()) return;
@@ -158,7 +158,7 @@ async function waitFor(what: string, ms: number, ok: () => Promise<boolean>): Pr
  * Starts a long-running process inside `ns`, detached from this one (its own process
  * group, output appended to `log`, so it outlives the `ohno lab` command); returns its pid.
  */
-function spawnDetached(ns: Netns, cmd: string, args: string[], log: string): number {
+export function spawnDetached(ns: Netns, cmd: string, args: string[], log: string): number {
   const child = ns.run(() =>
     new Deno.Command("/bin/sh", {
       args: ["-c", 'log="$1"; shift; exec "$@" >>"$log" 2>&1', "sh", log, cmd, ...args],
@@ -173,7 +173,7 @@ function spawnDetached(ns: Netns, cmd: string, args: string[], log: string): num
 }
 
 /** etcd in the lab namespace, on the underlay gateway and loopback; data in `dir/etcd`. */
-function spawnEtcd(ns: Netns, dir: string, endpoint: string): number {
+export function spawnEtcd(ns: Netns, dir: string, endpoint: string): number {
   const peer = "http://127.0.0.1:2380";
   return spawnDetached(ns, ETCD_BIN, [
     ...["--name", "lab", "--data-dir", `${dir}/etcd`, "--log-level", "error"],
@@ -787,6 +787,12 @@ export async function etcdStart(name: string): Promise<void> {
 
 /** Takes the lab down: agents, etcd, pods, namespaces, state. Works after a crash. */
 export async function down(name: string): Promise<string[]> {
+  try {
+    Deno.statSync(`${labDir(name)}/kube.json`);
+    return await (await import("./kube.ts")).kubeDown(name);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
   let state: LabState | undefined;
   try {
     state = readState(name);

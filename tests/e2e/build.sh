@@ -3,8 +3,9 @@
 #   kube     kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl
 #   cnitool  cnitool (CNI 1.3: ADD, CHECK, DEL, GC, STATUS)
 #   crictl   crictl (the CRI client)
-# into .cache/e2e/bin. A module is rebuilt only when its pins (go.mod, go.sum, tools.go) or
-# this script change: the stamp .cache/e2e/<module>.stamp holds their hash. Go's own build
+#   pause    the pod sandbox program of the lab's pause image (ours: the lab has no registry)
+# into .cache/e2e/bin. A module is rebuilt only when its pins (go.mod, go.sum, the .go files) change: the
+# stamp .cache/e2e/<module>.stamp holds their hash. Go's own build
 # and module caches stay where Go keeps them (~/.cache/go-build, ~/go/pkg/mod), so a fresh
 # clone on a machine that built once before relinks in minutes instead of building cold.
 # Never committed; nothing is downloaded but Go modules from the module proxy.
@@ -20,7 +21,7 @@ kube_version() { sed -n 's/^require k8s.io\/kubernetes \(v[0-9.]*\)$/\1/p' "$ROO
 
 build_module() {
   local mod=$1 dir="$ROOT/tests/e2e/go/$1" stamp="$OUT/$1.stamp" want
-  want=$(cat "$dir/go.mod" "$dir/go.sum" "$dir/tools.go" "${BASH_SOURCE[0]}" 2>/dev/null | sha256sum | cut -c1-16)
+  want=$(cat "$dir"/go.* "$dir"/*.go 2>/dev/null | sha256sum | cut -c1-16)
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     return 0
   fi
@@ -41,6 +42,7 @@ build_module() {
   echo "[e2e] built $mod in $((SECONDS - start)) s" >&2
 }
 
+build_module pause ./
 build_module cnitool github.com/containernetworking/cni/cnitool
 build_module crictl sigs.k8s.io/cri-tools/cmd/crictl
 build_module kube k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \

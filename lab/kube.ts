@@ -1,0 +1,969 @@
+/**
+ * A lab cluster with real Kubernetes (`ohno lab up --kubernetes BIN`): the lab's
+ * underlay and etcd (topology.ts, lab.ts), and on it
+ *
+ * - the control plane in the lab namespace: kube-apiserver (TLS, service-account keys,
+ *   Node and RBAC authorization) on the lab's etcd, kube-controller-manager and
+ *   kube-scheduler; certificates made with openssl when the lab starts;
+ * - per node, a separate "machine": the node's network namespace plus a mount namespace
+ *   of its own, in which the DaemonSet's hostPath directories (`/opt/cni/bin`,
+ *   `/etc/cni/net.d`, `/run/ohno`, `/var/lib/ohno`, …) and the kubelet's and containerd's
+ *   are the node's own (bind mounts from `/var/lib/ohno-lab/NAME/NODE`); a containerd and
+ *   a kubelet run there, with a cgroup root of the node's own;
+ * - images without a registry: a pause image (tests/e2e/go/pause), a busybox test image
+ *   and the ohno image, written as OCI archives and imported into every node's containerd.
+ *
+ * ohno itself is not started by the lab: it is installed as a user installs it
+ * (`kubectl apply -f deploy/kubernetes/ohno.yaml`), see tests/e2e/.
+ *
+ * Nothing here touches the machine's root network namespace. The root mount namespace
+ * gets the node directories under /var/lib/ohno-lab and, where a mount point is missing,
+ * an empty directory (removed again at `down`); cgroups go under `ohno-e2e-NAME-NODE` in
+ * every cgroup v1 controller (or the unified tree) and are removed at `down`.
+ * @module
+ */
+
+import { labDir, spawnDetached, spawnEtcd, waitFor } from "./lab.ts";
+import { type Lab, labDown, labUp } from "./topology.ts";
+import { runCommand } from "../netns/netns.ts";
+import { processAlive } from "../lib/proc.ts";
+
+const NODE_ROOT = "/var/lib/ohno-lab";
+const SERVICE_CIDR = "10.96.0.0/16";
+const SERVICE_IP = "10.96.0.1";
+const APISERVER_PORT = 6443;
+
+/** Images the lab imports into every node (names as a pod spec gives them). */
+export const LAB_IMAGES = {
+  pause: "docker.io/ohno/pause:e2e",
+  busybox: "docker.io/ohno/busybox:e2e",
+  ohno: "docker.io/library/ohno:0.1.0",
+} as const;
+
+/** Directories every node has of its own (mount point → directory under the node's root). */
+const NODE_DIRS = [
+  "/opt/cni/bin",
+  "/etc/cni/net.d",
+  "/etc/kubernetes",
+  "/run/ohno",
+  "/var/lib/ohno",
+  "/var/log/ohno",
+  "/var/run/log",
+  "/var/lib/kubelet",
+  "/var/log/pods",
+  "/var/log/containers",
+  "/var/lib/containerd",
+  "/run/containerd",
+  "/run/netns",
+];
+
+export interface KubeNodeState {
+  name: string;
+  address4: string;
+  address6: string;
+  /** The process holding the node's mount namespace (the node's "machine"). */
+  holder: number;
+  containerd: number;
+  kubelet: number;
+  /** The node's own directories. */
+  root: string;
+  cgroup: string;
+}
+
+export interface KubeLabState {
+  name: string;
+  bin: string;
+  server: string;
+  /** The admin kubeconfig (for kubectl inside the lab namespace). */
+  kubeconfig: string;
+  pki: string;
+  etcd: { pid: number; endpoint: string };
+  control: { apiserver: number; controllerManager: number; scheduler: number };
+  nodes: KubeNodeState[];
+  /** Mount points this lab made in the root mount namespace (removed at down when empty). */
+  madeDirs: string[];
+}
+
+export interface KubeLabOptions {
+  name: string;
+  nodes: number;
+  /** Where kube-apiserver, kubelet, … and `pause` are (tests/e2e/build.sh: .cache/e2e/bin). */
+  bin: string;
+  /** dist/ohno: the ohno image's content. */
+  ohno: string;
+  say?: (line: string) => void;
+}
+
+function kubeStateFile(name: string): string {
+  return `${labDir(name)}/kube.json`;
+}
+
+/** The state of a lab started with `--kubernetes`, or undefined for a plain lab. */
+export function readKubeState(name: string): KubeLabState | undefined {
+  try {
+    return JSON.parse(Deno.readTextFileSync(kubeStateFile(name))) as KubeLabState;
+  } catch {
+    return undefined;
+  }
+}
+
+async function run(cmd: string, args: string[], what = cmd): Promise<string> {
+  const out = await new Deno.Command(cmd, { args, stdin: "null" }).output();
+  if (!out.success) {
+    const err = new TextDecoder().decode(out.stderr).trim();
+    throw new Error(`${what}: ${cmd} exited with ${out.code}: ${err.slice(-800)}`);
+  }
+  return new TextDecoder().decode(out.stdout);
+}
+
+// ---- certificates ----------------------------------------------------------------------
+
+/** One certificate signed by the lab's CA (openssl, EC P-256, valid 2 days). */
+async function cert(
+  pki: string,
+  file: string,
+  subject: string,
+  usage: "server" | "client" | "both",
+  sans: string[] = [],
+): Promise<void> {
+  const eku = usage === "server"
+    ? "serverAuth"
+    : usage === "client"
+    ? "clientAuth"
+    : "serverAuth,clientAuth";
+  const cnf = `${pki}/${file}.cnf`;
+  Deno.writeTextFileSync(
+    cnf,
+    [
+      "[req]",
+      "distinguished_name = dn",
+      "[dn]",
+      "[ext]",
+      "basicConstraints = critical,CA:FALSE",
+      "keyUsage = critical,digitalSignature,keyEncipherment",
+      `extendedKeyUsage = ${eku}`,
+      ...(sans.length ? [`subjectAltName = ${sans.join(",")}`] : []),
+      "",
+    ].join("\n"),
+  );
+  await run("openssl", [
+    ...["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"],
+    ...["-keyout", `${pki}/${file}.key`, "-out", `${pki}/${file}.crt`, "-days", "2"],
+    ...["-subj", subject, "-CA", `${pki}/ca.crt`, "-CAkey", `${pki}/ca.key`],
+    ...["-config", cnf, "-extensions", "ext"],
+  ], `certificate ${file}`);
+}
+
+export async function makePki(pki: string, gateway: string, nodes: string[]): Promise<void> {
+  Deno.mkdirSync(pki, { recursive: true });
+  await run("openssl", [
+    ...["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"],
+    ...["-keyout", `${pki}/ca.key`, "-out", `${pki}/ca.crt`, "-days", "2"],
+    ...["-subj", "/CN=ohno-lab-ca", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+  ], "the lab's CA");
+  await cert(pki, "apiserver", "/CN=kube-apiserver", "server", [
+    `IP:${gateway}`,
+    "IP:127.0.0.1",
+    `IP:${SERVICE_IP}`,
+    "DNS:kubernetes",
+    "DNS:kubernetes.default",
+    "DNS:kubernetes.default.svc",
+    "DNS:kubernetes.default.svc.cluster.local",
+  ]);
+  await cert(
+    pki,
+    "apiserver-kubelet-client",
+    "/O=system:masters/CN=kube-apiserver-kubelet-client",
+    "client",
+  );
+  await cert(pki, "admin", "/O=system:masters/CN=kubernetes-admin", "client");
+  await cert(pki, "controller-manager", "/CN=system:kube-controller-manager", "client");
+  await cert(pki, "scheduler", "/CN=system:kube-scheduler", "client");
+  for (const n of nodes) {
+    await cert(pki, `kubelet-${n}`, `/O=system:nodes/CN=system:node:${n}`, "client");
+  }
+  await run("openssl", [
+    "genpkey",
+    "-algorithm",
+    "RSA",
+    "-pkeyopt",
+    "rsa_keygen_bits:2048",
+    "-out",
+    `${pki}/sa.key`,
+  ]);
+  await run("openssl", ["pkey", "-in", `${pki}/sa.key`, "-pubout", "-out", `${pki}/sa.pub`]);
+}
+
+function kubeconfig(pki: string, server: string, user: string): string {
+  const b64 = (f: string) => btoa(Deno.readTextFileSync(`${pki}/${f}`));
+  return JSON.stringify(
+    {
+      apiVersion: "v1",
+      kind: "Config",
+      clusters: [{ name: "lab", cluster: { server, "certificate-authority-data": b64("ca.crt") } }],
+      users: [{
+        name: user,
+        user: {
+          "client-certificate-data": b64(`${user}.crt`),
+          "client-key-data": b64(`${user}.key`),
+        },
+      }],
+      contexts: [{ name: "lab", context: { cluster: "lab", user } }],
+      "current-context": "lab",
+    },
+    null,
+    2,
+  );
+}
+
+// ---- the control plane -----------------------------------------------------------------
+
+async function startControlPlane(lab: Lab, dir: string, bin: string, etcd: string) {
+  const pki = `${dir}/pki`;
+  const gw = lab.gateway.ipv4;
+  const server = `https://${gw}:${APISERVER_PORT}`;
+  for (const u of ["admin", "controller-manager", "scheduler"]) {
+    Deno.writeTextFileSync(`${dir}/${u}.kubeconfig`, kubeconfig(pki, server, u));
+  }
+  const apiserver = spawnDetached(lab.ns, `${bin}/kube-apiserver`, [
+    `--etcd-servers=${etcd}`,
+    `--bind-address=0.0.0.0`,
+    `--advertise-address=${gw}`,
+    `--secure-port=${APISERVER_PORT}`,
+    `--tls-cert-file=${pki}/apiserver.crt`,
+    `--tls-private-key-file=${pki}/apiserver.key`,
+    `--client-ca-file=${pki}/ca.crt`,
+    `--kubelet-client-certificate=${pki}/apiserver-kubelet-client.crt`,
+    `--kubelet-client-key=${pki}/apiserver-kubelet-client.key`,
+    `--service-account-issuer=https://kubernetes.default.svc`,
+    `--service-account-key-file=${pki}/sa.pub`,
+    `--service-account-signing-key-file=${pki}/sa.key`,
+    `--service-cluster-ip-range=${SERVICE_CIDR}`,
+    "--authorization-mode=Node,RBAC",
+    "--enable-admission-plugins=NodeRestriction",
+    "--allow-privileged=true",
+    "--profiling=false",
+    "--v=1",
+  ], `${dir}/kube-apiserver.log`);
+  const admin = `${dir}/admin.kubeconfig`;
+  await waitFor("kube-apiserver ready", 90_000, async () => {
+    const r = await runCommand(lab.ns, "curl", {
+      args: [
+        "-s",
+        "--max-time",
+        "2",
+        "--cacert",
+        `${pki}/ca.crt`,
+        "--cert",
+        `${pki}/admin.crt`,
+        "--key",
+        `${pki}/admin.key`,
+        `${server}/readyz`,
+      ],
+    });
+    return r.stdout.trim() === "ok";
+  });
+  const controllerManager = spawnDetached(lab.ns, `${bin}/kube-controller-manager`, [
+    `--kubeconfig=${dir}/controller-manager.kubeconfig`,
+    `--authentication-kubeconfig=${dir}/controller-manager.kubeconfig`,
+    `--authorization-kubeconfig=${dir}/controller-manager.kubeconfig`,
+    `--service-account-private-key-file=${pki}/sa.key`,
+    `--root-ca-file=${pki}/ca.crt`,
+    "--use-service-account-credentials=true",
+    "--leader-elect=false",
+    "--bind-address=127.0.0.1",
+    // Deleted nodes' pods go at once, and a silent node is noticed in seconds, not minutes.
+    "--node-monitor-grace-period=20s",
+    "--terminated-pod-gc-threshold=10",
+    "--v=1",
+  ], `${dir}/kube-controller-manager.log`);
+  const scheduler = spawnDetached(lab.ns, `${bin}/kube-scheduler`, [
+    `--kubeconfig=${dir}/scheduler.kubeconfig`,
+    `--authentication-kubeconfig=${dir}/scheduler.kubeconfig`,
+    `--authorization-kubeconfig=${dir}/scheduler.kubeconfig`,
+    "--leader-elect=false",
+    "--bind-address=127.0.0.1",
+    "--v=1",
+  ], `${dir}/kube-scheduler.log`);
+  return { server, admin, pki, control: { apiserver, controllerManager, scheduler } };
+}
+
+// ---- images ----------------------------------------------------------------------------
+
+async function sha256(file: string): Promise<{ digest: string; size: number }> {
+  const out = await run("sha256sum", [file]);
+  return { digest: `sha256:${out.split(" ")[0]}`, size: Deno.statSync(file).size };
+}
+
+async function writeBlob(blobs: string, data: string): Promise<{ digest: string; size: number }> {
+  const tmp = `${blobs}/.tmp`;
+  Deno.writeTextFileSync(tmp, data);
+  const d = await sha256(tmp);
+  Deno.renameSync(tmp, `${blobs}/${d.digest.slice(7)}`);
+  return d;
+}
+
+/**
+ * Writes an OCI image archive of the directory `rootfs` (one uncompressed layer) named
+ * `ref`, with `config` (Entrypoint, Cmd, Env) — what `ctr images import` takes.
+ */
+async function ociArchive(
+  rootfs: string,
+  ref: string,
+  config: Record<string, unknown>,
+  out: string,
+): Promise<void> {
+  const work = `${out}.d`;
+  await Deno.remove(work, { recursive: true }).catch(() => {});
+  const blobs = `${work}/blobs/sha256`;
+  Deno.mkdirSync(blobs, { recursive: true });
+  const layerTmp = `${blobs}/.layer`;
+  await run("tar", [
+    "--numeric-owner",
+    "--owner=0",
+    "--group=0",
+    "-C",
+    rootfs,
+    "-cf",
+    layerTmp,
+    ".",
+  ]);
+  const layer = await sha256(layerTmp);
+  Deno.renameSync(layerTmp, `${blobs}/${layer.digest.slice(7)}`);
+  const cfg = await writeBlob(
+    blobs,
+    JSON.stringify({
+      architecture: "amd64",
+      os: "linux",
+      config,
+      rootfs: { type: "layers", diff_ids: [layer.digest] },
+    }),
+  );
+  const manifest = await writeBlob(
+    blobs,
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: "application/vnd.oci.image.manifest.v1+json",
+      config: { mediaType: "application/vnd.oci.image.config.v1+json", ...cfg },
+      layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar", ...layer }],
+    }),
+  );
+  Deno.writeTextFileSync(`${work}/oci-layout`, JSON.stringify({ imageLayoutVersion: "1.0.0" }));
+  Deno.writeTextFileSync(
+    `${work}/index.json`,
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [{
+        mediaType: "application/vnd.oci.image.manifest.v1+json",
+        ...manifest,
+        annotations: {
+          "io.containerd.image.name": ref,
+          "org.opencontainers.image.ref.name": ref.split(":").pop(),
+        },
+      }],
+    }),
+  );
+  await run("tar", ["-C", work, "-cf", out, "oci-layout", "index.json", "blobs"]);
+  await Deno.remove(work, { recursive: true });
+}
+
+/** Copies `file` into `rootfs` at the same path, with the shared libraries ldd names. */
+async function copyWithLibs(rootfs: string, file: string): Promise<void> {
+  const files = new Set([file]);
+  const ldd = await new Deno.Command("ldd", { args: [file], stdout: "piped", stderr: "null" })
+    .output();
+  for (const line of new TextDecoder().decode(ldd.stdout).split("\n")) {
+    const m = line.match(/(\/\S+) \(0x/);
+    if (m?.[1]) files.add(m[1]);
+  }
+  for (const f of files) {
+    const real = Deno.realPathSync(f);
+    const to = `${rootfs}${f}`;
+    Deno.mkdirSync(to.slice(0, to.lastIndexOf("/")), { recursive: true });
+    Deno.copyFileSync(real, to);
+    Deno.chmodSync(to, Deno.statSync(real).mode ?? 0o755);
+  }
+}
+
+/** The busybox test image's and the pause image's rootfs, and ohno's (see Dockerfile). */
+export async function buildImages(dir: string, bin: string, ohno: string): Promise<string[]> {
+  const images = `${dir}/images`;
+  Deno.mkdirSync(images, { recursive: true });
+  const out: string[] = [];
+
+  const pause = `${images}/pause.rootfs`;
+  Deno.mkdirSync(pause, { recursive: true });
+  Deno.copyFileSync(`${bin}/pause`, `${pause}/pause`);
+  Deno.chmodSync(`${pause}/pause`, 0o755);
+  await ociArchive(pause, LAB_IMAGES.pause, { Entrypoint: ["/pause"] }, `${images}/pause.tar`);
+  out.push(`${images}/pause.tar`);
+
+  const bb = `${images}/busybox.rootfs`;
+  Deno.mkdirSync(`${bb}/bin`, { recursive: true });
+  Deno.mkdirSync(`${bb}/tmp`, { recursive: true });
+  Deno.copyFileSync("/bin/busybox", `${bb}/bin/busybox`);
+  Deno.chmodSync(`${bb}/bin/busybox`, 0o755);
+  for (
+    const a of ["sh", "ping", "ping6", "sleep", "ip", "ifconfig", "cat", "hostname", "wget", "nc"]
+  ) {
+    Deno.symlinkSync("busybox", `${bb}/bin/${a}`);
+  }
+  await ociArchive(bb, LAB_IMAGES.busybox, {
+    Entrypoint: ["/bin/sleep", "100000000"],
+    Env: ["PATH=/bin"],
+  }, `${images}/busybox.tar`);
+  out.push(`${images}/busybox.tar`);
+
+  // The ohno image: the layout deploy/kubernetes/Dockerfile produces (/usr/local/bin/ohno,
+  // nft for masquerade). A development dist/ohno is a launcher script running the pinned
+  // Deno on this checkout's bundle, so the image carries those paths too; the agent
+  // installs the same launcher on the node, where the checkout is visible as well.
+  const root = `${images}/ohno.rootfs`;
+  Deno.mkdirSync(`${root}/usr/local/bin`, { recursive: true });
+  Deno.mkdirSync(`${root}/bin`, { recursive: true });
+  Deno.mkdirSync(`${root}/tmp`, { recursive: true, mode: 0o1777 });
+  Deno.copyFileSync(ohno, `${root}/usr/local/bin/ohno`);
+  Deno.chmodSync(`${root}/usr/local/bin/ohno`, 0o755);
+  Deno.copyFileSync("/bin/busybox", `${root}/bin/sh`);
+  Deno.chmodSync(`${root}/bin/sh`, 0o755);
+  await copyWithLibs(root, "/usr/sbin/nft");
+  const launcher = Deno.readTextFileSync(ohno);
+  if (launcher.startsWith("#!")) {
+    const paths = [...launcher.matchAll(/'(\/[^']+)'/g)].map((m) => m[1]!);
+    for (const p of paths) {
+      const st = Deno.statSync(p);
+      if (st.isDirectory) {
+        Deno.mkdirSync(`${root}${p}`, { recursive: true });
+        await run("cp", ["-a", `${p}/.`, `${root}${p}/`]);
+      } else {
+        await copyWithLibs(root, p);
+      }
+    }
+    const bundle = `${ohno.slice(0, ohno.lastIndexOf("/"))}/bundle`;
+    Deno.mkdirSync(`${root}${bundle}`, { recursive: true });
+    await run("cp", ["-a", `${bundle}/.`, `${root}${bundle}/`]);
+    const lock = paths.find((p) => p.endsWith("/deno.json"))?.replace(/deno\.json$/, "deno.lock");
+    if (lock) Deno.copyFileSync(lock, `${root}${lock}`);
+  }
+  await ociArchive(root, LAB_IMAGES.ohno, {
+    Entrypoint: ["/usr/local/bin/ohno"],
+    Cmd: ["daemon"],
+    Env: ["PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+  }, `${images}/ohno.tar`);
+  out.push(`${images}/ohno.tar`);
+  for (const r of ["pause", "busybox", "ohno"]) {
+    await Deno.remove(`${images}/${r}.rootfs`, { recursive: true });
+  }
+  return out;
+}
+
+// ---- nodes -----------------------------------------------------------------------------
+
+const CGROUP_FS = "/sys/fs/cgroup";
+
+/** The cgroup hierarchies a node's cgroup root is made in (v1 controllers, or v2's one). */
+function cgroupHierarchies(): string[] {
+  try {
+    Deno.statSync(`${CGROUP_FS}/cgroup.controllers`);
+    return [CGROUP_FS];
+  } catch {
+    return [...Deno.readDirSync(CGROUP_FS)]
+      .filter((e) => e.isDirectory && e.name !== "unified")
+      .map((e) => `${CGROUP_FS}/${e.name}`);
+  }
+}
+
+function makeCgroup(name: string): void {
+  for (const h of cgroupHierarchies()) {
+    const d = `${h}/${name}`;
+    Deno.mkdirSync(d, { recursive: true });
+    if (h.endsWith("/cpuset")) {
+      for (const f of ["cpuset.cpus", "cpuset.mems"]) {
+        Deno.writeTextFileSync(`${d}/${f}`, Deno.readTextFileSync(`${h}/${f}`));
+      }
+    }
+  }
+}
+
+function cgroupProcs(dir: string): number[] {
+  const pids: number[] = [];
+  const walk = (d: string) => {
+    try {
+      for (const l of Deno.readTextFileSync(`${d}/cgroup.procs`).split("\n")) if (l) pids.push(+l);
+      for (const e of Deno.readDirSync(d)) if (e.isDirectory) walk(`${d}/${e.name}`);
+    } catch {
+      // gone
+    }
+  };
+  walk(dir);
+  return pids;
+}
+
+function removeCgroupTree(dir: string): void {
+  try {
+    for (const e of Deno.readDirSync(dir)) if (e.isDirectory) removeCgroupTree(`${dir}/${e.name}`);
+    Deno.removeSync(dir);
+  } catch {
+    // gone, or still busy: reported by down's caller through the leftover check
+  }
+}
+
+function containerdConfig(root: string): string {
+  return `version = 2
+root = "/var/lib/containerd"
+state = "/run/containerd"
+disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp"]
+[grpc]
+  address = "/run/containerd/containerd.sock"
+[debug]
+  level = "warn"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "${LAB_IMAGES.pause}"
+  enable_selinux = false
+  # Pods' oom_score_adj no lower than containerd's own: lowering it needs CAP_SYS_RESOURCE,
+  # which a machine that is itself a container may not have (runc then fails to start).
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/opt/cni/bin"
+    conf_dir = "/etc/cni/net.d"
+# ${root}
+`;
+}
+
+function kubeletConfig(cgroup: string, pki: string, resolv: string): string {
+  return JSON.stringify(
+    {
+      apiVersion: "kubelet.config.k8s.io/v1beta1",
+      kind: "KubeletConfiguration",
+      authentication: {
+        anonymous: { enabled: false },
+        webhook: { enabled: false },
+        x509: { clientCAFile: `${pki}/ca.crt` },
+      },
+      authorization: { mode: "AlwaysAllow" },
+      cgroupDriver: "cgroupfs",
+      cgroupRoot: `/${cgroup}`,
+      cgroupsPerQOS: true,
+      enforceNodeAllocatable: [],
+      failSwapOn: false,
+      containerRuntimeEndpoint: "unix:///run/containerd/containerd.sock",
+      // The lab's nodes share one disk and one memory: no evictions for the host's state.
+      evictionHard: {
+        "memory.available": "0%",
+        "nodefs.available": "0%",
+        "imagefs.available": "0%",
+      },
+      imageGCHighThresholdPercent: 100,
+      localStorageCapacityIsolation: false,
+      resolvConf: resolv,
+      healthzBindAddress: "127.0.0.1",
+      readOnlyPort: 0,
+      serializeImagePulls: false,
+      nodeStatusUpdateFrequency: "4s",
+      syncFrequency: "10s",
+      fileCheckFrequency: "10s",
+      shutdownGracePeriod: "0s",
+    },
+    null,
+    2,
+  );
+}
+
+/**
+ * Starts node `n`: its mount namespace (a holder process in the node's network namespace
+ * with the node's directories bound over the shared ones), containerd and the kubelet.
+ */
+export async function startNode(
+  lab: Lab,
+  name: string,
+  n: number,
+  o: { bin: string; pki: string; dir: string; server: string },
+): Promise<KubeNodeState> {
+  const host = lab.nodes[n]!;
+  const root = `${NODE_ROOT}/${name}/${host.name}`;
+  const cgroup = `ohno-e2e-${name}-${host.name}`;
+  const binds: string[] = [];
+  for (const m of NODE_DIRS) {
+    Deno.mkdirSync(`${root}${m}`, { recursive: true });
+    binds.push(`mount --bind '${root}${m}' '${m}'`);
+  }
+  // The reference plugins, for the reference conflist and cnitool.
+  for (const e of Deno.readDirSync("/usr/lib/cni")) {
+    Deno.copyFileSync(`/usr/lib/cni/${e.name}`, `${root}/opt/cni/bin/${e.name}`);
+    Deno.chmodSync(`${root}/opt/cni/bin/${e.name}`, 0o755);
+  }
+  const etcK = `${root}/etc/kubernetes`;
+  Deno.writeTextFileSync(
+    `${etcK}/kubelet.kubeconfig`,
+    kubeconfig(o.pki, o.server, `kubelet-${host.name}`),
+  );
+  Deno.writeTextFileSync(`${etcK}/resolv.conf`, "nameserver 127.0.0.53\n");
+  Deno.writeTextFileSync(
+    `${etcK}/kubelet.json`,
+    kubeletConfig(cgroup, o.pki, "/etc/kubernetes/resolv.conf"),
+  );
+  Deno.writeTextFileSync(`${etcK}/containerd.toml`, containerdConfig(root));
+  makeCgroup(cgroup);
+
+  const log = `${o.dir}/${host.name}`;
+  const script = [
+    "set -e",
+    ...binds,
+    "mount --make-rshared /var/lib/kubelet",
+    `echo ready > '${root}/.holder'`,
+    "exec sleep 2147483647",
+  ].join("\n");
+  const holder = new Deno.Command("nsenter", {
+    args: [
+      `--net=${host.path}`,
+      "--",
+      "unshare",
+      "--mount",
+      "--propagation",
+      "slave",
+      "--",
+      "/bin/sh",
+      "-c",
+      script,
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+    detached: true,
+  }).spawn();
+  holder.unref();
+  await waitFor(`node ${host.name}'s mount namespace`, 10_000, () => {
+    try {
+      return Promise.resolve(Deno.readTextFileSync(`${root}/.holder`).trim() === "ready");
+    } catch {
+      return Promise.resolve(false);
+    }
+  });
+  // unshare runs sh as a child with -f only; without it, sh is the holder pid itself.
+  const node: KubeNodeState = {
+    name: host.name,
+    address4: host.ipv4,
+    address6: host.ipv6,
+    holder: holder.pid,
+    containerd: 0,
+    kubelet: 0,
+    root,
+    cgroup,
+  };
+  await startNodeDaemons(node, o.bin, o.dir);
+  return node;
+}
+
+/** Starts a long-running process in a node (detached, output appended to `file`). */
+function spawnInNode(holder: number, cmd: string, args: string[], file: string): number {
+  const c = new Deno.Command("nsenter", {
+    args: [
+      ...["-t", `${holder}`, "-m", "-n", "--"],
+      ...["/bin/sh", "-c", 'log="$1"; shift; exec "$@" >>"$log" 2>&1', "sh", file, cmd, ...args],
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+    detached: true,
+  }).spawn();
+  c.unref();
+  return c.pid;
+}
+
+/** containerd, then the kubelet, in node `n` (pids written into `n`). */
+async function startNodeDaemons(n: KubeNodeState, bin: string, dir: string): Promise<void> {
+  const log = `${dir}/${n.name}`;
+  n.containerd = spawnInNode(
+    n.holder,
+    "containerd",
+    ["--config", "/etc/kubernetes/containerd.toml"],
+    `${log}-containerd.log`,
+  );
+  await waitFor(`node ${n.name}'s containerd`, 30_000, async () => {
+    const r = await nodeRun(n.holder, "ctr", ["-a", "/run/containerd/containerd.sock", "version"]);
+    return r.success;
+  });
+  n.kubelet = spawnInNode(n.holder, `${bin}/kubelet`, [
+    "--config=/etc/kubernetes/kubelet.json",
+    "--kubeconfig=/etc/kubernetes/kubelet.kubeconfig",
+    `--hostname-override=${n.name}`,
+    `--node-ip=${n.address4},${n.address6}`,
+    "--v=1",
+  ], `${log}-kubelet.log`);
+}
+
+/**
+ * A node's containerd and kubelet killed (SIGKILL, the pods' shims and processes left
+ * running, as after a crash) and started again.
+ */
+export async function kubeNodeRestart(name: string, node: string): Promise<void> {
+  const s = readKubeState(name);
+  const n = s?.nodes.find((x) => x.name === node);
+  if (!s || !n) throw new Error(`lab ${name} has no Kubernetes node ${node}`);
+  kill(n.kubelet);
+  kill(n.containerd);
+  await waitFor(
+    `${node}'s kubelet and containerd gone`,
+    10_000,
+    () => Promise.resolve(!processAlive(n.kubelet) && !processAlive(n.containerd)),
+  );
+  await startNodeDaemons(n, s.bin, labDir(name));
+  Deno.writeTextFileSync(kubeStateFile(name), JSON.stringify(s, null, 2));
+}
+
+/** Runs a command inside a node's mount and network namespaces. */
+export async function nodeRun(
+  holder: number,
+  cmd: string,
+  args: string[],
+  stdin?: string,
+): Promise<{ success: boolean; code: number; stdout: string; stderr: string }> {
+  const c = new Deno.Command("nsenter", {
+    args: ["-t", `${holder}`, "-m", "-n", "--", cmd, ...args],
+    stdin: stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (stdin !== undefined) {
+    const w = c.stdin.getWriter();
+    await w.write(new TextEncoder().encode(stdin));
+    await w.close();
+  }
+  const out = await c.output();
+  const dec = new TextDecoder();
+  return {
+    success: out.success,
+    code: out.code,
+    stdout: dec.decode(out.stdout),
+    stderr: dec.decode(out.stderr),
+  };
+}
+
+export async function importImages(holder: number, images: string[], node: string): Promise<void> {
+  for (const img of images) {
+    const r = await nodeRun(holder, "ctr", [
+      ...["-a", "/run/containerd/containerd.sock", "-n", "k8s.io", "images", "import"],
+      img,
+    ]);
+    if (!r.success) {
+      throw new Error(`importing ${img} into ${node}'s containerd: ${r.stderr.trim()}`);
+    }
+  }
+}
+
+/** kubectl against the lab's API server, run in the lab namespace. */
+export async function kubectl(
+  name: string,
+  args: string[],
+  stdin?: string,
+): Promise<{ success: boolean; stdout: string; stderr: string }> {
+  const s = readKubeState(name);
+  if (!s) {
+    throw new Error(
+      `lab ${name} has no Kubernetes (start it with \`ohno lab up --kubernetes BIN\`)`,
+    );
+  }
+  const c = new Deno.Command("nsenter", {
+    args: [
+      `--net=/run/netns/ohno-lab-${name}`,
+      "--",
+      `${s.bin}/kubectl`,
+      `--kubeconfig=${s.kubeconfig}`,
+      ...args,
+    ],
+    stdin: stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (stdin !== undefined) {
+    const w = c.stdin.getWriter();
+    await w.write(new TextEncoder().encode(stdin));
+    await w.close();
+  }
+  const out = await c.output();
+  const dec = new TextDecoder();
+  return { success: out.success, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/**
+ * Builds a lab with real Kubernetes: underlay, etcd, the control plane and `nodes`
+ * machines with containerd and a kubelet, every image imported; waits until every node
+ * has registered. ohno is not installed (the nodes stay NotReady until it is).
+ */
+export async function kubeUp(o: KubeLabOptions): Promise<KubeLabState> {
+  const say = o.say ?? (() => {});
+  const dir = labDir(o.name);
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+  Deno.mkdirSync(dir, { recursive: true });
+  const lab = await labUp({ name: o.name, nodes: o.nodes });
+  const state: KubeLabState = {
+    name: o.name,
+    bin: o.bin,
+    server: "",
+    kubeconfig: `${dir}/admin.kubeconfig`,
+    pki: `${dir}/pki`,
+    etcd: { pid: 0, endpoint: `http://${lab.gateway.ipv4}:2379` },
+    control: { apiserver: 0, controllerManager: 0, scheduler: 0 },
+    nodes: [],
+    madeDirs: [],
+  };
+  const save = () => Deno.writeTextFileSync(kubeStateFile(o.name), JSON.stringify(state, null, 2));
+  try {
+    save();
+    const t0 = performance.now();
+    const images = buildImages(dir, o.bin, o.ohno);
+    await makePki(state.pki, lab.gateway.ipv4, lab.nodes.map((n) => n.name));
+    state.etcd.pid = spawnEtcd(lab.ns, dir, state.etcd.endpoint);
+    save();
+    await waitFor("etcd answering", 20_000, async () => {
+      const r = await runCommand(lab.ns, "curl", {
+        args: ["-s", "--max-time", "1", "http://127.0.0.1:2379/health"],
+      });
+      return r.stdout.includes("true");
+    });
+    const cp = await startControlPlane(lab, dir, o.bin, "http://127.0.0.1:2379");
+    state.server = cp.server;
+    state.control = cp.control;
+    save();
+    say(`control plane: ${cp.server} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+    const archives = await images;
+    // Mount points the nodes' directories are bound over, made where missing (and
+    // recorded first, so that down removes them whatever happens next).
+    for (const m of NODE_DIRS) {
+      if (exists(m)) continue;
+      state.madeDirs.push(m);
+      save();
+      Deno.mkdirSync(m, { recursive: true });
+    }
+    for (let i = 0; i < o.nodes; i++) {
+      const node = await startNode(lab, o.name, i, {
+        bin: o.bin,
+        pki: state.pki,
+        dir,
+        server: cp.server,
+      });
+      state.nodes.push(node);
+      save();
+      await importImages(node.holder, archives, node.name);
+      say(`${node.name}: containerd and kubelet up, images imported`);
+    }
+    // The API server's address for agents that cannot use the service IP before a
+    // service proxy exists (Calico's convention: optional in the DaemonSet's envFrom).
+    const cm = JSON.stringify({
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "kubernetes-services-endpoint", namespace: "kube-system" },
+      data: {
+        KUBERNETES_SERVICE_HOST: lab.gateway.ipv4,
+        KUBERNETES_SERVICE_PORT: `${APISERVER_PORT}`,
+      },
+    });
+    const applied = await kubectl(o.name, ["apply", "-f", "-"], cm);
+    if (!applied.success) throw new Error(`kubernetes-services-endpoint: ${applied.stderr}`);
+    await waitFor("every node registered", 60_000, async () => {
+      const r = await kubectl(o.name, ["get", "nodes", "-o", "name"]);
+      return r.success && state.nodes.every((n) => r.stdout.includes(`node/${n.name}`));
+    });
+    say(`${o.nodes} nodes registered (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+    return state;
+  } catch (e) {
+    lab.close();
+    await kubeDown(o.name).catch(() => {});
+    throw e;
+  } finally {
+    lab.close();
+  }
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function kill(pid: number, sig: Deno.Signal = "SIGKILL"): void {
+  // 0 (not started yet) would signal this process's own group.
+  if (!(pid > 1)) return;
+  try {
+    Deno.kill(pid, sig);
+  } catch {
+    // gone
+  }
+}
+
+function mountNs(pid: number): string | undefined {
+  try {
+    return Deno.readLinkSync(`/proc/${pid}/ns/mnt`);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every process whose mount namespace is `ns` (a node's, with containerd's shims). */
+function processesInMountNs(ns: string): number[] {
+  const pids: number[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    if (mountNs(+e.name) === ns) pids.push(+e.name);
+  }
+  return pids;
+}
+
+/**
+ * Takes a Kubernetes lab down: every node's processes (kubelet, containerd, its shims and
+ * the pods' processes, found by mount namespace and cgroup), the control plane, etcd, the
+ * cgroups, the node directories, the mount points it made and the namespaces.
+ */
+export async function kubeDown(name: string): Promise<string[]> {
+  const s = readKubeState(name);
+  if (s) {
+    for (const n of s.nodes) {
+      kill(n.kubelet);
+      const ns = mountNs(n.holder);
+      for (let round = 0; round < 5; round++) {
+        const pids = [
+          ...(ns ? processesInMountNs(ns) : []),
+          ...cgroupHierarchies().flatMap((h) => cgroupProcs(`${h}/${n.cgroup}`)),
+        ].filter((p) => p !== Deno.pid);
+        if (!pids.length) break;
+        for (const p of pids) kill(p);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      kill(n.holder);
+    }
+    for (
+      const pid of [
+        s.control.apiserver,
+        s.control.controllerManager,
+        s.control.scheduler,
+        s.etcd.pid,
+      ]
+    ) kill(pid);
+    await new Promise((r) => setTimeout(r, 300));
+    for (const n of s.nodes) {
+      for (const h of cgroupHierarchies()) removeCgroupTree(`${h}/${n.cgroup}`);
+    }
+    await Deno.remove(`${NODE_ROOT}/${name}`, { recursive: true }).catch(() => {});
+    await Deno.remove(NODE_ROOT).catch(() => {}); // when no other lab has nodes there
+    for (const d of [...s.madeDirs].reverse()) {
+      try {
+        Deno.removeSync(d);
+      } catch {
+        // not empty (someone else's now) or gone
+      }
+    }
+  }
+  const removed = await labDown(name);
+  await Deno.remove(labDir(name), { recursive: true }).catch(() => {});
+  return removed;
+}

@@ -1,0 +1,416 @@
+/**
+ * ohno on real Kubernetes (`./dev e2e`): a lab cluster of 3 real nodes (containerd and a
+ * kubelet each, in a network and mount namespace of their own; kube-apiserver,
+ * controller-manager and scheduler on the lab's etcd), ohno installed from
+ * deploy/kubernetes/ohno.yaml as the README tells a user, then what a user does to it.
+ *
+ * Needs the programs tests/e2e/build.sh builds (`./dev e2e` builds what is missing); not
+ * part of `./dev test` (see tests/e2e/README.md for why and how long it takes).
+ * @module
+ */
+
+import { parseAllDocuments } from "yaml";
+import {
+  kubectl,
+  kubeDown,
+  type KubeLabState,
+  kubeUp,
+  LAB_IMAGES,
+  nodeRun,
+} from "../../lab/kube.ts";
+import { assert, assertEquals } from "../support/assert.ts";
+import { OHNO, REPO } from "../support/ohno.ts";
+import { within } from "../support/wait.ts";
+
+const BIN = Deno.env.get("OHNO_E2E_BIN") ?? `${REPO}/.cache/e2e/bin`;
+const NODES = 3;
+const MANIFEST = `${REPO}/deploy/kubernetes/ohno.yaml`;
+
+function missingPrograms(): string[] {
+  return [
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kubectl",
+    "cnitool",
+    "crictl",
+    "pause",
+  ]
+    .filter((b) => {
+      try {
+        Deno.statSync(`${BIN}/${b}`);
+        return false;
+      } catch {
+        return true;
+      }
+    });
+}
+
+async function k(name: string, args: string[], stdin?: string): Promise<string> {
+  const r = await kubectl(name, args, stdin);
+  if (!r.success) throw new Error(`kubectl ${args.join(" ")}: ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+async function kjson<T = Record<string, unknown>>(name: string, args: string[]): Promise<T> {
+  return JSON.parse(await k(name, [...args, "-o", "json"])) as T;
+}
+
+interface Item {
+  metadata: { name: string; uid?: string; labels?: Record<string, string> };
+  spec?: { nodeName?: string };
+  status?: {
+    phase?: string;
+    podIPs?: { ip: string }[];
+    conditions?: { type: string; status: string; reason?: string }[];
+    numberReady?: number;
+    desiredNumberScheduled?: number;
+    updatedNumberScheduled?: number;
+  };
+}
+
+/** The manifest as a user adjusts it: the ConfigMap pointed at the lab's etcd. */
+function manifestFor(s: KubeLabState): string {
+  const docs = parseAllDocuments(Deno.readTextFileSync(MANIFEST)).map((d) => d.toJS());
+  for (const d of docs) {
+    if (d?.kind === "ConfigMap" && d.metadata?.name === "ohno") {
+      const cfg = JSON.parse(d.data["ohno.json"]);
+      cfg.datastore = { type: "etcd", etcd: { endpoints: [s.etcd.endpoint] } };
+      d.data["ohno.json"] = JSON.stringify(cfg, null, 2);
+    }
+  }
+  return docs.map((d) => JSON.stringify(d)).join("\n---\n");
+}
+
+/** `ohno ipam …` against the lab's etcd, run in the lab namespace. */
+async function ipam(s: KubeLabState, args: string[]): Promise<string> {
+  const c = await new Deno.Command("nsenter", {
+    args: [
+      `--net=/run/netns/ohno-lab-${s.name}`,
+      "--",
+      OHNO,
+      "ipam",
+      "--etcd-endpoints",
+      s.etcd.endpoint,
+      ...args,
+    ],
+    stdin: "null",
+  }).output();
+  const out = new TextDecoder().decode(c.stdout);
+  if (!c.success) {
+    throw new Error(
+      `ohno ipam ${args.join(" ")}: exit ${c.code}: ${new TextDecoder().decode(c.stderr)}${out}`,
+    );
+  }
+  return out;
+}
+
+async function allocations(
+  s: KubeLabState,
+): Promise<{ ip: string; node: string; podName?: string; containerID: string }[]> {
+  return JSON.parse(await ipam(s, ["ls", "-o", "json"]));
+}
+
+function podSpec(name: string, node: string): string {
+  return JSON.stringify({
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name, labels: { app: "e2e" } },
+    spec: {
+      nodeName: node,
+      terminationGracePeriodSeconds: 1,
+      automountServiceAccountToken: false,
+      containers: [{ name: "c", image: LAB_IMAGES.busybox, imagePullPolicy: "Never" }],
+    },
+  });
+}
+
+async function podIPs(name: string): Promise<Map<string, string[]>> {
+  const list = await kjson<{ items: Item[] }>(name, ["get", "pods", "-l", "app=e2e"]);
+  return new Map(
+    list.items.map((p) => [p.metadata.name, (p.status?.podIPs ?? []).map((i) => i.ip)]),
+  );
+}
+
+/** From inside pod `from`, one ping to each address; returns the failures. */
+async function pingFrom(name: string, from: string, ips: string[]): Promise<string[]> {
+  const script = ips.map((ip) => `ping -c1 -W3 ${ip} >/dev/null 2>&1 || echo FAIL ${ip}`).join(
+    "; ",
+  );
+  const r = await kubectl(name, ["exec", from, "--", "sh", "-c", script]);
+  if (!r.success) return [`${from}: kubectl exec failed: ${r.stderr.trim()}`];
+  return r.stdout.split("\n").filter((l) => l.startsWith("FAIL")).map((l) =>
+    `${from} → ${l.slice(5)}`
+  );
+}
+
+async function pingMesh(name: string): Promise<string[]> {
+  const ips = await podIPs(name);
+  const failures: string[] = [];
+  for (const [pod] of ips) {
+    const others = [...ips].filter(([p]) => p !== pod).flatMap(([, a]) => a);
+    failures.push(...await pingFrom(name, pod, others));
+  }
+  return failures;
+}
+
+async function nodeReady(name: string, node: string): Promise<boolean> {
+  const n = await kjson<Item>(name, ["get", "node", node]);
+  const c = (t: string) => n.status?.conditions?.find((x) => x.type === t)?.status;
+  return c("Ready") === "True" && c("NetworkUnavailable") === "False";
+}
+
+async function dsSettled(name: string): Promise<boolean> {
+  const ds = await kjson<Item>(name, ["-n", "kube-system", "get", "ds", "ohno"]);
+  const st = ds.status ?? {};
+  return !!st.desiredNumberScheduled && st.numberReady === st.desiredNumberScheduled &&
+    st.updatedNumberScheduled === st.desiredNumberScheduled;
+}
+
+async function allPodsRunning(name: string, n: number): Promise<boolean> {
+  const ips = await podIPs(name);
+  return ips.size === n && [...ips.values()].every((a) => a.length === 2);
+}
+
+const e2eIgnore = missingPrograms();
+
+Deno.test({
+  name: e2eIgnore.length
+    ? `[SKIP: ${e2eIgnore.join(", ")} not built: ./dev e2e builds them] e2e: real Kubernetes`
+    : "e2e: real Kubernetes with ohno installed from deploy/kubernetes/ohno.yaml",
+  ignore: e2eIgnore.length > 0,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const name = `t${Deno.pid}zk`;
+    const t0 = performance.now();
+    const s = await kubeUp({
+      name,
+      nodes: NODES,
+      bin: BIN,
+      ohno: OHNO,
+      say: (l) => console.error(`[e2e] ${l}`),
+    });
+    const nodes = s.nodes.map((n) => n.name);
+    const node = (n: string) => s.nodes.find((x) => x.name === n)!;
+    try {
+      await t.step(
+        "ohno installed from the manifest: a pod on every node, every node Ready",
+        async () => {
+          await k(name, ["apply", "-f", "-"], manifestFor(s));
+          await within(240_000, "the DaemonSet ready on every node", () => dsSettled(name));
+          for (const n of nodes) await within(60_000, `${n} Ready`, () => nodeReady(name, n));
+          for (const n of s.nodes) {
+            const r = await nodeRun(n.holder, "ls", ["/opt/cni/bin", "/etc/cni/net.d"]);
+            assert(r.stdout.includes("ohno\n"), `${n.name}: no /opt/cni/bin/ohno: ${r.stdout}`);
+            assert(/\d+-ohno\.conflist/.test(r.stdout), `${n.name}: no ohno conflist: ${r.stdout}`);
+          }
+          console.error(
+            `[e2e] installed, every node Ready (${((performance.now() - t0) / 1000).toFixed(0)} s)`,
+          );
+        },
+      );
+
+      await t.step(
+        "two pods per node through the API: every pod pings every other (IPv4, IPv6)",
+        async () => {
+          for (const n of nodes) {
+            for (const x of ["a", "b"]) {
+              await k(name, ["apply", "-f", "-"], podSpec(`p-${n}-${x}`, n));
+            }
+          }
+          await within(
+            180_000,
+            "6 pods running with 2 addresses",
+            () => allPodsRunning(name, 2 * NODES),
+          );
+          assertEquals(await pingMesh(name), []);
+        },
+      );
+
+      await t.step("kubectl delete pod: the kubelet's CNI DEL releases the address", async () => {
+        const before = await allocations(s);
+        const ips = (await podIPs(name)).get(`p-${nodes[0]}-b`)!;
+        assert(
+          ips.every((ip) => before.some((a) => a.ip === ip)),
+          `pod addresses not in ipam ls: ${ips}`,
+        );
+        await k(name, ["delete", "pod", `p-${nodes[0]}-b`, "--wait=true"]);
+        await within(60_000, "addresses released", async () => {
+          const now = await allocations(s);
+          return ips.every((ip) => !now.some((a) => a.ip === ip));
+        });
+      });
+
+      await t.step(
+        "cnitool 1.3 ADD, CHECK, STATUS, GC and DEL against a node's installed conflist",
+        async () => {
+          const n = node(nodes[1]!);
+          const conf = (await nodeRun(n.holder, "ls", ["/etc/cni/net.d"])).stdout.split("\n").find((
+            f,
+          ) => f.endsWith("ohno.conflist"))!;
+          const netName = JSON.parse(
+            (await nodeRun(n.holder, "cat", [`/etc/cni/net.d/${conf}`])).stdout,
+          ).name as string;
+          const env = ["env", "CNI_PATH=/opt/cni/bin", "NETCONFPATH=/etc/cni/net.d"];
+          const ns = "/run/netns/e2e-cnitool";
+          assert((await nodeRun(n.holder, "ip", ["netns", "add", "e2e-cnitool"])).success);
+          try {
+            const tool = (verb: string, ...rest: string[]) =>
+              nodeRun(n.holder, env[0]!, [
+                ...env.slice(1),
+                `${BIN}/cnitool`,
+                verb,
+                netName,
+                ...rest,
+              ]);
+            const add = await tool("add", ns);
+            assert(add.success, `cnitool add: ${add.stderr}`);
+            const ips = (JSON.parse(add.stdout).ips as { address: string }[]).map((i) =>
+              i.address.split("/")[0]!
+            );
+            assertEquals(ips.length, 2);
+            const held = await allocations(s);
+            assert(
+              ips.every((ip) => held.some((a) => a.ip === ip && a.node === n.name)),
+              "cnitool's addresses in ipam ls",
+            );
+            const check = await tool("check", ns);
+            assert(check.success, `cnitool check: ${check.stderr}`);
+            const status = await tool("status");
+            assert(status.success, `cnitool status: ${status.stderr}`);
+            const del = await tool("del", ns);
+            assert(del.success, `cnitool del: ${del.stderr}`);
+            const after = await allocations(s);
+            assert(
+              ips.every((ip) => !after.some((a) => a.ip === ip)),
+              "cnitool del released the addresses",
+            );
+            // GC with the live pods' attachments kept: none of them may go.
+            const gc = await tool("gc");
+            assert(
+              gc.success || /unknown command|not supported/i.test(gc.stderr),
+              `cnitool gc: ${gc.stderr}`,
+            );
+          } finally {
+            await nodeRun(n.holder, "ip", ["netns", "del", "e2e-cnitool"]);
+          }
+          assertEquals(await pingMesh(name), [], "pods still ping after cnitool gc");
+        },
+      );
+
+      await t.step("crictl runp, stopp and rmp against a node's containerd", async () => {
+        const n = node(nodes[2]!);
+        const crictl = (...a: string[]) =>
+          nodeRun(n.holder, `${BIN}/crictl`, [
+            "-r",
+            "unix:///run/containerd/containerd.sock",
+            ...a,
+          ]);
+        const sb = `/tmp/e2e-sandbox-${name}.json`;
+        Deno.writeTextFileSync(
+          sb,
+          JSON.stringify({
+            metadata: {
+              name: "crictl-pod",
+              namespace: "e2e",
+              uid: crypto.randomUUID(),
+              attempt: 0,
+            },
+            log_directory: "/tmp",
+            linux: {},
+          }),
+        );
+        try {
+          const run = await crictl("runp", sb);
+          assert(run.success, `crictl runp: ${run.stderr}`);
+          const id = run.stdout.trim();
+          const insp = JSON.parse((await crictl("inspectp", id)).stdout);
+          const ip = insp.status.network.ip as string;
+          const held = await allocations(s);
+          assert(
+            held.some((a) => a.ip === ip && a.node === n.name),
+            `crictl pod's ${ip} in ipam ls`,
+          );
+          assert((await crictl("stopp", id)).success, "crictl stopp");
+          await within(
+            20_000,
+            "stopp released the address",
+            async () => !(await allocations(s)).some((a) => a.ip === ip),
+          );
+          assert((await crictl("rmp", id)).success, "crictl rmp");
+        } finally {
+          Deno.removeSync(sb);
+        }
+      });
+
+      await t.step(
+        "kubectl rollout restart ds/ohno while pods run: connectivity holds, no address twice",
+        async () => {
+          await k(name, ["-n", "kube-system", "rollout", "restart", "ds/ohno"]);
+          const failures: string[] = [];
+          let rounds = 0;
+          const until = performance.now() + 240_000;
+          // Pings round after round until the rollout has replaced every agent.
+          while (performance.now() < until) {
+            failures.push(...await pingMesh(name));
+            rounds++;
+            const ds = await kjson<Item>(name, ["-n", "kube-system", "get", "ds", "ohno"]);
+            if (ds.status?.updatedNumberScheduled === NODES && ds.status?.numberReady === NODES) {
+              break;
+            }
+          }
+          assert(
+            rounds >= 2,
+            "the rollout finished before a second ping round (it was not observed)",
+          );
+          assertEquals(failures, []);
+          const all = await allocations(s);
+          assertEquals(new Set(all.map((a) => a.ip)).size, all.length, "an address held twice");
+          const check = await ipam(s, ["check"]);
+          assert(
+            !/problem|error/i.test(check) || /no problems/i.test(check),
+            `ipam check: ${check}`,
+          );
+        },
+      );
+
+      await t.step(
+        "a node's containerd and kubelet killed and restarted: pods come back, ipam check clean",
+        async () => {
+          const n = node(nodes[0]!);
+          const { kubeNodeRestart } = await import("../../lab/kube.ts");
+          await kubeNodeRestart(name, n.name);
+          await within(120_000, `${n.name} Ready again`, () => nodeReady(name, n.name));
+          await within(180_000, "every pod running", () => allPodsRunning(name, 2 * NODES - 1));
+          assertEquals(await pingMesh(name), []);
+          const check = await ipam(s, ["check"]);
+          assert(/no problems|clean|ok/i.test(check), `ipam check: ${check}`);
+        },
+      );
+
+      await t.step("kubectl delete node: that node's blocks are released", async () => {
+        const gone = nodes[2]!;
+        const blocksOf = async () =>
+          (JSON.parse(await ipam(s, ["blocks", "-o", "json"])) as { node: string }[]).filter((b) =>
+            b.node === gone
+          );
+        assert((await blocksOf()).length > 0, `${gone} holds no block before`);
+        await k(name, ["delete", "node", gone]);
+        await within(
+          120_000,
+          `${gone}'s blocks released`,
+          async () => (await blocksOf()).length === 0,
+        );
+      });
+    } finally {
+      const removed = await kubeDown(name);
+      console.error(
+        `[e2e] down: ${removed.length} namespaces removed (${
+          ((performance.now() - t0) / 1000).toFixed(0)
+        } s in all)`,
+      );
+    }
+  },
+});
