@@ -612,7 +612,6 @@ export async function startNode(
   Deno.writeTextFileSync(`${etcK}/containerd.toml`, containerdConfig(root));
   makeCgroup(cgroup);
 
-  const log = `${o.dir}/${host.name}`;
   const script = [
     "set -e",
     ...binds,

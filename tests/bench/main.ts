@@ -4,7 +4,7 @@
  * not comparable between runs, ratios are).
  *
  * Usage: deno task bench [suite…] [--baseline REF]   (default: all suites but scale, agents,
- *        dataplane, vxlan, netlink, bgp: those run only when named)
+ *        dataplane, vxlan, netlink, bgp, kube: those run only when named)
  * @module
  */
 
@@ -13,6 +13,7 @@ import { benchBgp } from "./bgp.ts";
 import { benchCni } from "./cni.ts";
 import { benchDataplane } from "./dataplane.ts";
 import { benchIpam } from "./ipam.ts";
+import { benchKube } from "./kube.ts";
 import { benchMacvlan } from "./macvlan.ts";
 import { benchNetlink } from "./netlink.ts";
 import { benchStartup } from "./startup.ts";
@@ -45,9 +46,10 @@ const SUITES: Record<string, () => Promise<void>> = {
   vxlan: () => benchVxlan(),
   netlink: () => benchNetlink(),
   bgp: () => benchBgp(),
+  kube: () => benchKube(),
 };
 /** Suites that run only when named (minutes each, a 30-node lab, or a library's own bench). */
-const ON_REQUEST = new Set(["scale", "agents", "dataplane", "vxlan", "netlink", "bgp"]);
+const ON_REQUEST = new Set(["scale", "agents", "dataplane", "vxlan", "netlink", "bgp", "kube"]);
 
 // Interrupted (Ctrl-C, a session's end): remove this run's namespaces before leaving, and
 // those an earlier interrupted run could not.

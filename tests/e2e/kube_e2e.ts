@@ -9,168 +9,31 @@
  * @module
  */
 
-import { parseAllDocuments } from "yaml";
-import {
-  kubectl,
-  kubeDown,
-  type KubeLabState,
-  kubeUp,
-  LAB_IMAGES,
-  nodeRun,
-} from "../../lab/kube.ts";
+import { kubeDown, kubeUp, nodeRun } from "../../lab/kube.ts";
 import { assert, assertEquals } from "../support/assert.ts";
-import { OHNO, REPO } from "../support/ohno.ts";
+import { OHNO } from "../support/ohno.ts";
 import { within } from "../support/wait.ts";
+import {
+  allocations,
+  allPodsRunning,
+  BIN,
+  installOhno,
+  ipam,
+  type Item,
+  k,
+  kjson,
+  missingPrograms,
+  nodeReady,
+  pingMesh,
+  podIPs,
+  podSpec,
+} from "./cluster.ts";
 
-const BIN = Deno.env.get("OHNO_E2E_BIN") ?? `${REPO}/.cache/e2e/bin`;
 const NODES = 3;
-const MANIFEST = `${REPO}/deploy/kubernetes/ohno.yaml`;
 
-function missingPrograms(): string[] {
-  return [
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "kubelet",
-    "kubectl",
-    "cnitool",
-    "crictl",
-    "pause",
-  ]
-    .filter((b) => {
-      try {
-        Deno.statSync(`${BIN}/${b}`);
-        return false;
-      } catch {
-        return true;
-      }
-    });
-}
-
-async function k(name: string, args: string[], stdin?: string): Promise<string> {
-  const r = await kubectl(name, args, stdin);
-  if (!r.success) throw new Error(`kubectl ${args.join(" ")}: ${r.stderr.trim()}`);
-  return r.stdout;
-}
-
-async function kjson<T = Record<string, unknown>>(name: string, args: string[]): Promise<T> {
-  return JSON.parse(await k(name, [...args, "-o", "json"])) as T;
-}
-
-interface Item {
-  metadata: { name: string; uid?: string; labels?: Record<string, string> };
-  spec?: { nodeName?: string };
-  status?: {
-    phase?: string;
-    podIPs?: { ip: string }[];
-    conditions?: { type: string; status: string; reason?: string }[];
-    numberReady?: number;
-    desiredNumberScheduled?: number;
-    updatedNumberScheduled?: number;
-  };
-}
-
-/** The manifest as a user adjusts it: the ConfigMap pointed at the lab's etcd. */
-function manifestFor(s: KubeLabState): string {
-  const docs = parseAllDocuments(Deno.readTextFileSync(MANIFEST)).map((d) => d.toJS());
-  for (const d of docs) {
-    if (d?.kind === "ConfigMap" && d.metadata?.name === "ohno") {
-      const cfg = JSON.parse(d.data["ohno.json"]);
-      cfg.datastore = { type: "etcd", etcd: { endpoints: [s.etcd.endpoint] } };
-      d.data["ohno.json"] = JSON.stringify(cfg, null, 2);
-    }
-  }
-  return docs.map((d) => JSON.stringify(d)).join("\n---\n");
-}
-
-/** `ohno ipam …` against the lab's etcd, run in the lab namespace. */
-async function ipam(s: KubeLabState, args: string[]): Promise<string> {
-  const c = await new Deno.Command("nsenter", {
-    args: [
-      `--net=/run/netns/ohno-lab-${s.name}`,
-      "--",
-      OHNO,
-      "ipam",
-      "--etcd-endpoints",
-      s.etcd.endpoint,
-      ...args,
-    ],
-    stdin: "null",
-  }).output();
-  const out = new TextDecoder().decode(c.stdout);
-  if (!c.success) {
-    throw new Error(
-      `ohno ipam ${args.join(" ")}: exit ${c.code}: ${new TextDecoder().decode(c.stderr)}${out}`,
-    );
-  }
-  return out;
-}
-
-async function allocations(
-  s: KubeLabState,
-): Promise<{ ip: string; node: string; podName?: string; containerID: string }[]> {
-  return JSON.parse(await ipam(s, ["ls", "-o", "json"]));
-}
-
-function podSpec(name: string, node: string): string {
-  return JSON.stringify({
-    apiVersion: "v1",
-    kind: "Pod",
-    metadata: { name, labels: { app: "e2e" } },
-    spec: {
-      nodeName: node,
-      terminationGracePeriodSeconds: 1,
-      automountServiceAccountToken: false,
-      containers: [{ name: "c", image: LAB_IMAGES.busybox, imagePullPolicy: "Never" }],
-    },
-  });
-}
-
-async function podIPs(name: string): Promise<Map<string, string[]>> {
-  const list = await kjson<{ items: Item[] }>(name, ["get", "pods", "-l", "app=e2e"]);
-  return new Map(
-    list.items.map((p) => [p.metadata.name, (p.status?.podIPs ?? []).map((i) => i.ip)]),
-  );
-}
-
-/** From inside pod `from`, one ping to each address; returns the failures. */
-async function pingFrom(name: string, from: string, ips: string[]): Promise<string[]> {
-  const script = ips.map((ip) => `ping -c1 -W3 ${ip} >/dev/null 2>&1 || echo FAIL ${ip}`).join(
-    "; ",
-  );
-  const r = await kubectl(name, ["exec", from, "--", "sh", "-c", script]);
-  if (!r.success) return [`${from}: kubectl exec failed: ${r.stderr.trim()}`];
-  return r.stdout.split("\n").filter((l) => l.startsWith("FAIL")).map((l) =>
-    `${from} → ${l.slice(5)}`
-  );
-}
-
-async function pingMesh(name: string): Promise<string[]> {
-  const ips = await podIPs(name);
-  const failures: string[] = [];
-  for (const [pod] of ips) {
-    const others = [...ips].filter(([p]) => p !== pod).flatMap(([, a]) => a);
-    failures.push(...await pingFrom(name, pod, others));
-  }
-  return failures;
-}
-
-async function nodeReady(name: string, node: string): Promise<boolean> {
-  const n = await kjson<Item>(name, ["get", "node", node]);
-  const c = (t: string) => n.status?.conditions?.find((x) => x.type === t)?.status;
-  return c("Ready") === "True" && c("NetworkUnavailable") === "False";
-}
-
-async function dsSettled(name: string): Promise<boolean> {
-  const ds = await kjson<Item>(name, ["-n", "kube-system", "get", "ds", "ohno"]);
-  const st = ds.status ?? {};
-  return !!st.desiredNumberScheduled && st.numberReady === st.desiredNumberScheduled &&
-    st.updatedNumberScheduled === st.desiredNumberScheduled;
-}
-
-async function allPodsRunning(name: string, n: number): Promise<boolean> {
-  const ips = await podIPs(name);
-  return ips.size === n && [...ips.values()].every((a) => a.length === 2);
+/** Progress on stderr: an e2e run takes minutes. */
+function say(line: string): void {
+  Deno.stderr.writeSync(new TextEncoder().encode(`[e2e] ${line}\n`));
 }
 
 const e2eIgnore = missingPrograms();
@@ -190,7 +53,7 @@ Deno.test({
       nodes: NODES,
       bin: BIN,
       ohno: OHNO,
-      say: (l) => console.error(`[e2e] ${l}`),
+      say,
     });
     const nodes = s.nodes.map((n) => n.name);
     const node = (n: string) => s.nodes.find((x) => x.name === n)!;
@@ -198,16 +61,15 @@ Deno.test({
       await t.step(
         "ohno installed from the manifest: a pod on every node, every node Ready",
         async () => {
-          await k(name, ["apply", "-f", "-"], manifestFor(s));
-          await within(240_000, "the DaemonSet ready on every node", () => dsSettled(name));
+          await installOhno(s);
           for (const n of nodes) await within(60_000, `${n} Ready`, () => nodeReady(name, n));
           for (const n of s.nodes) {
             const r = await nodeRun(n.holder, "ls", ["/opt/cni/bin", "/etc/cni/net.d"]);
             assert(r.stdout.includes("ohno\n"), `${n.name}: no /opt/cni/bin/ohno: ${r.stdout}`);
             assert(/\d+-ohno\.conflist/.test(r.stdout), `${n.name}: no ohno conflist: ${r.stdout}`);
           }
-          console.error(
-            `[e2e] installed, every node Ready (${((performance.now() - t0) / 1000).toFixed(0)} s)`,
+          say(
+            `installed, every node Ready (${((performance.now() - t0) / 1000).toFixed(0)} s)`,
           );
         },
       );
@@ -406,8 +268,8 @@ Deno.test({
       });
     } finally {
       const removed = await kubeDown(name);
-      console.error(
-        `[e2e] down: ${removed.length} namespaces removed (${
+      say(
+        `down: ${removed.length} namespaces removed (${
           ((performance.now() - t0) / 1000).toFixed(0)
         } s in all)`,
       );
