@@ -235,6 +235,8 @@ async function startControlPlane(lab: Lab, dir: string, bin: string, etcd: strin
     `--client-ca-file=${pki}/ca.crt`,
     `--kubelet-client-certificate=${pki}/apiserver-kubelet-client.crt`,
     `--kubelet-client-key=${pki}/apiserver-kubelet-client.key`,
+    // Nodes are reached by their InternalIP: the lab has no DNS for node names.
+    "--kubelet-preferred-address-types=InternalIP",
     `--service-account-issuer=https://kubernetes.default.svc`,
     `--service-account-key-file=${pki}/sa.pub`,
     `--service-account-signing-key-file=${pki}/sa.key`,

@@ -123,7 +123,7 @@ export async function pingFrom(name: string, from: string, ips: string[]): Promi
     "; ",
   );
   const r = await kubectl(name, ["exec", from, "--", "sh", "-c", script]);
-  if (!r.success) return [`${from}: kubectl exec failed: ${r.stderr.trim()}`];
+  if (!r.success) return [`${from}: kubectl exec failed: ${r.stderr.trim().slice(0, 300)}`];
   return r.stdout.split("\n").filter((l) => l.startsWith("FAIL")).map((l) =>
     `${from} → ${l.slice(5)}`
   );
