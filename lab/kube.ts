@@ -952,7 +952,11 @@ export async function kubeDown(name: string): Promise<string[]> {
     ) kill(pid);
     await new Promise((r) => setTimeout(r, 300));
     for (const n of s.nodes) {
-      for (const h of cgroupHierarchies()) removeCgroupTree(`${h}/${n.cgroup}`);
+      // Every hierarchy, the hybrid layout's unified one too: the kubelet makes its root there.
+      for (const e of Deno.readDirSync(CGROUP_FS)) {
+        if (e.isDirectory) removeCgroupTree(`${CGROUP_FS}/${e.name}/${n.cgroup}`);
+      }
+      removeCgroupTree(`${CGROUP_FS}/${n.cgroup}`);
     }
     await Deno.remove(`${NODE_ROOT}/${name}`, { recursive: true }).catch(() => {});
     await Deno.remove(NODE_ROOT).catch(() => {}); // when no other lab has nodes there
