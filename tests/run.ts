@@ -203,7 +203,8 @@ async function main(): Promise<number> {
       `--junit-path=${junit}`,
       ...(Deno.env.get("OHNO_TEST_SERIAL") ? [] : ["--parallel"]),
       ...extra,
-      ...(targets.length ? targets : ["."]),
+      // The e2e file is not named *_test.ts (`./dev e2e` runs it alone); the whole suite has it.
+      ...(targets.length ? targets : [".", "tests/e2e/kube_e2e.ts"]),
     ],
     cwd: root,
     stdin: "null",
