@@ -23,12 +23,13 @@
  * @module
  */
 
-import { labDir, spawnDetached, spawnEtcd, waitFor } from "./lab.ts";
+import { labDir, spawnDetached, waitFor } from "./lab.ts";
 import { type Lab, labDown, labUp } from "./topology.ts";
 import { runCommand } from "../netns/netns.ts";
 import { processAlive } from "../lib/proc.ts";
 
 const NODE_ROOT = "/var/lib/ohno-lab";
+const ETCD_BIN = "/usr/bin/etcd";
 const SERVICE_CIDR = "10.96.0.0/16";
 const SERVICE_IP = "10.96.0.1";
 const APISERVER_PORT = 6443;
@@ -77,7 +78,8 @@ export interface KubeLabState {
   /** The admin kubeconfig (for kubectl inside the lab namespace). */
   kubeconfig: string;
   pki: string;
-  etcd: { pid: number; endpoint: string };
+  /** The lab's etcd: TLS, client certificates required (the CA is the lab's). */
+  etcd: { pid: number; endpoint: string; ca: string; cert: string; key: string };
   control: { apiserver: number; controllerManager: number; scheduler: number };
   nodes: KubeNodeState[];
   /** Mount points this lab made in the root mount namespace (removed at down when empty). */
@@ -176,6 +178,8 @@ export async function makePki(pki: string, gateway: string, nodes: string[]): Pr
     "/O=system:masters/CN=kube-apiserver-kubelet-client",
     "client",
   );
+  await cert(pki, "etcd-server", "/CN=etcd", "both", [`IP:${gateway}`, "IP:127.0.0.1"]);
+  await cert(pki, "etcd-client", "/CN=etcd-client", "client");
   await cert(pki, "admin", "/O=system:masters/CN=kubernetes-admin", "client");
   await cert(pki, "controller-manager", "/CN=system:kube-controller-manager", "client");
   await cert(pki, "scheduler", "/CN=system:kube-scheduler", "client");
@@ -218,6 +222,20 @@ function kubeconfig(pki: string, server: string, user: string): string {
 
 // ---- the control plane -----------------------------------------------------------------
 
+/** etcd in the lab namespace as a real cluster runs it: TLS, client certificates required. */
+function spawnTlsEtcd(lab: Lab, dir: string, pki: string): number {
+  const peer = "http://127.0.0.1:2380";
+  return spawnDetached(lab.ns, ETCD_BIN, [
+    ...["--name", "lab", "--data-dir", `${dir}/etcd`, "--log-level", "error"],
+    ...["--listen-client-urls", `https://${lab.gateway.ipv4}:2379,https://127.0.0.1:2379`],
+    ...["--advertise-client-urls", `https://${lab.gateway.ipv4}:2379`],
+    ...["--cert-file", `${pki}/etcd-server.crt`, "--key-file", `${pki}/etcd-server.key`],
+    ...["--client-cert-auth", "--trusted-ca-file", `${pki}/ca.crt`],
+    ...["--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer],
+    ...["--initial-cluster", `lab=${peer}`],
+  ], `${dir}/etcd.log`);
+}
+
 async function startControlPlane(lab: Lab, dir: string, bin: string, etcd: string) {
   const pki = `${dir}/pki`;
   const gw = lab.gateway.ipv4;
@@ -227,6 +245,9 @@ async function startControlPlane(lab: Lab, dir: string, bin: string, etcd: strin
   }
   const apiserver = spawnDetached(lab.ns, `${bin}/kube-apiserver`, [
     `--etcd-servers=${etcd}`,
+    `--etcd-cafile=${pki}/ca.crt`,
+    `--etcd-certfile=${pki}/etcd-client.crt`,
+    `--etcd-keyfile=${pki}/etcd-client.key`,
     `--bind-address=0.0.0.0`,
     `--advertise-address=${gw}`,
     `--secure-port=${APISERVER_PORT}`,
@@ -810,7 +831,13 @@ export async function kubeUp(o: KubeLabOptions): Promise<KubeLabState> {
     server: "",
     kubeconfig: `${dir}/admin.kubeconfig`,
     pki: `${dir}/pki`,
-    etcd: { pid: 0, endpoint: `http://${lab.gateway.ipv4}:2379` },
+    etcd: {
+      pid: 0,
+      endpoint: `https://${lab.gateway.ipv4}:2379`,
+      ca: `${dir}/pki/ca.crt`,
+      cert: `${dir}/pki/etcd-client.crt`,
+      key: `${dir}/pki/etcd-client.key`,
+    },
     control: { apiserver: 0, controllerManager: 0, scheduler: 0 },
     nodes: [],
     madeDirs: [],
@@ -821,15 +848,16 @@ export async function kubeUp(o: KubeLabOptions): Promise<KubeLabState> {
     const t0 = performance.now();
     const images = buildImages(dir, o.bin, o.ohno);
     await makePki(state.pki, lab.gateway.ipv4, lab.nodes.map((n) => n.name));
-    state.etcd.pid = spawnEtcd(lab.ns, dir, state.etcd.endpoint);
+    state.etcd.pid = spawnTlsEtcd(lab, dir, state.pki);
     save();
+    const tls = ["--cacert", state.etcd.ca, "--cert", state.etcd.cert, "--key", state.etcd.key];
     await waitFor("etcd answering", 20_000, async () => {
       const r = await runCommand(lab.ns, "curl", {
-        args: ["-s", "--max-time", "1", "http://127.0.0.1:2379/health"],
+        args: ["-s", "--max-time", "1", ...tls, "https://127.0.0.1:2379/health"],
       });
       return r.stdout.includes("true");
     });
-    const cp = await startControlPlane(lab, dir, o.bin, "http://127.0.0.1:2379");
+    const cp = await startControlPlane(lab, dir, o.bin, "https://127.0.0.1:2379");
     state.server = cp.server;
     state.control = cp.control;
     save();

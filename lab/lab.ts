@@ -173,7 +173,7 @@ export function spawnDetached(ns: Netns, cmd: string, args: string[], log: strin
 }
 
 /** etcd in the lab namespace, on the underlay gateway and loopback; data in `dir/etcd`. */
-export function spawnEtcd(ns: Netns, dir: string, endpoint: string): number {
+function spawnEtcd(ns: Netns, dir: string, endpoint: string): number {
   const peer = "http://127.0.0.1:2380";
   return spawnDetached(ns, ETCD_BIN, [
     ...["--name", "lab", "--data-dir", `${dir}/etcd`, "--log-level", "error"],

@@ -60,7 +60,7 @@ export function manifestFor(s: KubeLabState): string {
   for (const d of docs) {
     if (d?.kind === "ConfigMap" && d.metadata?.name === "ohno") {
       const cfg = JSON.parse(d.data["ohno.json"]);
-      cfg.datastore = { type: "etcd", etcd: { endpoints: [s.etcd.endpoint] } };
+      cfg.datastore.etcd.endpoints = [s.etcd.endpoint];
       d.data["ohno.json"] = JSON.stringify(cfg, null, 2);
     }
   }
@@ -75,8 +75,8 @@ export async function ipam(s: KubeLabState, args: string[]): Promise<string> {
       "--",
       OHNO,
       "ipam",
-      "--etcd-endpoints",
-      s.etcd.endpoint,
+      ...["--etcd-endpoints", s.etcd.endpoint, "--etcd-ca", s.etcd.ca],
+      ...["--etcd-cert", s.etcd.cert, "--etcd-key", s.etcd.key],
       ...args,
     ],
     stdin: "null",
@@ -159,6 +159,14 @@ export async function allPodsRunning(name: string, n: number): Promise<boolean> 
 
 /** `kubectl apply` of the manifest (its ConfigMap pointed at the lab's etcd); waits until the DaemonSet is ready on every node. */
 export async function installOhno(s: KubeLabState): Promise<void> {
+  // Interim: the manifest reads kubeadm's etcd client pair from a hostPath.
+  for (const n of s.nodes) {
+    const d = `${n.root}/etc/kubernetes/pki/etcd`;
+    Deno.mkdirSync(d, { recursive: true });
+    Deno.copyFileSync(s.etcd.ca, `${d}/ca.crt`);
+    Deno.copyFileSync(s.etcd.cert, `${d}/healthcheck-client.crt`);
+    Deno.copyFileSync(s.etcd.key, `${d}/healthcheck-client.key`);
+  }
   await k(s.name, ["apply", "-f", "-"], manifestFor(s));
   await within(300_000, "the DaemonSet ready on every node", () => dsSettled(s.name));
 }

@@ -240,7 +240,9 @@ Deno.test({
           const held = await allocations(s);
           assert(
             held.some((a) => a.ip === ip && a.node === n.name),
-            `crictl pod's ${ip} in ipam ls`,
+            `crictl pod's ${ip} on ${n.name} in ipam ls: ${
+              JSON.stringify(held.map((a) => [a.ip, a.node]))
+            }`,
           );
           assert((await crictl("stopp", id)).success, "crictl stopp");
           await within(
