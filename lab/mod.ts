@@ -7,6 +7,9 @@
  *   runtime adds them, pings, status, fault drills (agent kill/start, etcd stop/start);
  * - `runtime.ts`: a runtime's CNI side (libcni's conflist semantics);
  * - `bgprouter.ts`: BIRD in the routed underlay's router namespace (a top-of-rack peer);
+ * - `kube.ts`: `--kubernetes`: real Kubernetes on the underlay (control plane in the lab
+ *   namespace; per node containerd and a kubelet in a mount namespace of its own), images
+ *   imported without a registry; ohno then comes from its manifest (tests/e2e/);
  * - `demo.ts`: `ohno lab demo`, the README's main job.
  *
  * This entry re-exports nothing: code imports the file that defines a name (one way for
