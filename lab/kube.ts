@@ -25,21 +25,15 @@
 
 import { labDir, spawnDetached, waitFor } from "./lab.ts";
 import { type Lab, labDown, labUp } from "./topology.ts";
-import { runCommand } from "../netns/netns.ts";
+import { type CommandResult, runCommand } from "../netns/netns.ts";
 import { processAlive } from "../lib/proc.ts";
+import { buildImages, LAB_IMAGES } from "./kubeimages.ts";
+import { kubeconfig, makePki } from "./kubepki.ts";
 
 const NODE_ROOT = "/var/lib/ohno-lab";
 const ETCD_BIN = "/usr/bin/etcd";
 const SERVICE_CIDR = "10.96.0.0/16";
-const SERVICE_IP = "10.96.0.1";
 const APISERVER_PORT = 6443;
-
-/** Images the lab imports into every node (names as a pod spec gives them). */
-export const LAB_IMAGES = {
-  pause: "docker.io/ohno/pause:e2e",
-  busybox: "docker.io/ohno/busybox:e2e",
-  ohno: "docker.io/library/ohno:0.1.0",
-} as const;
 
 /** Directories every node has of its own (mount point → directory under the node's root). */
 const NODE_DIRS = [
@@ -107,117 +101,6 @@ export function readKubeState(name: string): KubeLabState | undefined {
   } catch {
     return undefined;
   }
-}
-
-async function run(cmd: string, args: string[], what = cmd): Promise<string> {
-  const out = await new Deno.Command(cmd, { args, stdin: "null" }).output();
-  if (!out.success) {
-    const err = new TextDecoder().decode(out.stderr).trim();
-    throw new Error(`${what}: ${cmd} exited with ${out.code}: ${err.slice(-800)}`);
-  }
-  return new TextDecoder().decode(out.stdout);
-}
-
-// ---- certificates ----------------------------------------------------------------------
-
-/** One certificate signed by the lab's CA (openssl, EC P-256, valid 2 days). */
-async function cert(
-  pki: string,
-  file: string,
-  subject: string,
-  usage: "server" | "client" | "both",
-  sans: string[] = [],
-): Promise<void> {
-  const eku = usage === "server"
-    ? "serverAuth"
-    : usage === "client"
-    ? "clientAuth"
-    : "serverAuth,clientAuth";
-  const cnf = `${pki}/${file}.cnf`;
-  Deno.writeTextFileSync(
-    cnf,
-    [
-      "[req]",
-      "distinguished_name = dn",
-      "[dn]",
-      "[ext]",
-      "basicConstraints = critical,CA:FALSE",
-      "keyUsage = critical,digitalSignature,keyEncipherment",
-      `extendedKeyUsage = ${eku}`,
-      ...(sans.length ? [`subjectAltName = ${sans.join(",")}`] : []),
-      "",
-    ].join("\n"),
-  );
-  await run("openssl", [
-    ...["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"],
-    ...["-keyout", `${pki}/${file}.key`, "-out", `${pki}/${file}.crt`, "-days", "2"],
-    ...["-subj", subject, "-CA", `${pki}/ca.crt`, "-CAkey", `${pki}/ca.key`],
-    ...["-config", cnf, "-extensions", "ext"],
-  ], `certificate ${file}`);
-}
-
-export async function makePki(pki: string, gateway: string, nodes: string[]): Promise<void> {
-  Deno.mkdirSync(pki, { recursive: true });
-  await run("openssl", [
-    ...["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"],
-    ...["-keyout", `${pki}/ca.key`, "-out", `${pki}/ca.crt`, "-days", "2"],
-    ...["-subj", "/CN=ohno-lab-ca", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
-  ], "the lab's CA");
-  await cert(pki, "apiserver", "/CN=kube-apiserver", "server", [
-    `IP:${gateway}`,
-    "IP:127.0.0.1",
-    `IP:${SERVICE_IP}`,
-    "DNS:kubernetes",
-    "DNS:kubernetes.default",
-    "DNS:kubernetes.default.svc",
-    "DNS:kubernetes.default.svc.cluster.local",
-  ]);
-  await cert(
-    pki,
-    "apiserver-kubelet-client",
-    "/O=system:masters/CN=kube-apiserver-kubelet-client",
-    "client",
-  );
-  await cert(pki, "etcd-server", "/CN=etcd", "both", [`IP:${gateway}`, "IP:127.0.0.1"]);
-  await cert(pki, "etcd-client", "/CN=etcd-client", "client");
-  await cert(pki, "admin", "/O=system:masters/CN=kubernetes-admin", "client");
-  await cert(pki, "controller-manager", "/CN=system:kube-controller-manager", "client");
-  await cert(pki, "scheduler", "/CN=system:kube-scheduler", "client");
-  for (const n of nodes) {
-    await cert(pki, `kubelet-${n}`, `/O=system:nodes/CN=system:node:${n}`, "client");
-  }
-  await run("openssl", [
-    "genpkey",
-    "-algorithm",
-    "RSA",
-    "-pkeyopt",
-    "rsa_keygen_bits:2048",
-    "-out",
-    `${pki}/sa.key`,
-  ]);
-  await run("openssl", ["pkey", "-in", `${pki}/sa.key`, "-pubout", "-out", `${pki}/sa.pub`]);
-}
-
-function kubeconfig(pki: string, server: string, user: string): string {
-  const b64 = (f: string) => btoa(Deno.readTextFileSync(`${pki}/${f}`));
-  return JSON.stringify(
-    {
-      apiVersion: "v1",
-      kind: "Config",
-      clusters: [{ name: "lab", cluster: { server, "certificate-authority-data": b64("ca.crt") } }],
-      users: [{
-        name: user,
-        user: {
-          "client-certificate-data": b64(`${user}.crt`),
-          "client-key-data": b64(`${user}.key`),
-        },
-      }],
-      contexts: [{ name: "lab", context: { cluster: "lab", user } }],
-      "current-context": "lab",
-    },
-    null,
-    2,
-  );
 }
 
 // ---- the control plane -----------------------------------------------------------------
@@ -309,175 +192,6 @@ async function startControlPlane(lab: Lab, dir: string, bin: string, etcd: strin
     "--v=1",
   ], `${dir}/kube-scheduler.log`);
   return { server, admin, pki, control: { apiserver, controllerManager, scheduler } };
-}
-
-// ---- images ----------------------------------------------------------------------------
-
-async function sha256(file: string): Promise<{ digest: string; size: number }> {
-  const out = await run("sha256sum", [file]);
-  return { digest: `sha256:${out.split(" ")[0]}`, size: Deno.statSync(file).size };
-}
-
-async function writeBlob(blobs: string, data: string): Promise<{ digest: string; size: number }> {
-  const tmp = `${blobs}/.tmp`;
-  Deno.writeTextFileSync(tmp, data);
-  const d = await sha256(tmp);
-  Deno.renameSync(tmp, `${blobs}/${d.digest.slice(7)}`);
-  return d;
-}
-
-/**
- * Writes an OCI image archive of the directory `rootfs` (one uncompressed layer) named
- * `ref`, with `config` (Entrypoint, Cmd, Env) — what `ctr images import` takes.
- */
-async function ociArchive(
-  rootfs: string,
-  ref: string,
-  config: Record<string, unknown>,
-  out: string,
-): Promise<void> {
-  const work = `${out}.d`;
-  await Deno.remove(work, { recursive: true }).catch(() => {});
-  const blobs = `${work}/blobs/sha256`;
-  Deno.mkdirSync(blobs, { recursive: true });
-  const layerTmp = `${blobs}/.layer`;
-  await run("tar", [
-    "--numeric-owner",
-    "--owner=0",
-    "--group=0",
-    "-C",
-    rootfs,
-    "-cf",
-    layerTmp,
-    ".",
-  ]);
-  const layer = await sha256(layerTmp);
-  Deno.renameSync(layerTmp, `${blobs}/${layer.digest.slice(7)}`);
-  const cfg = await writeBlob(
-    blobs,
-    JSON.stringify({
-      architecture: "amd64",
-      os: "linux",
-      config,
-      rootfs: { type: "layers", diff_ids: [layer.digest] },
-    }),
-  );
-  const manifest = await writeBlob(
-    blobs,
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: "application/vnd.oci.image.manifest.v1+json",
-      config: { mediaType: "application/vnd.oci.image.config.v1+json", ...cfg },
-      layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar", ...layer }],
-    }),
-  );
-  Deno.writeTextFileSync(`${work}/oci-layout`, JSON.stringify({ imageLayoutVersion: "1.0.0" }));
-  Deno.writeTextFileSync(
-    `${work}/index.json`,
-    JSON.stringify({
-      schemaVersion: 2,
-      manifests: [{
-        mediaType: "application/vnd.oci.image.manifest.v1+json",
-        ...manifest,
-        annotations: {
-          "io.containerd.image.name": ref,
-          "org.opencontainers.image.ref.name": ref.split(":").pop(),
-        },
-      }],
-    }),
-  );
-  await run("tar", ["-C", work, "-cf", out, "oci-layout", "index.json", "blobs"]);
-  await Deno.remove(work, { recursive: true });
-}
-
-/** Copies `file` into `rootfs` at the same path, with the shared libraries ldd names. */
-async function copyWithLibs(rootfs: string, file: string): Promise<void> {
-  const files = new Set([file]);
-  const ldd = await new Deno.Command("ldd", { args: [file], stdout: "piped", stderr: "null" })
-    .output();
-  for (const line of new TextDecoder().decode(ldd.stdout).split("\n")) {
-    const m = line.match(/(\/\S+) \(0x/);
-    if (m?.[1]) files.add(m[1]);
-  }
-  for (const f of files) {
-    const real = Deno.realPathSync(f);
-    const to = `${rootfs}${f}`;
-    Deno.mkdirSync(to.slice(0, to.lastIndexOf("/")), { recursive: true });
-    Deno.copyFileSync(real, to);
-    Deno.chmodSync(to, Deno.statSync(real).mode ?? 0o755);
-  }
-}
-
-/** The busybox test image's and the pause image's rootfs, and ohno's (see Dockerfile). */
-export async function buildImages(dir: string, bin: string, ohno: string): Promise<string[]> {
-  const images = `${dir}/images`;
-  Deno.mkdirSync(images, { recursive: true });
-  const out: string[] = [];
-
-  const pause = `${images}/pause.rootfs`;
-  Deno.mkdirSync(pause, { recursive: true });
-  Deno.copyFileSync(`${bin}/pause`, `${pause}/pause`);
-  Deno.chmodSync(`${pause}/pause`, 0o755);
-  await ociArchive(pause, LAB_IMAGES.pause, { Entrypoint: ["/pause"] }, `${images}/pause.tar`);
-  out.push(`${images}/pause.tar`);
-
-  const bb = `${images}/busybox.rootfs`;
-  Deno.mkdirSync(`${bb}/bin`, { recursive: true });
-  Deno.mkdirSync(`${bb}/tmp`, { recursive: true });
-  Deno.copyFileSync("/bin/busybox", `${bb}/bin/busybox`);
-  Deno.chmodSync(`${bb}/bin/busybox`, 0o755);
-  for (
-    const a of ["sh", "ping", "ping6", "sleep", "ip", "ifconfig", "cat", "hostname", "wget", "nc"]
-  ) {
-    Deno.symlinkSync("busybox", `${bb}/bin/${a}`);
-  }
-  await ociArchive(bb, LAB_IMAGES.busybox, {
-    Entrypoint: ["/bin/sleep", "100000000"],
-    Env: ["PATH=/bin"],
-  }, `${images}/busybox.tar`);
-  out.push(`${images}/busybox.tar`);
-
-  // The ohno image: the layout deploy/kubernetes/Dockerfile produces (/usr/local/bin/ohno,
-  // nft for masquerade). A development dist/ohno is a launcher script running the pinned
-  // Deno on this checkout's bundle, so the image carries those paths too; the agent
-  // installs the same launcher on the node, where the checkout is visible as well.
-  const root = `${images}/ohno.rootfs`;
-  Deno.mkdirSync(`${root}/usr/local/bin`, { recursive: true });
-  Deno.mkdirSync(`${root}/bin`, { recursive: true });
-  Deno.mkdirSync(`${root}/tmp`, { recursive: true, mode: 0o1777 });
-  Deno.copyFileSync(ohno, `${root}/usr/local/bin/ohno`);
-  Deno.chmodSync(`${root}/usr/local/bin/ohno`, 0o755);
-  Deno.copyFileSync("/bin/busybox", `${root}/bin/sh`);
-  Deno.chmodSync(`${root}/bin/sh`, 0o755);
-  await copyWithLibs(root, "/usr/sbin/nft");
-  const launcher = Deno.readTextFileSync(ohno);
-  if (launcher.startsWith("#!")) {
-    const paths = [...launcher.matchAll(/'(\/[^']+)'/g)].map((m) => m[1]!);
-    for (const p of paths) {
-      const st = Deno.statSync(p);
-      if (st.isDirectory) {
-        Deno.mkdirSync(`${root}${p}`, { recursive: true });
-        await run("cp", ["-a", `${p}/.`, `${root}${p}/`]);
-      } else {
-        await copyWithLibs(root, p);
-      }
-    }
-    const bundle = `${ohno.slice(0, ohno.lastIndexOf("/"))}/bundle`;
-    Deno.mkdirSync(`${root}${bundle}`, { recursive: true });
-    await run("cp", ["-a", `${bundle}/.`, `${root}${bundle}/`]);
-    const lock = paths.find((p) => p.endsWith("/deno.json"))?.replace(/deno\.json$/, "deno.lock");
-    if (lock) Deno.copyFileSync(lock, `${root}${lock}`);
-  }
-  await ociArchive(root, LAB_IMAGES.ohno, {
-    Entrypoint: ["/usr/local/bin/ohno"],
-    Cmd: ["daemon"],
-    Env: ["PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-  }, `${images}/ohno.tar`);
-  out.push(`${images}/ohno.tar`);
-  for (const r of ["pause", "busybox", "ohno"]) {
-    await Deno.remove(`${images}/${r}.rootfs`, { recursive: true });
-  }
-  return out;
 }
 
 // ---- nodes -----------------------------------------------------------------------------
@@ -741,31 +455,16 @@ export async function kubeNodeRestart(name: string, node: string): Promise<void>
 }
 
 /** Runs a command inside a node's mount and network namespaces. */
-export async function nodeRun(
+export function nodeRun(
   holder: number,
   cmd: string,
   args: string[],
   stdin?: string,
-): Promise<{ success: boolean; code: number; stdout: string; stderr: string }> {
-  const c = new Deno.Command("nsenter", {
+): Promise<CommandResult> {
+  return runCommand(undefined, "nsenter", {
     args: ["-t", `${holder}`, "-m", "-n", "--", cmd, ...args],
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (stdin !== undefined) {
-    const w = c.stdin.getWriter();
-    await w.write(new TextEncoder().encode(stdin));
-    await w.close();
-  }
-  const out = await c.output();
-  const dec = new TextDecoder();
-  return {
-    success: out.success,
-    code: out.code,
-    stdout: dec.decode(out.stdout),
-    stderr: dec.decode(out.stderr),
-  };
+    ...(stdin !== undefined ? { stdinText: stdin } : {}),
+  });
 }
 
 export async function importImages(holder: number, images: string[], node: string): Promise<void> {
@@ -781,18 +480,14 @@ export async function importImages(holder: number, images: string[], node: strin
 }
 
 /** kubectl against the lab's API server, run in the lab namespace. */
-export async function kubectl(
-  name: string,
-  args: string[],
-  stdin?: string,
-): Promise<{ success: boolean; stdout: string; stderr: string }> {
+export function kubectl(name: string, args: string[], stdin?: string): Promise<CommandResult> {
   const s = readKubeState(name);
   if (!s) {
     throw new Error(
       `lab ${name} has no Kubernetes (start it with \`ohno lab up --kubernetes BIN\`)`,
     );
   }
-  const c = new Deno.Command("nsenter", {
+  return runCommand(undefined, "nsenter", {
     args: [
       `--net=/run/netns/ohno-lab-${name}`,
       "--",
@@ -800,18 +495,8 @@ export async function kubectl(
       `--kubeconfig=${s.kubeconfig}`,
       ...args,
     ],
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (stdin !== undefined) {
-    const w = c.stdin.getWriter();
-    await w.write(new TextEncoder().encode(stdin));
-    await w.close();
-  }
-  const out = await c.output();
-  const dec = new TextDecoder();
-  return { success: out.success, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+    ...(stdin !== undefined ? { stdinText: stdin } : {}),
+  });
 }
 
 /**

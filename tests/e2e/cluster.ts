@@ -5,7 +5,8 @@
  */
 
 import { parseAllDocuments } from "yaml";
-import { kubectl, type KubeLabState, LAB_IMAGES } from "../../lab/kube.ts";
+import { kubectl, type KubeLabState } from "../../lab/kube.ts";
+import { LAB_IMAGES } from "../../lab/kubeimages.ts";
 import { OHNO, REPO } from "../support/ohno.ts";
 import { within } from "../support/wait.ts";
 
