@@ -397,7 +397,7 @@ function installCni(run: AgentRun, mtu: number): void {
       mtu,
       socket: cfg.socket,
       logFile: cfg.cniLogFile,
-      portmap: portmapPresent(cfg.cniBinDir),
+      ...portmapVersions(cfg.cniBinDir, log),
     }),
   });
   log.info("plugin installed", {
@@ -470,15 +470,33 @@ async function testHoldLoad(log: Logger, signal: AbortSignal): Promise<void> {
   }
 }
 
-function portmapPresent(binDir: string): boolean {
-  for (const dir of [binDir, "/usr/lib/cni", "/opt/cni/bin"]) {
-    try {
-      if (Deno.statSync(`${dir}/portmap`).isFile) return dir === binDir;
-    } catch {
-      // not there
-    }
+/**
+ * The CNI versions of the portmap plugin in the node's CNI bin dir (its VERSION answer),
+ * as the conflist's `portmap` option; none when it is not there or does not answer.
+ */
+function portmapVersions(binDir: string, log: Logger): { portmap?: string[] } {
+  const bin = `${binDir}/portmap`;
+  try {
+    if (!Deno.statSync(bin).isFile) return {};
+  } catch {
+    return {};
   }
-  return false;
+  // Synchronous, once per install: the VERSION request fed through sh.
+  const r = new Deno.Command("/bin/sh", {
+    args: ["-c", `echo '{"cniVersion":"1.0.0"}' | CNI_COMMAND=VERSION "$0"`, bin],
+    stdout: "piped",
+    stderr: "null",
+  }).outputSync();
+  try {
+    const versions = (JSON.parse(new TextDecoder().decode(r.stdout)) as {
+      supportedVersions?: string[];
+    }).supportedVersions;
+    if (Array.isArray(versions)) return { portmap: versions };
+  } catch {
+    // not a VERSION answer
+  }
+  log.warn("portmap is installed but does not answer VERSION; not chained", { bin });
+  return {};
 }
 
 /** What the Kubernetes loops ({@link watchDeletedNodes}, {@link gcLoop}) work with. */

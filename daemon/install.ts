@@ -15,9 +15,15 @@ export interface ConflistOptions {
   socket: string;
   /** The plugin's log file on the host. */
   logFile: string;
-  /** Chain the reference portmap plugin (hostPort support) when it is installed. */
-  portmap: boolean;
+  /**
+   * The CNI versions of the reference portmap plugin (hostPort support) installed next to
+   * ohno (its VERSION answer), which is then chained; undefined when it is not installed.
+   */
+  portmap?: string[];
 }
+
+/** The versions ohno's conflist offers, lowest first (CNI 1.1 adds GC and STATUS). */
+export const CONFLIST_VERSIONS = ["1.0.0", "1.1.0"];
 
 /** The network configuration list the agent installs. */
 export function conflist(o: ConflistOptions): Record<string, unknown> {
@@ -31,11 +37,16 @@ export function conflist(o: ConflistOptions): Record<string, unknown> {
     logFile: o.logFile,
     ipam: { type: "ohno", daemonSocket: o.socket },
   }];
-  if (o.portmap) {
+  // Only versions every chained plugin speaks: a runtime picks the highest one it knows
+  // (libcni 1.3 takes 1.1.0), and a plugin given a version it lacks fails the whole ADD.
+  let versions = CONFLIST_VERSIONS;
+  const portmap = o.portmap?.filter((v) => versions.includes(v)) ?? [];
+  if (portmap.length) {
     plugins.push({ type: "portmap", capabilities: { portMappings: true }, snat: true });
+    versions = portmap;
   }
-  // 1.0.0 for libcni 1.1 (containerd 1.6/1.7, CRI-O, podman 4); 1.1.0 where supported.
-  return { cniVersion: "1.0.0", cniVersions: ["1.0.0", "1.1.0"], name: o.network, plugins };
+  // cniVersion 1.0.0 for libcni 1.1 (containerd 1.6/1.7, CRI-O, podman 4), which reads only it.
+  return { cniVersion: versions[0], cniVersions: versions, name: o.network, plugins };
 }
 
 function sameContent(path: string, data: Uint8Array): boolean {

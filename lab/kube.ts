@@ -493,6 +493,8 @@ export function kubectl(name: string, args: string[], stdin?: string): Promise<C
       "--",
       `${s.bin}/kubectl`,
       `--kubeconfig=${s.kubeconfig}`,
+      // Its discovery cache in the lab, not in the machine's ~/.kube.
+      `--cache-dir=${labDir(name)}/kubectl-cache`,
       ...args,
     ],
     ...(stdin !== undefined ? { stdinText: stdin } : {}),

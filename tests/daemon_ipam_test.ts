@@ -404,7 +404,7 @@ Deno.test("install: binary and conflist by rename, unchanged files left alone, a
       mtu: 1450,
       socket: "/run/ohno/ipam.sock",
       logFile: "/var/run/log/ohno.log",
-      portmap: true,
+      portmap: ["0.4.0", "1.0.0", "1.1.0"],
     });
     const r1 = installPlugin({
       source: "/bin/true",
