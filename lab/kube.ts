@@ -426,13 +426,45 @@ async function startNodeDaemons(n: KubeNodeState, bin: string, dir: string): Pro
     const r = await nodeRun(n.holder, "ctr", ["-a", "/run/containerd/containerd.sock", "version"]);
     return r.success;
   });
-  n.kubelet = spawnInNode(n.holder, `${bin}/kubelet`, [
+  n.kubelet = startKubelet(n, bin, dir);
+}
+
+function startKubelet(n: KubeNodeState, bin: string, dir: string): number {
+  return spawnInNode(n.holder, `${bin}/kubelet`, [
     "--config=/etc/kubernetes/kubelet.json",
     "--kubeconfig=/etc/kubernetes/kubelet.kubeconfig",
     `--hostname-override=${n.name}`,
     `--node-ip=${n.address4},${n.address6}`,
     "--v=1",
-  ], `${log}-kubelet.log`);
+  ], `${dir}/${n.name}-kubelet.log`);
+}
+
+/**
+ * Stops a node's kubelet (SIGTERM; containerd and the pods keep running), for work on
+ * containerd's CRI that the kubelet would otherwise undo (it removes sandboxes it did not
+ * make); `kubeletStart` starts it again.
+ */
+export async function kubeletStop(name: string, node: string): Promise<void> {
+  const { n } = kubeNode(name, node);
+  kill(n.kubelet, "SIGTERM");
+  await waitFor(
+    `${node}'s kubelet stopped`,
+    20_000,
+    () => Promise.resolve(!processAlive(n.kubelet)),
+  );
+}
+
+export function kubeletStart(name: string, node: string): void {
+  const { s, n } = kubeNode(name, node);
+  n.kubelet = startKubelet(n, s.bin, labDir(name));
+  Deno.writeTextFileSync(kubeStateFile(name), JSON.stringify(s, null, 2));
+}
+
+function kubeNode(name: string, node: string): { s: KubeLabState; n: KubeNodeState } {
+  const s = readKubeState(name);
+  const n = s?.nodes.find((x) => x.name === node);
+  if (!s || !n) throw new Error(`lab ${name} has no Kubernetes node ${node}`);
+  return { s, n };
 }
 
 /**
@@ -440,9 +472,7 @@ async function startNodeDaemons(n: KubeNodeState, bin: string, dir: string): Pro
  * running, as after a crash) and started again.
  */
 export async function kubeNodeRestart(name: string, node: string): Promise<void> {
-  const s = readKubeState(name);
-  const n = s?.nodes.find((x) => x.name === node);
-  if (!s || !n) throw new Error(`lab ${name} has no Kubernetes node ${node}`);
+  const { s, n } = kubeNode(name, node);
   kill(n.kubelet);
   kill(n.containerd);
   await waitFor(
