@@ -444,8 +444,8 @@ function backgroundLoops(
     );
   }
   if (kube && k8s) {
-    const kubeLoop = { k8s, kube, ipam, cfg, log, signal };
-    loops.push(watchDeletedNodes(kubeLoop), gcLoop({ ...kubeLoop, metrics }));
+    const kubeLoop = { k8s, kube, ipam, cfg, log, signal, metrics, health };
+    loops.push(watchDeletedNodes(kubeLoop), gcLoop(kubeLoop));
   }
   return loops;
 }
@@ -508,6 +508,34 @@ interface KubeLoopOptions {
   log: Logger;
   /** Ends the loop. */
   signal: AbortSignal;
+  metrics: DaemonMetrics;
+  health: Health;
+}
+
+/**
+ * A failed Kubernetes request of loop `op`: logged, counted, and when the API server
+ * refuses the agent (401/403: its RBAC or token, which retrying does not fix) the agent
+ * is not ready, with the reason, until a request of that loop succeeds again.
+ */
+function kubeFailed(o: KubeLoopOptions, op: string, e: unknown, retryInMs?: number): void {
+  o.metrics.kubeErrors.inc({ op });
+  // KubeApiError.forbidden, read without importing the lazily loaded client.
+  const forbidden = (e as { forbidden?: unknown } | undefined)?.forbidden === true;
+  const fields = {
+    op,
+    error: (e as Error)?.message ?? String(e),
+    ...(retryInMs !== undefined ? { retryInMs } : {}),
+  };
+  if (forbidden) {
+    o.log.error("the Kubernetes API refuses the agent (check its RBAC and token)", fields);
+    o.health.setProblem(`kubernetes ${op}`, `Kubernetes ${op}: ${(e as Error).message}`);
+  } else {
+    o.log.warn("a Kubernetes request failed", fields);
+  }
+}
+
+function kubeSucceeded(o: KubeLoopOptions, op: string): void {
+  o.health.setProblem(`kubernetes ${op}`, undefined);
 }
 
 /** Deleted Nodes give their blocks and addresses back (whichever agent sees it first). */
@@ -528,7 +556,13 @@ async function watchDeletedNodes(o: KubeLoopOptions): Promise<void> {
       log.warn("releasing a deleted node failed", { node: name, error: (e as Error).message });
     }
   };
-  for await (const e of k8s.watchNodes(kube, { signal })) {
+  const watch = k8s.watchNodes(kube, {
+    signal,
+    onError: (e, retryInMs) => kubeFailed(o, "watch-nodes", e, retryInMs),
+    onOk: () => kubeSucceeded(o, "watch-nodes"),
+    ...(cfg.kubeWatchIdleMs ? { watchIdleMs: cfg.kubeWatchIdleMs } : {}),
+  });
+  for await (const e of watch) {
     if (e.type === "deleted") await release(e.name);
     if (e.type === "synced") {
       // Nodes the datastore knows that Kubernetes does not: deleted while we were away.
@@ -545,13 +579,14 @@ async function watchDeletedNodes(o: KubeLoopOptions): Promise<void> {
  * never by name, and only once the allocation is older than the grace period (a pod
  * being created may not be listed yet).
  */
-async function gcLoop(o: KubeLoopOptions & { metrics: DaemonMetrics }): Promise<void> {
+async function gcLoop(o: KubeLoopOptions): Promise<void> {
   const { k8s, kube, ipam, cfg, log, signal, metrics } = o;
   while (!signal.aborted) {
     await sleep(cfg.gcPeriodMs, signal);
     if (signal.aborted) break;
     try {
       const { pods } = await k8s.listPodsOnNode(kube, cfg.nodeName, signal);
+      kubeSucceeded(o, "gc");
       const uids = new Set(pods.map((p) => p.uid));
       const podIps = new Set(pods.flatMap((p) => p.podIPs));
       const now = Date.now();
@@ -571,8 +606,7 @@ async function gcLoop(o: KubeLoopOptions & { metrics: DaemonMetrics }): Promise<
       }
     } catch (e) {
       if (signal.aborted) break;
-      metrics.kubeErrors.inc({ op: "gc" });
-      log.warn("GC failed", { error: (e as Error).message });
+      kubeFailed(o, "gc", e);
     }
   }
 }

@@ -37,10 +37,21 @@ export class Health {
   #status: () => Record<string, unknown> = () => ({});
   readonly #details = new Map<string, { ok: boolean; text: string }[]>();
 
+  readonly #problems = new Map<string, string>();
+
   /** Marks the agent ready, or not ready with a reason (`etcd unreachable`). */
   setReady(ready: boolean, reason = ready ? "" : "not ready"): void {
     this.#ready = ready;
     this.#why = reason;
+  }
+
+  /**
+   * A named problem that makes the agent not ready while it lasts, whatever `setReady`
+   * says (the Kubernetes API refusing the agent: 403); `undefined` clears it.
+   */
+  setProblem(name: string, reason: string | undefined): void {
+    if (reason === undefined) this.#problems.delete(name);
+    else this.#problems.set(name, reason);
   }
 
   /**
@@ -56,12 +67,13 @@ export class Health {
   }
 
   get ready(): boolean {
-    return this.#ready;
+    return this.#ready && this.#problems.size === 0;
   }
 
   /** Why the agent is not ready ("" when it is). */
   get notReadyReason(): string {
-    return this.#ready ? "" : this.#why;
+    if (!this.#ready) return this.#why;
+    return [...this.#problems.values()].join("; ");
   }
 
   /** Sets what `/status` shows besides readiness. */
@@ -72,8 +84,8 @@ export class Health {
   /** `/status`'s document. */
   status(): Record<string, unknown> {
     return {
-      ready: this.#ready,
-      ...(this.#ready ? {} : { reason: this.#why }),
+      ready: this.ready,
+      ...(this.ready ? {} : { reason: this.notReadyReason }),
       ...this.#status(),
     };
   }

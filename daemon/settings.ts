@@ -428,6 +428,15 @@ export const SETTINGS = declareSettings([
     doc: "how often allocations of pods that are gone are looked for (Kubernetes on)",
   },
   {
+    key: "kubeWatchIdle",
+    at: "kubeWatchIdleMs",
+    flag: "--kube-watch-idle <duration>",
+    parse: parseDuration,
+    default: "120s",
+    doc: "a Kubernetes watch that brings nothing (no event, no bookmark) for this long is " +
+      "taken for a dead connection and started again",
+  },
+  {
     key: "gcGracePeriod",
     at: "gcGracePeriodMs",
     flag: "--gc-grace-period <duration>",

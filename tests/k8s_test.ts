@@ -1,5 +1,5 @@
 /**
- * The Kubernetes client against the fake API server (the real wire protocol over
+ * The Kubernetes client against the fake API server (its answers shaped like the real one, over
  * loopback): node IP discovery, the NetworkUnavailable patch, Node deletions (also in a
  * watch gap), 410 Gone recovery, bookmarks, pods on a node, auth and TLS.
  */
@@ -25,6 +25,8 @@ import {
   setNetworkAvailable,
   watchNodes,
 } from "../daemon/k8s/mod.ts";
+import { retryAfterMs } from "../daemon/k8s/client.ts";
+import { waitAfter } from "../daemon/k8s/informer.ts";
 
 function clientFor(fake: FakeKube, token?: string): KubeClient {
   return new KubeClient({
@@ -556,5 +558,111 @@ contexts:
     }
     await server?.status;
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("k8s: 429 Too Many Requests waits the server's Retry-After, then lists again", async () => {
+  await using fake = await FakeKube.start();
+  fake.putNode("node1", { internalIPs: ["172.31.0.11"] });
+  fake.fail({ status: 429, reason: "TooManyRequests", retryAfter: "1", times: 1 });
+  using client = clientFor(fake);
+  const stop = new AbortController();
+  const waits: number[] = [];
+  const errors: unknown[] = [];
+  const w = collect(watchNodes(client, {
+    signal: stop.signal,
+    onError: (e, retryInMs) => {
+      errors.push(e);
+      waits.push(retryInMs);
+    },
+  }));
+  try {
+    await w.until("sync after the 429", (e) => e.some((x) => x.type === "synced"));
+    assertEquals(waits, [1000], "the wait is the server's Retry-After, not the back-off");
+    assert(errors[0] instanceof KubeApiError && errors[0].status === 429, String(errors[0]));
+    const listsAt = fake.requests.filter((r) => r.path === "/api/v1/nodes" && !r.query.watch)
+      .map((r) => r.at);
+    assertEquals(listsAt.length, 2);
+    assert(listsAt[1]! - listsAt[0]! >= 950, `listed again after ${listsAt[1]! - listsAt[0]!} ms`);
+  } finally {
+    stop.abort();
+    await w.done;
+  }
+});
+
+Deno.test("k8s: Retry-After as seconds or an HTTP date; back-off without it has ±25 % jitter", () => {
+  const now = Date.parse("2026-12-02T10:00:00Z");
+  assertEquals(retryAfterMs("3", now), 3000);
+  assertEquals(retryAfterMs("Wed, 02 Dec 2026 10:00:05 GMT", now), 5000);
+  assertEquals(retryAfterMs("Wed, 02 Dec 2026 09:00:00 GMT", now), 0, "a date passed: at once");
+  assertEquals(retryAfterMs("soon", now), undefined);
+  assertEquals(retryAfterMs(null, now), undefined);
+  const busy = new KubeApiError("x", 429, "TooManyRequests", { retryAfterMs: 2000 });
+  assertEquals(waitAfter(busy, 500, 0.5), 2000);
+  const down = new KubeApiError("x", 503, "ServiceUnavailable");
+  assertEquals([waitAfter(down, 1000, 0), waitAfter(down, 1000, 1)], [750, 1250]);
+  assertEquals(waitAfter(new Error("reset"), 4000, 0.5), 4000);
+});
+
+Deno.test("k8s: 403 Forbidden is a KubeApiError that says it is forbidden, and the watch goes on trying", async () => {
+  await using fake = await FakeKube.start();
+  fake.putNode("node1", { internalIPs: ["172.31.0.11"] });
+  fake.fail({
+    status: 403,
+    reason: "Forbidden",
+    message: 'nodes is forbidden: User "system:serviceaccount:kube-system:ohno" cannot list ' +
+      'resource "nodes" in API group "" at the cluster scope',
+    match: /^GET \/api\/v1\/nodes/,
+  });
+  using client = clientFor(fake);
+  const stop = new AbortController();
+  const errors: KubeApiError[] = [];
+  const w = collect(watchNodes(client, {
+    signal: stop.signal,
+    onError: (e) => errors.push(e as KubeApiError),
+  }));
+  try {
+    await w.until("two refusals", () => errors.length >= 2);
+    assert(errors.every((e) => e instanceof KubeApiError && e.forbidden && e.status === 403));
+    assert(errors[0]!.message.includes("cannot list resource"), errors[0]!.message);
+    assertEquals(w.events, [], "nothing synced while forbidden");
+    fake.clearFaults();
+    await w.until("synced once allowed", (e) => e.some((x) => x.type === "synced"));
+  } finally {
+    stop.abort();
+    await w.done;
+  }
+});
+
+Deno.test("k8s: a watch that goes silent (half-open) is abandoned after the idle limit and resumed without a relist", async () => {
+  await using fake = await FakeKube.start();
+  fake.putNode("node1", { internalIPs: ["172.31.0.11"] });
+  using client = clientFor(fake);
+  const stop = new AbortController();
+  const errors: unknown[] = [];
+  const w = collect(watchNodes(client, {
+    signal: stop.signal,
+    watchIdleMs: 400,
+    onError: (e) => errors.push(e),
+  }));
+  const watches = () => fake.requests.filter((r) => r.query.watch === "true").length;
+  try {
+    await w.until("watching", () => fake.openWatches === 1 && w.events.length === 2);
+    fake.silence(true);
+    fake.putNode("node2", { internalIPs: ["172.31.0.12"] }); // lost on the dead stream
+    await w.until("the silent watch abandoned", () => errors.length >= 1);
+    assert(errors[0] instanceof KubeUnavailableError, String(errors[0]));
+    assert(/nothing for 400 ms/.test((errors[0] as Error).message), (errors[0] as Error).message);
+    assertEquals(w.events.map(describe), ["added node1", "synced node1"]);
+    fake.silence(false);
+    await w.until(
+      "node2 from the resumed watch",
+      (e) => e.some((x) => describe(x) === "added node2"),
+    );
+    assert(watches() >= 2, "a new watch was opened");
+    assertEquals(lists(fake), 1, "resumed from the resourceVersion, no relist");
+  } finally {
+    stop.abort();
+    await w.done;
   }
 });

@@ -1,5 +1,5 @@
 /**
- * The agent with Kubernetes, against the fake API server (the real wire protocol),
+ * The agent with Kubernetes, against the fake API server (tests/e2e/ has the real one),
  * listening inside the lab namespace where the agents reach it: node IP discovery,
  * NetworkUnavailable=False only after the routes, a deleted Node's blocks released, and
  * GC of allocations whose pod is gone (matched by UID).
@@ -10,6 +10,7 @@ import { etcdMissing } from "./support/etcd.ts";
 import { within } from "./support/lab.ts";
 import * as labs from "../lab/lab.ts";
 import { labOpen } from "../lab/topology.ts";
+import { runCommand } from "../netns/netns.ts";
 
 const missing = etcdMissing();
 const skip = missing ? ` [SKIP: ${missing}]` : "";
@@ -109,6 +110,53 @@ Deno.test({
       }[];
       assert(!left.some((r) => r.node === "node2"), "node2's addresses released");
       assertEquals((await labs.ipam(name, ["check"])).code, 0);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `Kubernetes: an RBAC 403 is not retried in silence: logged, counted, the agent not ready with the reason until allowed again${skip}`,
+  ignore: !!missing,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const name = `f${Deno.pid % 100000}`;
+    await using k8s = await kubeLab({ name, nodes: 1 });
+    const fake = k8s.fake;
+    const lab = labOpen(name);
+    try {
+      const ns = lab.node("node1").ns;
+      const readyz = async () =>
+        (await runCommand(ns, "curl", {
+          args: ["-s", "--max-time", "2", "http://127.0.0.1:9753/readyz"],
+        })).stdout;
+      assertEquals(await readyz(), "ok\n");
+      // The ClusterRole loses "list/watch nodes": every Node request is refused from now on.
+      fake.fail({
+        status: 403,
+        reason: "Forbidden",
+        message: 'nodes is forbidden: User "system:serviceaccount:kube-system:ohno" cannot ' +
+          'watch resource "nodes" in API group "" at the cluster scope',
+        match: /^GET \/api\/v1\/nodes\?/,
+      });
+      fake.closeWatches();
+      await within(20_000, "not ready with the reason", async () => {
+        const r = await readyz();
+        return r.startsWith("not ready: Kubernetes watch-nodes:") && r.includes("403 Forbidden");
+      });
+      const errors = await runCommand(ns, "curl", {
+        args: ["-s", "--max-time", "2", "http://127.0.0.1:9753/metrics"],
+      });
+      const m = /^ohno_kubernetes_errors_total\{op="watch-nodes"\} (\d+)$/m.exec(errors.stdout);
+      assert(m && Number(m[1]) >= 1, `counted: ${m?.[0]}`);
+      const log = Deno.readTextFileSync(`${labs.labDir(name)}/node1/daemon.log`);
+      assert(log.includes("the Kubernetes API refuses the agent"), "logged");
+      // Allowed again: ready again, without a restart.
+      fake.clearFaults();
+      await within(60_000, "ready again", async () => (await readyz()) === "ok\n");
+    } finally {
+      lab.close();
     }
   },
 });

@@ -6,8 +6,10 @@
  *
  * - TLS with the cluster's CA and optional client certificate (`Deno.createHttpClient`);
  *   bearer tokens, re-read from their file as projected service-account tokens rotate.
- * - Every request but a watch is bounded by a timeout (default 10 s).
- * - Errors are {@link KubeApiError} with the HTTP status and the `Status` reason;
+ * - Every request but a watch is bounded by a timeout (default 10 s); a watch that brings
+ *   nothing for `idleTimeoutMs` (default 120 s) is broken off as dead (half-open).
+ * - Errors are {@link KubeApiError} with the HTTP status, the `Status` reason and the
+ *   server's `Retry-After`;
  *   `410 Gone` (too old resourceVersion) is {@link KubeGoneError}, whether it comes as
  *   an HTTP status or as a watch `ERROR` event.
  * @module
@@ -51,9 +53,21 @@ export class KubeApiError extends namedError("KubeApiError") {
     message: string,
     readonly status: number,
     readonly reason: string,
-    options?: ErrorOptions,
+    options?: ErrorOptions & {
+      /** The server's `Retry-After` (429 Too Many Requests, 503), in ms. */
+      retryAfterMs?: number | undefined;
+    },
   ) {
     super(message, options);
+    this.retryAfterMs = options?.retryAfterMs;
+  }
+
+  /** How long the server asked the client to wait before the next try, ms. */
+  readonly retryAfterMs: number | undefined;
+
+  /** 401 or 403: the agent's credentials or RBAC, which retrying does not fix. */
+  get forbidden(): boolean {
+    return this.status === 401 || this.status === 403;
   }
 }
 
@@ -84,6 +98,15 @@ export interface WatchOptions {
   allowWatchBookmarks?: boolean;
   /** Server-side end of the stream (default 300 s); a client-side guard aborts 30 s later. */
   timeoutSeconds?: number;
+  /**
+   * A stream that brings nothing (no event, no bookmark) for this long is taken for dead:
+   * a half-open connection (a peer or middlebox gone without a FIN) would otherwise hold
+   * the watch until the guard. Default 120 s: the API server sends bookmarks about every
+   * minute to watchers that allow them.
+   */
+  idleTimeoutMs?: number;
+  /** Called once the server has accepted the watch (before any event). */
+  onOpen?: () => void;
   fieldSelector?: string;
   labelSelector?: string;
   signal?: AbortSignal | undefined;
@@ -169,7 +192,7 @@ export class KubeClient implements Disposable {
     } catch (e) {
       throw this.#unavailable(method, path, e);
     }
-    if (!res.ok) throw errorOf(method, path, res.status, text);
+    if (!res.ok) throw errorOf(method, path, res.status, text, res.headers);
     try {
       return JSON.parse(text) as T;
     } catch {
@@ -203,18 +226,34 @@ export class KubeClient implements Disposable {
         labelSelector: opts.labelSelector,
       },
     }, signal);
-    if (!res.ok) throw errorOf("WATCH", path, res.status, await res.text().catch(() => ""));
+    if (!res.ok) {
+      throw errorOf("WATCH", path, res.status, await res.text().catch(() => ""), res.headers);
+    }
+    opts.onOpen?.();
     if (!res.body) return;
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    const idleMs = opts.idleTimeoutMs ?? 120_000;
     let buf = "";
     try {
       while (true) {
         let chunk: ReadableStreamReadResult<string>;
+        let idle: ReturnType<typeof setTimeout> | undefined;
         try {
-          chunk = await reader.read();
+          chunk = await Promise.race([
+            reader.read(),
+            new Promise<never>((_, reject) => {
+              idle = setTimeout(
+                () => reject(new KubeUnavailableError(`WATCH ${path}: nothing for ${idleMs} ms`)),
+                idleMs,
+              );
+            }),
+          ]);
         } catch (e) {
           if (opts.signal?.aborted) return;
+          if (e instanceof KubeUnavailableError) throw e;
           throw this.#unavailable("WATCH", path, e);
+        } finally {
+          clearTimeout(idle);
         }
         if (chunk.done) break;
         buf += chunk.value;
@@ -293,7 +332,21 @@ export class KubeClient implements Disposable {
   }
 }
 
-function errorOf(method: string, path: string, status: number, text: string): KubeApiError {
+/** `Retry-After` in ms: delay-seconds or an HTTP date; undefined when absent or unreadable. */
+export function retryAfterMs(value: string | null, now = Date.now()): number | undefined {
+  if (!value) return undefined;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+function errorOf(
+  method: string,
+  path: string,
+  status: number,
+  text: string,
+  headers?: Headers,
+): KubeApiError {
   let body: StatusBody = {};
   try {
     body = JSON.parse(text) as StatusBody;
@@ -306,7 +359,9 @@ function errorOf(method: string, path: string, status: number, text: string): Ku
   }`;
   return status === 410
     ? new KubeGoneError(msg, status, reason)
-    : new KubeApiError(msg, status, reason);
+    : new KubeApiError(msg, status, reason, {
+      retryAfterMs: retryAfterMs(headers?.get("retry-after") ?? null),
+    });
 }
 
 function parseEvent<T>(path: string, line: string): WatchEvent<T> {

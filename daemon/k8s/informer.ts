@@ -7,8 +7,10 @@
  * - `410 Gone` (the resourceVersion was compacted away) → list again at once. The new
  *   list is compared with what was known, and the differences come out as ordinary
  *   events: a Node deleted during the gap is still reported as `deleted`.
- * - Other failures (API server down, a broken stream) → wait (exponential back-off,
- *   500 ms → 30 s) and resume the watch from the last resourceVersion.
+ * - Other failures (API server down, a broken or silent stream, 403) → wait and resume
+ *   the watch from the last resourceVersion: the server's `Retry-After` when it gave one
+ *   (429), else an exponential back-off (500 ms → 30 s) with ±25 % jitter, so agents that
+ *   lost the API server together do not come back in step.
  *
  * @example
  * ```ts ignore
@@ -19,7 +21,7 @@
  * @module
  */
 
-import { type KubeClient, KubeGoneError, type KubeObject } from "./client.ts";
+import { KubeApiError, type KubeClient, KubeGoneError, type KubeObject } from "./client.ts";
 
 export type InformerEvent<T> =
   | { type: "added" | "modified" | "deleted"; object: T; resourceVersion: string }
@@ -39,8 +41,12 @@ export interface InformerOptions {
   watchTimeoutSeconds?: number;
   /** Back-off after a failure (default 500 ms doubling to 30 s). */
   backoffMs?: { initial: number; max: number };
+  /** A watch that brings nothing for this long is restarted (default 120 s; see `watch`). */
+  watchIdleMs?: number;
   /** Told about every failure before the back-off (for logs and metrics). */
   onError?: (error: unknown, retryInMs: number) => void;
+  /** Told when the API server answers again: a list, or a watch it accepted. */
+  onOk?: () => void;
 }
 
 function keyOf(o: KubeObject): string {
@@ -65,6 +71,7 @@ export async function* inform<T extends KubeObject>(
     try {
       if (rv === undefined) {
         const list = await client.list<T>(opts.path, { query: selectors, signal });
+        opts.onOk?.();
         const fresh = new Map(list.items.map((o) => [keyOf(o), o]));
         for (const [k, old] of known) {
           if (!fresh.has(k)) {
@@ -91,6 +98,8 @@ export async function* inform<T extends KubeObject>(
           resourceVersion: rv,
           allowWatchBookmarks: true,
           timeoutSeconds: opts.watchTimeoutSeconds ?? 300,
+          ...(opts.watchIdleMs ? { idleTimeoutMs: opts.watchIdleMs } : {}),
+          ...(opts.onOk ? { onOpen: opts.onOk } : {}),
           signal,
         })
       ) {
@@ -125,11 +134,19 @@ export async function* inform<T extends KubeObject>(
         rv = undefined; // list again, at once
         continue;
       }
-      opts.onError?.(e, delay);
-      await sleep(delay, signal);
+      const wait = waitAfter(e, delay);
+      opts.onError?.(e, wait);
+      await sleep(wait, signal);
       delay = Math.min(delay * 2, backoff.max);
     }
   }
+}
+
+/** The wait before the next try: the server's Retry-After, else `delay` ±25 %. */
+export function waitAfter(e: unknown, delay: number, random = Math.random()): number {
+  const asked = e instanceof KubeApiError ? e.retryAfterMs : undefined;
+  if (asked !== undefined) return asked;
+  return Math.round(delay * (0.75 + 0.5 * random));
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -131,7 +131,10 @@ export async function* watchNodes(
   opts: {
     signal: AbortSignal;
     onError?: (e: unknown, retryInMs: number) => void;
+    /** The API server answers again (a list, or a watch it accepted). */
+    onOk?: () => void;
     watchTimeoutSeconds?: number;
+    watchIdleMs?: number;
   },
 ): AsyncGenerator<NodeEvent> {
   for await (
@@ -139,7 +142,9 @@ export async function* watchNodes(
       path: "/api/v1/nodes",
       signal: opts.signal,
       ...(opts.onError ? { onError: opts.onError } : {}),
+      ...(opts.onOk ? { onOk: opts.onOk } : {}),
       ...(opts.watchTimeoutSeconds ? { watchTimeoutSeconds: opts.watchTimeoutSeconds } : {}),
+      ...(opts.watchIdleMs ? { watchIdleMs: opts.watchIdleMs } : {}),
     })
   ) {
     const ev = e as InformerEvent<Node>;

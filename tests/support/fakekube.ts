@@ -1,8 +1,12 @@
 /**
- * A fake Kubernetes API server for tests: the real wire protocol, over HTTP on loopback,
- * for the few resources the node agent uses (Nodes and Pods, core/v1).
+ * A fake Kubernetes API server, for the faults a real one will not produce on demand
+ * (tests/e2e/ runs the real one): 401/403, 429 with Retry-After, 410 Gone, a watch that goes
+ * silent. It speaks a small subset of the API, shaped like the real server's answers, for
+ * the few resources the node agent uses (Nodes and Pods, core/v1), over HTTP on loopback. It
+ * is not a conformant API server: it has no discovery (`/api`, `/apis`, `/version`), so
+ * kubectl cannot talk to it.
  *
- * What it speaks, as the real apiserver does:
+ * What it answers, in the form the real apiserver uses:
  * - `GET /api/v1/nodes`, `/api/v1/pods`, `/api/v1/namespaces/NS/pods`: lists with
  *   `metadata.resourceVersion`, `fieldSelector` (`metadata.name=`, `spec.nodeName=`,
  *   `metadata.namespace=`) and equality `labelSelector`;
@@ -26,7 +30,9 @@
  *
  * Tests change the cluster directly (`putNode`, `deleteNode`, `putPod`, …), force
  * history compaction (`compact`), send bookmarks (`bookmark`), end every watch
- * (`closeWatches`), and read what clients sent (`requests`).
+ * (`closeWatches`), inject faults (`fail`: the next requests on a path answer with an
+ * error status, e.g. 403 or 429 with Retry-After; `silence`: watch streams stay open and
+ * bring nothing, as over a half-open connection), and read what clients sent (`requests`).
  * @module
  */
 
@@ -71,6 +77,21 @@ export interface SeenRequest {
   query: Record<string, string>;
   contentType: string | null;
   body: string;
+  /** When it arrived (Date.now()). */
+  at: number;
+}
+
+/** A fault: requests whose method and path match answer with `status` (`times` of them). */
+export interface Fault {
+  status: number;
+  reason: string;
+  message?: string;
+  /** A `Retry-After` header (seconds or an HTTP date). */
+  retryAfter?: string;
+  /** Which requests: method and path tested against this (default: all). */
+  match?: RegExp;
+  /** How many (default: until `clearFaults`). */
+  times?: number;
 }
 
 export interface FakeKubeOptions {
@@ -120,6 +141,8 @@ export class FakeKube implements AsyncDisposable {
   #bookmarkTimer: ReturnType<typeof setInterval> | undefined;
   /** Every request, in order. */
   readonly requests: SeenRequest[] = [];
+  #faults: Fault[] = [];
+  #silent = false;
 
   private constructor(opts: FakeKubeOptions) {
     this.#opts = opts;
@@ -285,6 +308,24 @@ current-context: fake
     }
   }
 
+  /** Requests matching `f.match` (`"GET /api/v1/nodes?watch=true"`) answer with `f.status`. */
+  fail(f: Fault): void {
+    this.#faults.push({ ...f });
+  }
+
+  clearFaults(): void {
+    this.#faults = [];
+  }
+
+  /**
+   * While on, watch streams (open ones and new ones) stay open and bring nothing: no
+   * event, no bookmark, no end, as over a connection whose peer is gone (half-open).
+   * Events of that time are still in the history, for a watch that resumes after.
+   */
+  silence(on: boolean): void {
+    this.#silent = on;
+  }
+
   /** Ends every open watch stream (as the apiserver does at its timeout). */
   closeWatches(): void {
     for (const w of [...this.#watchers]) w.close();
@@ -347,7 +388,18 @@ current-context: fake
       query,
       contentType: req.headers.get("content-type"),
       body,
+      at: Date.now(),
     });
+    const line = `${req.method} ${url.pathname}${url.search}`;
+    const fault = this.#faults.find((f) => !f.match || f.match.test(line));
+    if (fault) {
+      if (fault.times !== undefined && --fault.times <= 0) {
+        this.#faults = this.#faults.filter((f) => f !== fault);
+      }
+      const r = status(fault.status, fault.reason, fault.message ?? `injected ${fault.status}`);
+      if (fault.retryAfter !== undefined) r.headers.set("retry-after", fault.retryAfter);
+      return r;
+    }
     if (this.#opts.token && req.headers.get("authorization") !== `Bearer ${this.#opts.token}`) {
       return status(401, "Unauthorized", "Unauthorized");
     }
@@ -470,7 +522,9 @@ current-context: fake
       start: (controller) => {
         let open = true;
         const send = (event: unknown) => {
-          if (open) controller.enqueue(encoder.encode(JSON.stringify(event) + "\n"));
+          if (open && !this.#silent) {
+            controller.enqueue(encoder.encode(JSON.stringify(event) + "\n"));
+          }
         };
         const close = () => {
           if (!open) return;
@@ -512,7 +566,10 @@ current-context: fake
         }
         watcher = { kind, matches, bookmarks, send, close };
         this.#watchers.add(watcher);
-        if (timeout !== undefined) timer = setTimeout(close, timeout * 1000);
+        // A silent (half-open) stream does not end at its timeout either.
+        if (timeout !== undefined) {
+          timer = setTimeout(() => this.#silent || close(), timeout * 1000);
+        }
       },
       cancel: () => {
         if (timer !== undefined) clearTimeout(timer);
