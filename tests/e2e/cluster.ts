@@ -55,7 +55,7 @@ export interface Item {
   };
 }
 
-/** The manifest as a user adjusts it: the ConfigMap pointed at the lab's etcd. */
+/** The manifest as a user adjusts it: the ConfigMap's etcd endpoints are the lab's. */
 export function manifestFor(s: KubeLabState): string {
   const docs = parseAllDocuments(Deno.readTextFileSync(MANIFEST)).map((d) => d.toJS());
   for (const d of docs) {
@@ -160,14 +160,13 @@ export async function allPodsRunning(name: string, n: number): Promise<boolean> 
 
 /** `kubectl apply` of the manifest (its ConfigMap pointed at the lab's etcd); waits until the DaemonSet is ready on every node. */
 export async function installOhno(s: KubeLabState): Promise<void> {
-  // Interim: the manifest reads kubeadm's etcd client pair from a hostPath.
-  for (const n of s.nodes) {
-    const d = `${n.root}/etc/kubernetes/pki/etcd`;
-    Deno.mkdirSync(d, { recursive: true });
-    Deno.copyFileSync(s.etcd.ca, `${d}/ca.crt`);
-    Deno.copyFileSync(s.etcd.cert, `${d}/healthcheck-client.crt`);
-    Deno.copyFileSync(s.etcd.key, `${d}/healthcheck-client.key`);
-  }
+  // As the manifest's header says: the etcd client pair as the Secret ohno-etcd, first.
+  await k(s.name, [
+    ...["-n", "kube-system", "create", "secret", "generic", "ohno-etcd"],
+    `--from-file=ca.crt=${s.etcd.ca}`,
+    `--from-file=tls.crt=${s.etcd.cert}`,
+    `--from-file=tls.key=${s.etcd.key}`,
+  ]);
   await k(s.name, ["apply", "-f", "-"], manifestFor(s));
   await within(300_000, "the DaemonSet ready on every node", () => dsSettled(s.name));
 }
