@@ -41,6 +41,8 @@ import { BgpBackend, bgpRecord, cleanupBird, watchBgp } from "./routing/bgp.ts";
 import type { PeerEvent } from "./routing/diff.ts";
 import { HostGwBackend } from "./routing/hostgw.ts";
 import { RouteSync } from "./routing/sync.ts";
+import { unixRequest } from "../ipam/unixhttp.ts";
+import { ROUTES } from "../ipam/protocol.ts";
 import type { Backend } from "./routing/types.ts";
 import { removeVxlanDevices, VxlanBackend, vxlanPodMtu, vxlanRecord } from "./routing/vxlan.ts";
 import type { KubeClient } from "./k8s/client.ts";
@@ -122,13 +124,14 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     ipamReady = true;
 
     const { sync, routing, peerWatch } = await startRouting(run, ipam, backend, node.ips, blocks);
+    const probe = livenessChecks(run, sync);
     const first = await Promise.race([sync.synced, sleep(60_000, signal).then(() => undefined)]);
     if (!first) return;
     log.info("routes programmed", { ipv4: first.programmed[4], ipv6: first.programmed[6] });
 
     installCni(run, node.mtu);
     await markReady(run);
-    await Promise.allSettled(backgroundLoops(run, ipam, backend, [routing, peerWatch]));
+    await Promise.allSettled(backgroundLoops(run, ipam, backend, [routing, peerWatch, probe]));
     ipamReady = false;
     log.info("stopping: routes, masquerade and pods stay; a restarted agent resyncs");
   } finally {
@@ -424,6 +427,49 @@ async function markReady(run: AgentRun): Promise<void> {
   log.info("ready");
 }
 
+/** How often the agent asks its own IPAM socket, and how long a silence it tolerates. */
+const IPAM_PROBE_MS = 10_000;
+const IPAM_SILENT_MS = 35_000;
+
+/**
+ * `/healthz`'s checks (a failing one makes the kubelet restart the agent):
+ * - `routes`: the route loop started a reconcile within 3 resync periods (at least 90 s);
+ * - `ipam`: the IPAM socket answered the agent's own probe (`GET /v1/status`, every 10 s)
+ *   within 35 s.
+ * The Kubernetes watch adds its own (`watchDeletedNodes`). Returns the probe's loop.
+ */
+function livenessChecks(run: AgentRun, sync: RouteSync): Promise<void> {
+  const { cfg, health, signal } = run;
+  const routesWithin = Math.max(3 * cfg.resyncPeriodMs, 90_000);
+  const started = Date.now();
+  health.addCheck("routes", () => {
+    const last = sync.lastAttemptAt ?? started;
+    const quiet = Date.now() - last;
+    return quiet > routesWithin
+      ? `no route reconcile for ${Math.round(quiet / 1000)} s`
+      : undefined;
+  });
+  let answeredAt = Date.now();
+  health.addCheck("ipam", () => {
+    const quiet = Date.now() - answeredAt;
+    return quiet > IPAM_SILENT_MS
+      ? `the IPAM socket ${cfg.socket} has not answered for ${Math.round(quiet / 1000)} s`
+      : undefined;
+  });
+  return (async () => {
+    while (!signal.aborted) {
+      try {
+        const ask = AbortSignal.any([signal, AbortSignal.timeout(5000)]);
+        const r = await unixRequest(cfg.socket, "GET", ROUTES.status.path, undefined, ask);
+        if (r.status > 0) answeredAt = Date.now();
+      } catch {
+        // not answered: the check says so once the silence is long enough
+      }
+      await sleep(IPAM_PROBE_MS, signal);
+    }
+  })();
+}
+
 /** The loops that run until SIGTERM: `loops` plus BGP's watch and the Kubernetes loops. */
 function backgroundLoops(
   run: AgentRun,
@@ -556,13 +602,31 @@ async function watchDeletedNodes(o: KubeLoopOptions): Promise<void> {
       log.warn("releasing a deleted node failed", { node: name, error: (e as Error).message });
     }
   };
+  // Liveness: the watch loop moves (an answer, an error it will retry, an event). Its idle
+  // limit and back-off bound every wait, so a loop quiet for longer is stuck.
+  let movedAt = Date.now();
+  const moved = () => movedAt = Date.now();
+  const stuckAfter = 2 * cfg.kubeWatchIdleMs + 60_000;
+  o.health.addCheck("kubernetes", () => {
+    const quiet = Date.now() - movedAt;
+    return quiet > stuckAfter
+      ? `the Kubernetes Node watch has not moved for ${Math.round(quiet / 1000)} s`
+      : undefined;
+  });
   const watch = k8s.watchNodes(kube, {
     signal,
-    onError: (e, retryInMs) => kubeFailed(o, "watch-nodes", e, retryInMs),
-    onOk: () => kubeSucceeded(o, "watch-nodes"),
+    onError: (e, retryInMs) => {
+      moved();
+      kubeFailed(o, "watch-nodes", e, retryInMs);
+    },
+    onOk: () => {
+      moved();
+      kubeSucceeded(o, "watch-nodes");
+    },
     ...(cfg.kubeWatchIdleMs ? { watchIdleMs: cfg.kubeWatchIdleMs } : {}),
   });
   for await (const e of watch) {
+    moved();
     if (e.type === "deleted") await release(e.name);
     if (e.type === "synced") {
       // Nodes the datastore knows that Kubernetes does not: deleted while we were away.

@@ -45,7 +45,7 @@ export interface InformerOptions {
   watchIdleMs?: number;
   /** Told about every failure before the back-off (for logs and metrics). */
   onError?: (error: unknown, retryInMs: number) => void;
-  /** Told when the API server answers again: a list, or a watch it accepted. */
+  /** Told whenever the API server answers: a list, a watch it accepted, a bookmark. */
   onOk?: () => void;
 }
 
@@ -106,6 +106,7 @@ export async function* inform<T extends KubeObject>(
         delay = backoff.initial;
         events++;
         if (e.type === "BOOKMARK") {
+          opts.onOk?.();
           if (e.resourceVersion) rv = e.resourceVersion;
           yield { type: "bookmark", resourceVersion: rv };
           continue;

@@ -75,6 +75,7 @@ export class RouteSync {
   #running: Promise<ReconcileReport> | undefined;
   #last: ReconcileReport | undefined;
   #lastOkAt: number | undefined;
+  #lastAttemptAt: number | undefined;
   #warned = new Set<string>();
   #resolveSynced!: (r: ReconcileReport) => void;
 
@@ -113,6 +114,14 @@ export class RouteSync {
    */
   get lastSuccessAt(): number | undefined {
     return this.#lastOkAt;
+  }
+
+  /**
+   * When the last reconcile started, failed or not (`Date.now()` ms): the loop's progress,
+   * for the agent's liveness check. Undefined before the first.
+   */
+  get lastAttemptAt(): number | undefined {
+    return this.#lastAttemptAt;
   }
 
   /** The routing part of the agent's `/status`, from the last reconcile. */
@@ -155,6 +164,7 @@ export class RouteSync {
     this.#dirty = false;
     const started = performance.now();
     this.#lastStart = started;
+    this.#lastAttemptAt = Date.now();
     const p = this.#backend.reconcile({ local: this.#local, peers: this.peers });
     this.#running = p;
     try {

@@ -121,6 +121,9 @@ Deno.test({
             const r = await nodeRun(n.holder, "ls", ["/opt/cni/bin", "/etc/cni/net.d"]);
             assert(r.stdout.includes("ohno\n"), `${n.name}: no /opt/cni/bin/ohno: ${r.stdout}`);
             assert(/\d+-ohno\.conflist/.test(r.stdout), `${n.name}: no ohno conflist: ${r.stdout}`);
+            // Not privileged, and still its masquerade table (NET_ADMIN is enough for nftables).
+            const nft = await nodeRun(n.holder, "nft", ["list", "table", "inet", "ohno"]);
+            assert(nft.success && nft.stdout.includes("masquerade"), `${n.name}: ${nft.stderr}`);
           }
           say(
             `installed, every node Ready (${((performance.now() - t0) / 1000).toFixed(0)} s)`,
