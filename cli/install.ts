@@ -7,7 +7,8 @@
  * ADDs that can only fail, and the node would look ready too soon.
  */
 import type { Command } from "commander";
-import { installBinary } from "../daemon/install.ts";
+import { installBinary, LauncherRefusedError } from "../daemon/install.ts";
+import { CliError } from "./errors.ts";
 import { selfExecutable } from "../lib/argv0.ts";
 import { outputFormat, print, printJson } from "./output.ts";
 
@@ -16,10 +17,21 @@ export function registerInstall(program: Command): void {
     .description("install this binary as the CNI plugin (ohno, ohno-ipam) on this host")
     .option("--cni-bin-dir <dir>", "the host's CNI bin dir", "/opt/cni/bin")
     .option("-o, --output <format>", "text or json", "text")
-    .action((opts: { cniBinDir: string; output: string }) => {
+    .option(
+      "--allow-launcher",
+      "install even a development launcher script (runs only where its checkout is)",
+      Deno.env.get("OHNO_ALLOW_LAUNCHER") === "1",
+    )
+    .action((opts: { cniBinDir: string; output: string; allowLauncher: boolean }) => {
       const fmt = outputFormat(opts.output, ["text", "json"] as const);
       const source = selfExecutable();
-      const changed = installBinary(source, opts.cniBinDir);
+      let changed: boolean;
+      try {
+        changed = installBinary(source, opts.cniBinDir, opts.allowLauncher);
+      } catch (e) {
+        if (e instanceof LauncherRefusedError) throw new CliError(e.message, 1);
+        throw e;
+      }
       const doc = { source, binDir: opts.cniBinDir, binary: "ohno", link: "ohno-ipam", changed };
       if (fmt === "json") return printJson(doc);
       print(

@@ -394,6 +394,7 @@ function installCni(run: AgentRun, mtu: number): void {
     binDir: cfg.cniBinDir,
     confDir: cfg.cniConfDir,
     conflistName: cfg.conflistName,
+    allowLauncher: cfg.allowLauncher,
     conflist: conflist({
       network: cfg.networkName,
       bridge: cfg.bridge,

@@ -64,6 +64,8 @@ Deno.test("config: with no file, defaults (and the host name as node name)", () 
     cniLogFile: "/var/run/log/ohno.log",
     gcPeriodMs: 60_000,
     gcGracePeriodMs: 300_000,
+    allowLauncher: false,
+    kubeWatchIdleMs: 120_000,
   });
 });
 

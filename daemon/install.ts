@@ -84,12 +84,29 @@ export interface InstallResult {
   conflist: boolean;
 }
 
+/** The source is a development launcher script, not a compiled ohno. */
+export class LauncherRefusedError extends Error {
+  override name = "LauncherRefusedError";
+}
+
 /**
  * Installs `source` as `<binDir>/ohno` with `ohno-ipam` linked to it (what a DaemonSet's
  * init container does: `ohno install`). Returns whether the binary changed.
+ *
+ * A development `dist/ohno` is a launcher script that runs Deno on a checkout's bundle by
+ * absolute paths: on a host without that checkout every CNI call would fail. It is
+ * refused unless `allowLauncher` (the lab, whose nodes share the checkout).
  */
-export function installBinary(source: string, binDir: string): boolean {
-  const binary = writeAtomically(`${binDir}/ohno`, Deno.readFileSync(source), 0o755);
+export function installBinary(source: string, binDir: string, allowLauncher = false): boolean {
+  const data = Deno.readFileSync(source);
+  if (!allowLauncher && data[0] === 0x23 && data[1] === 0x21) { // "#!"
+    throw new LauncherRefusedError(
+      `${source} is a launcher script (a development build), not a compiled ohno: it runs ` +
+        `only where its checkout is; build with deno compile (DENORT_BIN), or allow it ` +
+        `explicitly (--allow-launcher, OHNO_ALLOW_LAUNCHER=1)`,
+    );
+  }
+  const binary = writeAtomically(`${binDir}/ohno`, data, 0o755);
   const link = `${binDir}/ohno-ipam`;
   let linkOk = false;
   try {
@@ -120,8 +137,10 @@ export function installPlugin(o: {
   confDir: string;
   conflistName: string;
   conflist: Record<string, unknown>;
+  /** Install a launcher script too (see {@link installBinary}). */
+  allowLauncher?: boolean;
 }): InstallResult {
-  const binary = installBinary(o.source, o.binDir);
+  const binary = installBinary(o.source, o.binDir, o.allowLauncher);
   const text = JSON.stringify(o.conflist, null, 2) + "\n";
   const conflistChanged = writeAtomically(
     `${o.confDir}/${o.conflistName}`,

@@ -428,6 +428,17 @@ export const SETTINGS = declareSettings([
     doc: "how often allocations of pods that are gone are looked for (Kubernetes on)",
   },
   {
+    key: "allowLauncher",
+    at: "allowLauncher",
+    flag: "--allow-launcher <on|off>",
+    env: "OHNO_ALLOW_LAUNCHER",
+    parse: bool,
+    parseJson: jsonBool,
+    default: false,
+    doc: "install the plugin even when this ohno is a development launcher script (runs only " +
+      "where its checkout is: the lab); refused otherwise",
+  },
+  {
     key: "kubeWatchIdle",
     at: "kubeWatchIdleMs",
     flag: "--kube-watch-idle <duration>",

@@ -171,7 +171,11 @@ export async function buildImages(dir: string, bin: string, ohno: string): Promi
   await ociArchive(root, LAB_IMAGES.ohno, {
     Entrypoint: ["/usr/local/bin/ohno"],
     Cmd: ["daemon"],
-    Env: ["PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+    Env: [
+      "PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+      // A launcher runs on the lab's nodes, which share this checkout (docs/daemon.md).
+      ...(launcher.startsWith("#!") ? ["OHNO_ALLOW_LAUNCHER=1"] : []),
+    ],
   }, `${images}/ohno.tar`);
   out.push(`${images}/ohno.tar`);
   for (const r of ["pause", "busybox", "ohno"]) {

@@ -319,6 +319,8 @@ function agentConfig(
     datastore: { type: "etcd", etcd: { endpoints: [endpoint] } },
     kubernetes: o.kubeconfig ? { enabled: "on", kubeconfig: o.kubeconfig } : { enabled: "off" },
     cniBinDir: `${nd}/cni/bin`,
+    // The lab's nodes share this checkout: a development launcher works on every one.
+    allowLauncher: true,
     cniConfDir: `${nd}/cni/net.d`,
     runDir: `${nd}/run`,
     stateDir: `${nd}/state`,

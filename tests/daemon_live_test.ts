@@ -30,6 +30,7 @@ Deno.test("liveness: /healthz checks the route loop and the IPAM socket; a silen
       kubernetes: { enabled: "off" },
       masquerade: false,
       cniBinDir: `${dir}/cni/bin`,
+      allowLauncher: true,
       cniConfDir: `${dir}/cni/net.d`,
       runDir: `${dir}/run`,
       socket,

@@ -36,6 +36,7 @@ Deno.test("the agent refuses allocations until pools, node and blocks are loaded
       kubernetes: { enabled: "off" },
       masquerade: false,
       cniBinDir: `${dir}/cni/bin`,
+      allowLauncher: true,
       cniConfDir: `${dir}/cni/net.d`,
       runDir: `${dir}/run`,
       socket,

@@ -49,11 +49,15 @@ Deno.test("CNI VERSION with malformed JSON is error 6 as one JSON document", asy
   assertEquals(typeof r.json?.msg, "string");
 });
 
+/** A development dist/ohno is a launcher script; `ohno install` needs telling to install it. */
+const LAUNCHER = Deno.readTextFileSync(OHNO).startsWith("#!");
+const ALLOW = LAUNCHER ? ["--allow-launcher"] : [];
+
 Deno.test("ohno install puts the plugin and its ohno-ipam link into a CNI bin dir, by rename", async () => {
   const dir = await Deno.makeTempDir({ prefix: "ohnot-install-" });
   try {
     const first = await runCommand(undefined, OHNO, {
-      args: ["install", "--cni-bin-dir", dir, "-o", "json"],
+      args: ["install", "--cni-bin-dir", dir, "-o", "json", ...ALLOW],
     });
     assertEquals(first.code, 0, first.stderr);
     assertEquals(JSON.parse(first.stdout).changed, true);
@@ -66,7 +70,9 @@ Deno.test("ohno install puts the plugin and its ohno-ipam link into a CNI bin di
       assertEquals(JSON.parse(r.stdout).cniVersion, "1.0.0");
     }
     // Again: nothing to do, and no temp files left behind.
-    const again = await runCommand(undefined, OHNO, { args: ["install", "--cni-bin-dir", dir] });
+    const again = await runCommand(undefined, OHNO, {
+      args: ["install", "--cni-bin-dir", dir, ...ALLOW],
+    });
     assertEquals(again.code, 0, again.stderr);
     assertMatch(again.stdout, /^unchanged: /);
     assertEquals([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["ohno", "ohno-ipam"]);
@@ -75,12 +81,31 @@ Deno.test("ohno install puts the plugin and its ohno-ipam link into a CNI bin di
   }
 });
 
+Deno.test({
+  name: `ohno install refuses a launcher script unless told${
+    LAUNCHER ? "" : " [SKIP: dist/ohno is compiled]"
+  }`,
+  ignore: !LAUNCHER,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "ohnot-install-" });
+    try {
+      const r = await runCommand(undefined, OHNO, { args: ["install", "--cni-bin-dir", dir] });
+      assertEquals(r.code, 1);
+      assertEquals(r.stdout, "");
+      assertMatch(r.stderr, /is a launcher script .*--allow-launcher/);
+      assertEquals([...Deno.readDirSync(dir)], [], "nothing installed");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
 Deno.test("ohno install into a path that is not a directory fails and says where", async () => {
   const dir = await Deno.makeTempDir({ prefix: "ohnot-install-" });
   try {
     Deno.writeTextFileSync(`${dir}/file`, "");
     const r = await runCommand(undefined, OHNO, {
-      args: ["install", "--cni-bin-dir", `${dir}/file/bin`],
+      args: ["install", "--cni-bin-dir", `${dir}/file/bin`, ...ALLOW],
     });
     assert(r.code !== 0);
     assertEquals(r.stdout, "");
