@@ -32,7 +32,7 @@ import { OHNO_VERSION } from "../lib/version.ts";
 import type { DaemonConfig } from "./config.ts";
 import { Health, serveHealth } from "./health.ts";
 import { openDatastore } from "./datastore.ts";
-import { conflist, installPlugin, uninstallConflist } from "./install.ts";
+import { conflist, conflistsBefore, installPlugin, uninstallConflist } from "./install.ts";
 import { startIpamServer } from "./ipamserver.ts";
 import { applyMasquerade, removeMasquerade } from "./masq.ts";
 import { DaemonMetrics } from "./metrics.ts";
@@ -471,6 +471,35 @@ function livenessChecks(run: AgentRun, sync: RouteSync): Promise<void> {
   })();
 }
 
+/**
+ * Every 10 s: does another network configuration sort before ours in the CNI conf dir?
+ * Runtimes use the first, so pods would not get ohno. While one does:
+ * `ohno_conflist_shadowed 1`, and on each change a warning in the log and, with
+ * Kubernetes, a Warning Event on the Node (reason `ConflistShadowed`).
+ */
+async function watchConflistOrder(run: AgentRun): Promise<void> {
+  const { cfg, log, signal, metrics, k8s, kube } = run;
+  let last = "";
+  while (!signal.aborted) {
+    const before = conflistsBefore(cfg.cniConfDir, cfg.conflistName);
+    metrics.conflistShadowed.set(before.length ? 1 : 0);
+    const now = before.join(",");
+    if (now !== last && before.length) {
+      const message = `${before.join(", ")} in ${cfg.cniConfDir} sorts before ` +
+        `${cfg.conflistName}: runtimes use the first, so new pods do not get ohno`;
+      log.warn("another network configuration comes first", { files: now, dir: cfg.cniConfDir });
+      if (k8s && kube) {
+        await k8s.nodeWarning(kube, cfg.nodeName, "ConflistShadowed", message, { signal })
+          .catch((e) => log.warn("recording the Event failed", { error: (e as Error).message }));
+      }
+    } else if (now !== last) {
+      log.info("ohno's conflist comes first again", { dir: cfg.cniConfDir });
+    }
+    last = now;
+    await sleep(10_000, signal);
+  }
+}
+
 /** The loops that run until SIGTERM: `loops` plus BGP's watch and the Kubernetes loops. */
 function backgroundLoops(
   run: AgentRun,
@@ -490,6 +519,7 @@ function backgroundLoops(
       }),
     );
   }
+  loops.push(watchConflistOrder(run));
   if (kube && k8s) {
     const kubeLoop = { k8s, kube, ipam, cfg, log, signal, metrics, health };
     loops.push(watchDeletedNodes(kubeLoop), gcLoop(kubeLoop));

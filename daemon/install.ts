@@ -159,3 +159,20 @@ export function uninstallConflist(confDir: string, conflistName: string): boolea
     return false;
   }
 }
+
+/**
+ * The network configurations in `confDir` that a runtime would take before ours: libcni
+ * reads `*.conf`, `*.conflist` and `*.json` in name order and containerd, CRI-O and
+ * podman use the first. Empty when ours is first (or the directory cannot be read).
+ */
+export function conflistsBefore(confDir: string, ours: string): string[] {
+  let names: string[];
+  try {
+    names = [...Deno.readDirSync(confDir)]
+      .filter((e) => !e.isDirectory && /\.(conflist|conf|json)$/.test(e.name))
+      .map((e) => e.name);
+  } catch {
+    return [];
+  }
+  return names.filter((n) => n !== ours && n < ours).sort();
+}

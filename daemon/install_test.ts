@@ -1,5 +1,5 @@
 import { assertEquals } from "../tests/support/assert.ts";
-import { conflist } from "./install.ts";
+import { conflist, conflistsBefore } from "./install.ts";
 
 const base = {
   network: "ohno",
@@ -36,4 +36,23 @@ Deno.test("conflist: cniVersions only as high as every chained plugin speaks", a
     const l = conflist({ ...base, portmap: ["0.3.1", "0.4.0"] });
     assertEquals([l.cniVersion, l.cniVersions, types(l)], ["1.0.0", ["1.0.0", "1.1.0"], ["ohno"]]);
   });
+});
+
+Deno.test("conflistsBefore: the configurations a runtime would take before ohno's", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "ohnot-netd-" });
+  try {
+    const ours = "10-ohno.conflist";
+    for (const f of [ours, "99-loopback.conf", "README", "10-ohno.conflist.bak"]) {
+      Deno.writeTextFileSync(`${dir}/${f}`, "{}");
+    }
+    assertEquals(conflistsBefore(dir, ours), []);
+    for (const f of ["05-other.conflist", "00-calico.conf", "01-x.json"]) {
+      Deno.writeTextFileSync(`${dir}/${f}`, "{}");
+    }
+    Deno.mkdirSync(`${dir}/00-dir.conflist`);
+    assertEquals(conflistsBefore(dir, ours), ["00-calico.conf", "01-x.json", "05-other.conflist"]);
+    assertEquals(conflistsBefore(`${dir}/missing`, ours), []);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });

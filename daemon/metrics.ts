@@ -356,6 +356,13 @@ const DAEMON_METRICS = {
     "Kubernetes API requests that failed, by operation.",
     ["op"],
   ],
+  /** 1 while another network configuration sorts before ohno's conflist. */
+  conflistShadowed: [
+    "gauge",
+    "ohno_conflist_shadowed",
+    "1 while another network configuration sorts before ohno's in the CNI conf dir (runtimes " +
+    "use the first).",
+  ],
   /** 1 when the agent is ready. */
   ready: ["gauge", "ohno_ready", "1 when the agent is ready (IPAM served, routes programmed)."],
   buildInfo: ["gauge", "ohno_build_info", "ohno's version and backend; always 1.", [

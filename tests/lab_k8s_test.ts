@@ -7,7 +7,7 @@
 import { assert, assertEquals } from "./support/assert.ts";
 import { kubeLab } from "./support/kubelab.ts";
 import { etcdMissing } from "./support/etcd.ts";
-import { within } from "./support/lab.ts";
+import { metric, within } from "./support/lab.ts";
 import * as labs from "../lab/lab.ts";
 import { labOpen } from "../lab/topology.ts";
 import { runCommand } from "../netns/netns.ts";
@@ -155,6 +155,43 @@ Deno.test({
       // Allowed again: ready again, without a restart.
       fake.clearFaults();
       await within(60_000, "ready again", async () => (await readyz()) === "ok\n");
+    } finally {
+      lab.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `Kubernetes: another conflist sorting before ohno's is reported: log, metric, a Warning Event on the Node${skip}`,
+  ignore: !!missing,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const name = `c${Deno.pid % 100000}`;
+    await using k8s = await kubeLab({ name, nodes: 1 });
+    const lab = labOpen(name);
+    try {
+      const ns = lab.node("node1").ns;
+      const shadowed = () => metric(ns, "ohno_conflist_shadowed");
+      assertEquals(await shadowed(), 0);
+      const netd = `${labs.labDir(name)}/node1/cni/net.d`;
+      Deno.writeTextFileSync(`${netd}/00-other.conflist`, "{}");
+      await within(30_000, "reported", async () => (await shadowed()) === 1);
+      await within(
+        10_000,
+        "the Event",
+        () =>
+          k8s.fake.events.some((e) =>
+            e.reason === "ConflistShadowed" &&
+            (e.involvedObject as { name: string }).name === "node1" &&
+            String(e.message).includes("00-other.conflist")
+          ),
+      );
+      const log = Deno.readTextFileSync(`${labs.labDir(name)}/node1/daemon.log`);
+      assert(log.includes("another network configuration comes first"), "logged");
+      Deno.removeSync(`${netd}/00-other.conflist`);
+      await within(30_000, "cleared", async () => (await shadowed()) === 0);
     } finally {
       lab.close();
     }

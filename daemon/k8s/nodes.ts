@@ -110,6 +110,36 @@ export function setNetworkAvailable(
   );
 }
 
+/**
+ * Records a Warning Event about Node `name` (`kubectl describe node` and
+ * `kubectl get events` show it), from component `ohno`.
+ */
+export function nodeWarning(
+  client: KubeClient,
+  name: string,
+  reason: string,
+  message: string,
+  opts: { signal?: AbortSignal; now?: Date } = {},
+): Promise<KubeObject> {
+  const now = (opts.now ?? new Date()).toISOString().replace(/\.\d+Z$/, "Z");
+  return client.request<KubeObject>("POST", "/api/v1/namespaces/default/events", {
+    body: {
+      apiVersion: "v1",
+      kind: "Event",
+      metadata: { generateName: `${name}.ohno.`, namespace: "default" },
+      involvedObject: { apiVersion: "v1", kind: "Node", name, uid: name },
+      reason,
+      message,
+      type: "Warning",
+      source: { component: "ohno", host: name },
+      firstTimestamp: now,
+      lastTimestamp: now,
+      count: 1,
+    },
+    signal: opts.signal,
+  });
+}
+
 /** The `NetworkUnavailable` condition of a Node, if it has one. */
 export function networkUnavailable(node: Node): NodeCondition | undefined {
   return node.status?.conditions?.find((c) => c.type === "NetworkUnavailable");

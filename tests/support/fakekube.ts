@@ -24,7 +24,8 @@
  *   `status.conditions` and `status.addresses` by `type`); only `status` changes; a
  *   `metadata.resourceVersion` in the patch is a precondition (409 on mismatch); other
  *   patch types are 415;
- * - `DELETE /api/v1/namespaces/NS/pods/NAME`;
+ * - `DELETE /api/v1/namespaces/NS/pods/NAME`; `POST /api/v1/namespaces/NS/events` (kept
+ *   in `events`);
  * - bearer-token authentication when a token is set (401 otherwise); errors as
  *   `Status` objects.
  *
@@ -141,6 +142,8 @@ export class FakeKube implements AsyncDisposable {
   #bookmarkTimer: ReturnType<typeof setInterval> | undefined;
   /** Every request, in order. */
   readonly requests: SeenRequest[] = [];
+  /** Events clients created (`POST /api/v1/namespaces/NS/events`), in order. */
+  readonly events: KubeObject[] = [];
   #faults: Fault[] = [];
   #silent = false;
 
@@ -422,6 +425,11 @@ current-context: fake
       }
       if (rest[0] === "pods" && rest.length === 1 && req.method === "GET") {
         return this.#listOrWatch("pods", query);
+      }
+      if (rest[0] === "namespaces" && rest[2] === "events" && req.method === "POST") {
+        const ev = JSON.parse(body) as KubeObject;
+        this.events.push(ev);
+        return json(201, ev);
       }
       if (rest[0] === "namespaces" && rest[2] === "pods") {
         const ns = rest[1]!;
