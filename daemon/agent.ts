@@ -226,6 +226,14 @@ async function chooseBackend(
     });
     backendRecord = bgpRecord(nodeIps, cfg.bgp);
     log.info("bgp", { ...backendRecord, nodeMesh: cfg.bgp.nodeMesh, peers: cfg.bgp.peers.length });
+    // A node switched from host-gw or vxlan: their routes (ohno's protocol) would shadow
+    // BIRD's (the kernel refuses a second route to the same destination and metric), and
+    // their VXLAN devices go too. Routes are missing until BIRD has learned them again.
+    const routes = await new HostGwBackend().cleanup();
+    const devices = await removeVxlanDevices();
+    if (routes || devices) {
+      log.info("removed the routes of a previous backend", { routes, vxlanDevices: devices });
+    }
   } else {
     backend = new HostGwBackend();
     // A node switched from vxlan: its devices (with their neighbours and FDB) go.

@@ -400,20 +400,24 @@ Deno.test({
 
 Deno.test({
   ...opts,
-  name: `switching a live node from bgp to host-gw stops BIRD and leaves none of its routes${skip}`,
+  name:
+    `switching a live node from bgp to host-gw stops BIRD and leaves none of its routes; and back to bgp leaves none of host-gw's${skip}`,
   async fn() {
     await using t = await testLab({ nodes: 2, extraConfig: BGP });
     const pods = await podPerNode(t);
     const s = t.state();
     const birds = s.nodes.map((n) => birdPid(t, n.name));
-    for (const n of s.nodes) {
-      await t.lab.stopAgent(t.name, n.name);
-      const file = `${n.dir}/ohno.json`;
-      const cfg = JSON.parse(Deno.readTextFileSync(file));
-      cfg.backend = "host-gw";
-      Deno.writeTextFileSync(file, JSON.stringify(cfg, null, 2));
-      await t.lab.startAgent(t.name, n.name);
-    }
+    const switchTo = async (backend: string) => {
+      for (const n of s.nodes) {
+        await t.lab.stopAgent(t.name, n.name);
+        const file = `${n.dir}/ohno.json`;
+        const cfg = JSON.parse(Deno.readTextFileSync(file));
+        cfg.backend = backend;
+        Deno.writeTextFileSync(file, JSON.stringify(cfg, null, 2));
+        await t.lab.startAgent(t.name, n.name);
+      }
+    };
+    await switchTo("host-gw");
     assertEquals(birds.map((p) => processAlive(p)), [false, false]);
     await within(
       20_000,
@@ -422,6 +426,17 @@ Deno.test({
     );
     assertEquals(await birdRoutes(t.node("node1")), []);
     assertEquals(await birdRoutes(t.node("node2")), []);
+    assertEquals(await pingAll(t, pods), []);
+
+    // Back to bgp: host-gw's routes (ohno's protocol) go, or they would shadow BIRD's.
+    await switchTo("bgp");
+    const n2 = await blocksOf(t, "node2");
+    await within(20_000, "BIRD's routes to node2's blocks on node1", async () => {
+      const r1 = await birdRoutes(t.node("node1"));
+      return n2.every((b) => r1.some((x) => x.startsWith(`${b} `)));
+    });
+    assertEquals(await t.routes("node1"), [], "no host-gw route left on node1");
+    assertEquals(await t.routes("node2"), [], "no host-gw route left on node2");
     assertEquals(await pingAll(t, pods), []);
   },
 });

@@ -19,12 +19,25 @@ import { labOpen } from "../../lab/topology.ts";
 import { formatIp, parseCidr } from "../../ipam/addr.ts";
 import { Netns, runCommand } from "../../netns/netns.ts";
 import { OHNO } from "../support/ohno.ts";
+import { OHNO_ROUTE_PROTOCOL } from "../../daemon/routing/hostgw.ts";
+import { BIRD_ROUTE_PROTOCOL } from "../../daemon/routing/bird.ts";
 import { measure, type Result } from "./dataplane.ts";
-import { eachLine, ms, note, printTable, quantile, ratio, stopAll, summarize } from "./stats.ts";
+import {
+  bootstrapMedian,
+  eachLine,
+  ms,
+  note,
+  printTable,
+  quantile,
+  stopAll,
+  summarize,
+} from "./stats.ts";
 
+/** `OHNO_BENCH_BGP_PART=convergence|throughput` runs one part (default both). */
 export async function benchBgp(): Promise<void> {
-  await benchBgpConvergence();
-  await benchBgpThroughput();
+  const part = Deno.env.get("OHNO_BENCH_BGP_PART");
+  if (part !== "throughput") await benchBgpConvergence();
+  if (part !== "convergence") await benchBgpThroughput();
 }
 
 function canon(cidr: string): string {
@@ -136,57 +149,118 @@ async function benchBgpConvergence(joins = 20): Promise<void> {
   }
 }
 
-const ROUNDS = 3;
+/** Rounds of the throughput comparison (each measures both backends, in alternating order). */
+const ROUNDS = Math.round(Number(Deno.env.get("OHNO_BENCH_BGP_ROUNDS") ?? "10"));
+/** Equal: the bootstrap interval of the per-round ratios lies within 1 ± this. */
+const EQUAL_WITHIN = 0.05;
 
+/**
+ * One flat lab of two nodes and two pods; its agents switched between host-gw and bgp
+ * (restarted with the other backend) before each measurement, so the only difference
+ * between the arms is where the route to the other node's pods comes from. Before every
+ * measurement the route is checked to be the arm's own (proto 111 for host-gw, BIRD's
+ * proto 12 for bgp) and the other's absent, so no round measures the wrong backend.
+ */
 async function benchBgpThroughput(): Promise<void> {
-  const tag = Deno.pid % 100000;
-  const labsUp: { backend: string; name: string }[] = [
-    { backend: "host-gw", name: `bbgh${tag}` },
-    { backend: "bgp", name: `bbgb${tag}` },
-  ];
+  const name = `bbgt${Deno.pid % 100000}`;
   try {
-    for (const l of labsUp) {
-      await labs.up({ name: l.name, nodes: 2, ohno: OHNO, extraConfig: { backend: l.backend } });
-      await labs.podAdd(l.name, "node1", "a");
-      await labs.podAdd(l.name, "node2", "b");
-    }
-    const results = new Map<string, Result[]>(labsUp.map((l) => [l.backend, []]));
-    // Alternately, so that the machine's noise falls on both alike.
+    await labs.up({ name, nodes: 2, ohno: OHNO });
+    await labs.podAdd(name, "node1", "a");
+    await labs.podAdd(name, "node2", "b");
+    const s = labs.readState(name);
+    const dst = s.pods["b"]!.ips[0]!;
+    const results: Record<string, Result[]> = { "host-gw": [], bgp: [] };
     for (let r = 0; r < ROUNDS; r++) {
-      for (const l of labsUp) {
-        const s = labs.readState(l.name);
+      const order = r % 2 ? ["bgp", "host-gw"] : ["host-gw", "bgp"];
+      for (const backend of order) {
+        await switchBackend(name, backend);
         using a = Netns.named(s.pods["a"]!.netns);
         using b = Netns.named(s.pods["b"]!.netns);
-        results.get(l.backend)!.push(await measure(a, b, s.pods["b"]!.ips[0]!));
+        results[backend]!.push(await measure(a, b, dst));
       }
+      note(`bgp throughput: round ${r + 1} of ${ROUNDS}`);
     }
-    const med = (xs: number[]) => quantile(xs, 0.5);
-    const of = (backend: string) => {
-      const rs = results.get(backend)!;
-      return {
-        gbps1: med(rs.map((x) => x.gbps1)),
-        gbps4: med(rs.map((x) => x.gbps4)),
-        p50: med(rs.map((x) => x.p50)),
-        p99: med(rs.map((x) => x.p99)),
-      };
-    };
-    const hg = of("host-gw");
-    const bgp = of("bgp");
-    const row = (label: string, x: Result) => [
-      label,
-      x.gbps1.toFixed(2),
-      ratio(x.gbps1, hg.gbps1),
-      x.gbps4.toFixed(2),
-      ratio(x.gbps4, hg.gbps4),
-      x.p50.toFixed(3),
-      x.p99.toFixed(3),
-    ];
+    const rows: string[][] = [];
+    for (const k of ["gbps1", "gbps4", "p50", "p99"] as const) {
+      const hg = results["host-gw"]!.map((x) => x[k]);
+      const bgp = results.bgp!.map((x) => x[k]);
+      // Per round, bgp over host-gw (RTT: host-gw over bgp, so that > 1 is better).
+      const ratios = bgp.map((v, i) => k.startsWith("gbps") ? v / hg[i]! : hg[i]! / v);
+      const b = bootstrapMedian(ratios);
+      const verdict = b.lo >= 1 - EQUAL_WITHIN && b.hi <= 1 + EQUAL_WITHIN
+        ? `equal (±${EQUAL_WITHIN * 100} %)`
+        : b.hi < 1 - EQUAL_WITHIN || b.lo > 1 + EQUAL_WITHIN
+        ? "different"
+        : "not shown";
+      const f = (x: number) => k.startsWith("gbps") ? x.toFixed(2) : x.toFixed(3);
+      rows.push([
+        {
+          gbps1: "Gbit/s, 1 stream",
+          gbps4: "Gbit/s, 4 streams",
+          p50: "rtt p50 ms",
+          p99: "rtt p99 ms",
+        }[k],
+        f(quantile(hg, 0.5)),
+        f(quantile(bgp, 0.5)),
+        `${b.median.toFixed(3)}x`,
+        `[${b.lo.toFixed(3)}, ${b.hi.toFixed(3)}]`,
+        verdict,
+      ]);
+    }
     printTable(
-      `pod↔pod across two nodes, flat labs, IPv4: BIRD's routes vs host-gw's (median of ${ROUNDS} rounds, alternately)`,
-      ["routes", "Gbit/s 1", "vs host-gw", "Gbit/s 4", "vs host-gw", "rtt p50 ms", "rtt p99 ms"],
-      [row("host-gw (proto 111)", hg), row("bgp (BIRD, proto 12)", bgp)],
+      `pod↔pod across two nodes, one flat lab switched between backends, IPv4: BIRD's routes ` +
+        `vs host-gw's (${ROUNDS} rounds, alternating order; ratio bgp/host-gw, RTT inverted)`,
+      ["figure", "host-gw", "bgp", "ratio", "95% interval", "verdict"],
+      rows,
     );
   } finally {
-    for (const l of labsUp) await labs.down(l.name).catch(() => {});
+    await labs.down(name).catch(() => {});
+  }
+}
+
+/** The protocols of node1's routes to node2's pod blocks (ohno's 111, BIRD's 12). */
+async function routeProtocols(name: string): Promise<number[]> {
+  const blocks = JSON.parse((await labs.ipam(name, ["blocks", "-o", "json"])).stdout) as {
+    node: string;
+    cidr: string;
+  }[];
+  const theirs = new Set(blocks.filter((b) => b.node === "node2").map((b) => b.cidr));
+  const lab = labOpen(name);
+  try {
+    const ns = lab.node("node1").ns;
+    const found: number[] = [];
+    for (const proto of [OHNO_ROUTE_PROTOCOL, BIRD_ROUTE_PROTOCOL]) {
+      const routes = await labs.ohnoRoutes(ns, proto);
+      for (const r of routes) if (theirs.has(r.dst)) found.push(proto);
+    }
+    return found;
+  } finally {
+    lab.close();
+  }
+}
+
+/** Restarts both agents with `backend`, then waits until node1's route is that backend's. */
+async function switchBackend(name: string, backend: string): Promise<void> {
+  const want = backend === "bgp" ? BIRD_ROUTE_PROTOCOL : OHNO_ROUTE_PROTOCOL;
+  const only = (p: number[]) => p.length > 0 && p.every((x) => x === want);
+  if (only(await routeProtocols(name))) return;
+  for (const n of labs.readState(name).nodes) {
+    await labs.stopAgent(name, n.name);
+    const file = `${n.dir}/ohno.json`;
+    const cfg = JSON.parse(Deno.readTextFileSync(file));
+    cfg.backend = backend;
+    Deno.writeTextFileSync(file, JSON.stringify(cfg, null, 2));
+    await labs.startAgent(name, n.name);
+  }
+  const until = Date.now() + 60_000;
+  for (;;) {
+    const p = await routeProtocols(name);
+    if (only(p)) return;
+    if (Date.now() > until) {
+      throw new Error(
+        `node1's route to node2's pods: protocols ${p.join(",") || "none"}, not ${want}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 200));
   }
 }
