@@ -187,7 +187,9 @@ async function benchBgpThroughput(): Promise<void> {
       // Per round, bgp over host-gw (RTT: host-gw over bgp, so that > 1 is better).
       const ratios = bgp.map((v, i) => k.startsWith("gbps") ? v / hg[i]! : hg[i]! / v);
       const b = bootstrapMedian(ratios);
-      const verdict = b.lo >= 1 - EQUAL_WITHIN && b.hi <= 1 + EQUAL_WITHIN
+      const verdict = ratios.length < 8
+        ? "none (< 8 rounds)"
+        : b.lo >= 1 - EQUAL_WITHIN && b.hi <= 1 + EQUAL_WITHIN
         ? `equal (±${EQUAL_WITHIN * 100} %)`
         : b.hi < 1 - EQUAL_WITHIN || b.lo > 1 + EQUAL_WITHIN
         ? "different"
