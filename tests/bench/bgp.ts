@@ -151,6 +151,8 @@ async function benchBgpConvergence(joins = 20): Promise<void> {
 
 /** Rounds of the throughput comparison (each measures both backends, in alternating order). */
 const ROUNDS = Math.round(Number(Deno.env.get("OHNO_BENCH_BGP_ROUNDS") ?? "10"));
+/** A pause after switching, before measuring. */
+const SETTLE_MS = 3000;
 /** Equal: the bootstrap interval of the per-round ratios lies within 1 ± this. */
 const EQUAL_WITHIN = 0.05;
 
@@ -246,6 +248,10 @@ async function switchBackend(name: string, backend: string): Promise<void> {
   const want = backend === "bgp" ? BIRD_ROUTE_PROTOCOL : OHNO_ROUTE_PROTOCOL;
   const only = (p: number[]) => p.length > 0 && p.every((x) => x === want);
   if (only(await routeProtocols(name))) return;
+  const settled = async () => {
+    // The restarted agents' start-up work (and BIRD's) must not fall into the measurement.
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
+  };
   for (const n of labs.readState(name).nodes) {
     await labs.stopAgent(name, n.name);
     const file = `${n.dir}/ohno.json`;
@@ -257,7 +263,7 @@ async function switchBackend(name: string, backend: string): Promise<void> {
   const until = Date.now() + 60_000;
   for (;;) {
     const p = await routeProtocols(name);
-    if (only(p)) return;
+    if (only(p)) return await settled();
     if (Date.now() > until) {
       throw new Error(
         `node1's route to node2's pods: protocols ${p.join(",") || "none"}, not ${want}`,
