@@ -763,6 +763,20 @@ export async function startAgent(name: string, node: string): Promise<void> {
 }
 
 /** Stops or starts the lab's etcd (its data stays). */
+/**
+ * Restarts every node's agent with `patch` merged over its configuration (a backend
+ * switch: `{ backend: "bgp" }`), one node after the other.
+ */
+export async function restartAgents(name: string, patch: Record<string, unknown>): Promise<void> {
+  for (const n of readState(name).nodes) {
+    await stopAgent(name, n.name);
+    const file = `${n.dir}/ohno.json`;
+    const cfg = JSON.parse(Deno.readTextFileSync(file));
+    Deno.writeTextFileSync(file, JSON.stringify({ ...cfg, ...patch }, null, 2));
+    await startAgent(name, n.name);
+  }
+}
+
 export async function etcdStop(name: string): Promise<void> {
   const s = readState(name);
   try {

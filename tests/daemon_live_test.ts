@@ -5,46 +5,13 @@
  * passes again once the socket answers.
  */
 import { assert, assertEquals, assertStringIncludes } from "./support/assert.ts";
-import { OHNO } from "./support/ohno.ts";
-import { tempNetns } from "./support/netns.ts";
+import { localAgent } from "./support/agent.ts";
 import { within } from "./support/wait.ts";
-import { ip } from "../netns/ip.ts";
 import { runCommand } from "../netns/netns.ts";
 
 Deno.test("liveness: /healthz checks the route loop and the IPAM socket; a silent socket fails it by name", async () => {
-  await using host = await tempNetns("live");
-  await ip(["link", "add", "uplink0", "type", "veth", "peer", "name", "uplink1"], {
-    netns: host.ns,
-  });
-  await ip(["addr", "add", "192.0.2.10/24", "dev", "uplink0"], { netns: host.ns });
-  await ip(["link", "set", "uplink0", "up"], { netns: host.ns });
-  const dir = await Deno.makeTempDir({ prefix: "ohnot-live-" });
-  const socket = `${dir}/run/ipam.sock`;
-  Deno.writeTextFileSync(
-    `${dir}/ohno.json`,
-    JSON.stringify({
-      nodeName: "live-1",
-      nodeIP: { source: "addresses", addresses: ["192.0.2.10"] },
-      pools: [{ cidr: "10.246.0.0/16" }],
-      datastore: { type: "local", dataDir: `${dir}/ipam` },
-      kubernetes: { enabled: "off" },
-      masquerade: false,
-      cniBinDir: `${dir}/cni/bin`,
-      allowLauncher: true,
-      cniConfDir: `${dir}/cni/net.d`,
-      runDir: `${dir}/run`,
-      socket,
-      stateDir: `${dir}/state`,
-      logFile: `${dir}/daemon.log`,
-      cniLogFile: `${dir}/cni.log`,
-      metricsAddress: "127.0.0.1:9753",
-    }),
-  );
-  const agent = host.ns.spawn(OHNO, {
-    args: ["daemon", "--config", `${dir}/ohno.json`],
-    stdout: "null",
-    stderr: "null",
-  });
+  await using a = await localAgent("live-1");
+  const { host, socket } = a;
   const get = async (path: string) => {
     const r = await runCommand(host.ns, "curl", {
       args: ["-s", "--max-time", "2", "-w", "\n%{http_code}", `http://127.0.0.1:9753${path}`],
@@ -74,8 +41,11 @@ Deno.test("liveness: /healthz checks the route loop and the IPAM socket; a silen
       async () => (await get("/healthz")).status === 200,
     );
   } finally {
-    agent.kill("SIGTERM");
-    await agent.status;
-    await Deno.remove(dir, { recursive: true });
+    // The socket back where the agent's shutdown expects it.
+    try {
+      Deno.renameSync(`${socket}.away`, socket);
+    } catch {
+      // it is there
+    }
   }
 });

@@ -6,52 +6,19 @@
  */
 import { assert, assertEquals, assertStringIncludes } from "./support/assert.ts";
 import { cniNode } from "./support/cni.ts";
-import { OHNO } from "./support/ohno.ts";
-import { tempNetns } from "./support/netns.ts";
+import { localAgent } from "./support/agent.ts";
 import { within } from "./support/wait.ts";
-import { ip } from "../netns/ip.ts";
 import { AgentClient, AgentError } from "../ipam/client.ts";
 import { LocalStore } from "../ipam/local.ts";
 import { ClusterIpam } from "../ipam/cluster.ts";
 import { formatIp, nthAddress, parseCidr } from "../ipam/addr.ts";
 
 Deno.test("the agent refuses allocations until pools, node and blocks are loaded, then serves them", async (t) => {
-  await using host = await tempNetns("agent");
-  await ip(["link", "add", "uplink0", "type", "veth", "peer", "name", "uplink1"], {
-    netns: host.ns,
-  });
-  await ip(["addr", "add", "192.0.2.10/24", "dev", "uplink0"], { netns: host.ns });
-  await ip(["link", "set", "uplink0", "up"], { netns: host.ns });
-  const dir = await Deno.makeTempDir({ prefix: "ohnot-ready-" });
-  const hold = `${dir}/hold`;
-  const socket = `${dir}/run/ipam.sock`;
+  const holdDir = await Deno.makeTempDir({ prefix: "ohnot-hold-" });
+  const hold = `${holdDir}/hold`;
   Deno.writeTextFileSync(hold, "");
-  Deno.writeTextFileSync(
-    `${dir}/ohno.json`,
-    JSON.stringify({
-      nodeName: "ready-1",
-      nodeIP: { source: "addresses", addresses: ["192.0.2.10"] },
-      pools: [{ cidr: "10.246.0.0/16" }],
-      datastore: { type: "local", dataDir: `${dir}/ipam` },
-      kubernetes: { enabled: "off" },
-      masquerade: false,
-      cniBinDir: `${dir}/cni/bin`,
-      allowLauncher: true,
-      cniConfDir: `${dir}/cni/net.d`,
-      runDir: `${dir}/run`,
-      socket,
-      stateDir: `${dir}/state`,
-      logFile: `${dir}/daemon.log`,
-      cniLogFile: `${dir}/cni.log`,
-      metricsAddress: "127.0.0.1:9753",
-    }),
-  );
-  const agent = host.ns.spawn(OHNO, {
-    args: ["daemon", "--config", `${dir}/ohno.json`],
-    env: { OHNO_TEST_HOLD_LOAD: hold },
-    stdout: "null",
-    stderr: "null",
-  });
+  await using a = await localAgent("ready-1", { env: { OHNO_TEST_HOLD_LOAD: hold } });
+  const { dir, socket } = a;
   await using node = await cniNode({ network: "ohno" });
   try {
     const pod = await node.pod();
@@ -118,8 +85,6 @@ Deno.test("the agent refuses allocations until pools, node and blocks are loaded
       },
     );
   } finally {
-    agent.kill("SIGTERM");
-    await agent.status;
-    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(holdDir, { recursive: true });
   }
 });

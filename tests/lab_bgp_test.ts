@@ -407,16 +407,7 @@ Deno.test({
     const pods = await podPerNode(t);
     const s = t.state();
     const birds = s.nodes.map((n) => birdPid(t, n.name));
-    const switchTo = async (backend: string) => {
-      for (const n of s.nodes) {
-        await t.lab.stopAgent(t.name, n.name);
-        const file = `${n.dir}/ohno.json`;
-        const cfg = JSON.parse(Deno.readTextFileSync(file));
-        cfg.backend = backend;
-        Deno.writeTextFileSync(file, JSON.stringify(cfg, null, 2));
-        await t.lab.startAgent(t.name, n.name);
-      }
-    };
+    const switchTo = (backend: string) => t.lab.restartAgents(t.name, { backend });
     await switchTo("host-gw");
     assertEquals(birds.map((p) => processAlive(p)), [false, false]);
     await within(

@@ -287,17 +287,7 @@ Deno.test({
     await using t = await testLab({ nodes: 2, extraConfig: VXLAN });
     await t.lab.podAdd(t.name, "node1", "p1");
     await t.lab.podAdd(t.name, "node2", "p2");
-    const s = t.state();
-    const setBackend = async (backend: string) => {
-      for (const n of s.nodes) {
-        await t.lab.stopAgent(t.name, n.name);
-        const file = `${n.dir}/ohno.json`;
-        const cfg = JSON.parse(Deno.readTextFileSync(file));
-        cfg.backend = backend;
-        Deno.writeTextFileSync(file, JSON.stringify(cfg, null, 2));
-        await t.lab.startAgent(t.name, n.name);
-      }
-    };
+    const setBackend = (backend: string) => t.lab.restartAgents(t.name, { backend });
     const vx = await kernel(t.node("node1"));
     assertEquals(vx.links.length, 2);
     await setBackend("host-gw");

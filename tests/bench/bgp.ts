@@ -252,14 +252,7 @@ async function switchBackend(name: string, backend: string): Promise<void> {
     // The restarted agents' start-up work (and BIRD's) must not fall into the measurement.
     await new Promise((r) => setTimeout(r, SETTLE_MS));
   };
-  for (const n of labs.readState(name).nodes) {
-    await labs.stopAgent(name, n.name);
-    const file = `${n.dir}/ohno.json`;
-    const cfg = JSON.parse(Deno.readTextFileSync(file));
-    cfg.backend = backend;
-    Deno.writeTextFileSync(file, JSON.stringify(cfg, null, 2));
-    await labs.startAgent(name, n.name);
-  }
+  await labs.restartAgents(name, { backend });
   const until = Date.now() + 60_000;
   for (;;) {
     const p = await routeProtocols(name);
