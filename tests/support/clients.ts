@@ -165,6 +165,19 @@ export async function containerd(
       }
       await daemon.status;
       await runCommand(undefined, "umount", { args: ["-R", `${d}/root`] }).catch(() => {});
+      // containerd makes a cgroup named after the namespace in every hierarchy: gone too.
+      for (const e of Deno.readDirSync("/sys/fs/cgroup")) {
+        try {
+          Deno.removeSync(`/sys/fs/cgroup/${e.name}/ohnotest`);
+        } catch {
+          // none there, or not empty (a container still running: reported by its test)
+        }
+      }
+      try {
+        Deno.removeSync("/sys/fs/cgroup/ohnotest");
+      } catch {
+        // cgroup v1, or none
+      }
     },
   };
 }
