@@ -245,7 +245,8 @@ function removeCgroupTree(dir: string): void {
   }
 }
 
-function containerdConfig(root: string): string {
+/** containerd in a node: its paths are the node's own (bound over the shared ones). */
+function containerdConfig(): string {
   return `version = 2
 root = "/var/lib/containerd"
 state = "/run/containerd"
@@ -270,7 +271,6 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/opt/cni/bin"
     conf_dir = "/etc/cni/net.d"
-# ${root}
 `;
 }
 
@@ -346,7 +346,7 @@ export async function startNode(
     `${etcK}/kubelet.json`,
     kubeletConfig(cgroup, o.pki, "/etc/kubernetes/resolv.conf"),
   );
-  Deno.writeTextFileSync(`${etcK}/containerd.toml`, containerdConfig(root));
+  Deno.writeTextFileSync(`${etcK}/containerd.toml`, containerdConfig());
   makeCgroup(cgroup);
 
   const script = [
@@ -382,7 +382,7 @@ export async function startNode(
       return Promise.resolve(false);
     }
   });
-  // unshare runs sh as a child with -f only; without it, sh is the holder pid itself.
+  // Without --fork, unshare execs sh itself: the spawned pid is the holder.
   const node: KubeNodeState = {
     name: host.name,
     address4: host.ipv4,
