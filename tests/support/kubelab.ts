@@ -54,12 +54,19 @@ export async function kubeLab(opts: {
   try {
     // The agents retry until the API server answers: start it as soon as the lab
     // namespace holds the gateway address (the namespace exists a moment before).
-    await within(
-      20_000,
-      "the lab namespace",
-      () => Promise.resolve(listNamedNetns().includes(`ohno-lab-${name}`)),
-    );
-    using labNs = Netns.named(`ohno-lab-${name}`);
+    // Its file appears a moment before it is a namespace (`ip netns add` creates the file,
+    // then binds the namespace onto it): wait until it opens as one.
+    let opened: Netns | undefined;
+    await within(20_000, "the lab namespace", () => {
+      if (!listNamedNetns().includes(`ohno-lab-${name}`)) return false;
+      try {
+        opened = Netns.named(`ohno-lab-${name}`);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    using labNs = opened!;
     await within(20_000, `the lab's gateway address ${GATEWAY}`, async () => {
       const addrs = await ipJson<IpAddr[]>(["-4", "addr", "show"], { netns: labNs })
         .catch(() => []);
