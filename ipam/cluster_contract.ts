@@ -156,6 +156,76 @@ export function clusterContract(
     assertEquals((await ipam.reservations()).map((r) => r.ip), [at(3)]);
   });
 
+  test("group commit: 64 allocations at once share a few transactions, each address once", async (ipam) => {
+    await ipam.addPool("10.244.0.0/16");
+    await ipam.addPool("fd00:244::/48");
+    await ipam.claimBlocks("node-a");
+    const got = await Promise.all(
+      Array.from({ length: 64 }, (_, i) => ipam.allocate(att(`g${i}`))),
+    );
+    const stats = ipam.allocator("node-a").stats;
+    assertEquals(stats.grouped, 64);
+    assert(stats.commits <= 8, `64 allocations took ${stats.commits} commits`);
+    const ips = got.flat().map((a) => a.ip);
+    assertEquals(ips.length, 128);
+    assertEquals(new Set(ips).size, 128, "no address twice");
+    assertEquals((await ipam.list()).length, 128);
+    const report = await ipam.check();
+    assert(report.ok, JSON.stringify(report));
+  });
+
+  test("group commit: a cache another writer made stale costs a retry, never a duplicate", async (ipam) => {
+    await ipam.addPool("10.244.0.0/16");
+    await ipam.claimBlocks("node-a");
+    await ipam.allocate(att("first")); // the cache is read
+    // Another process (the CLI) takes the address this cache would hand out next, and
+    // reserves the one after it.
+    const other = new ClusterIpam(ipam.store);
+    const [taken] = await other.allocate(att("cli"));
+    const next = taken!.ip.replace(/\d+$/, (n) => String(Number(n) + 1));
+    await other.reserve(next, "test");
+    const [mine] = await ipam.allocate(att("second"));
+    assert(mine!.ip !== taken!.ip && mine!.ip !== next, `${mine!.ip} was taken or reserved`);
+    assert(ipam.allocator("node-a").stats.conflicts >= 1, "the stale cache was noticed");
+    const report = await ipam.check();
+    assert(report.ok, JSON.stringify(report));
+  });
+
+  test("group commit: an attachment that already has addresses fails alone, its group goes on", async (ipam) => {
+    await ipam.addPool("10.244.0.0/16");
+    await ipam.allocate(att("dup"));
+    const results = await Promise.allSettled(
+      ["dup", "x1", "x2", "dup"].map((id) => ipam.allocate(att(id))),
+    );
+    assertEquals(results.map((r) => r.status), ["rejected", "fulfilled", "fulfilled", "rejected"]);
+    for (const r of [results[0]!, results[3]!]) {
+      assert((r as PromiseRejectedResult).reason instanceof HandleExistsError);
+    }
+    assertEquals((await ipam.list()).length, 3);
+    assert((await ipam.check()).ok);
+  });
+
+  test("group commit: blocks that fill up inside a group are claimed, and released addresses reused", async (ipam) => {
+    await ipam.addPool("10.97.0.0/24", 29); // five pod addresses a block
+    const got = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => ipam.allocate(att(`f${i}`))),
+    );
+    const ips = got.flat().map((a) => a.ip);
+    assertEquals(new Set(ips).size, 12);
+    assertEquals((await ipam.nodeBlocks("node-a")).length, 3);
+    assert((await ipam.check()).ok);
+    // Fill the third block, release one address: the next allocation reuses it from the
+    // cache (no read of the store, no claim).
+    for (let i = 12; i < 15; i++) await ipam.allocate(att(`f${i}`));
+    const [freed] = await ipam.release(att("f3"));
+    const alone = ipam.allocator("node-a").stats.alone;
+    const [again] = await ipam.allocate(att("f-again"));
+    assertEquals(again!.ip, freed);
+    assertEquals(ipam.allocator("node-a").stats.alone, alone);
+    assertEquals((await ipam.nodeBlocks("node-a")).length, 3);
+    assert((await ipam.check()).ok);
+  });
+
   test("release is idempotent; GC keeps exactly the valid attachments of the node", async (ipam) => {
     await ipam.addPool("10.244.0.0/16");
     for (const id of ["a", "b", "c"]) await ipam.allocate(att(id));

@@ -21,6 +21,9 @@ export interface AddressRange {
   exclude: ReadonlySet<bigint>;
 }
 
+/** What is used: only asked whether an address is. */
+export type Used = Pick<ReadonlySet<bigint>, "has">;
+
 /**
  * The first address after `cursor` (wrapping around the list of ranges) that is neither
  * used nor excluded; `undefined` when every address is taken. With no cursor, or a cursor
@@ -28,7 +31,7 @@ export interface AddressRange {
  */
 export function pickNext(
   ranges: readonly AddressRange[],
-  used: ReadonlySet<bigint>,
+  used: Used,
   cursor?: bigint,
 ): { range: number; ip: bigint } | undefined {
   if (ranges.length === 0) return undefined;

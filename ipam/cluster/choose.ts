@@ -9,7 +9,7 @@
 import type { Cidr, Family, Ip } from "../addr.ts";
 import { containsIp, formatCidr, formatIp, parseCidr, parseIp } from "../addr.ts";
 import { AddressUnavailableError, IpamExhaustedError } from "../errors.ts";
-import { type AddressRange, pickNext } from "../pick.ts";
+import { type AddressRange, pickNext, type Used } from "../pick.ts";
 import { blockContaining, blockRange, freeBlock } from "./blocks.ts";
 import type { BlockKv, Pool } from "./types.ts";
 
@@ -76,25 +76,41 @@ function chooseRequested(input: FamilyInput, want: Ip): FamilyChoice {
   return { ip: want.value, block, ...(owner ? { owner } : { pool }), next: false };
 }
 
+/** A node block's allocatable range, its reserved addresses excluded. */
+export type BlockRange = AddressRange & { owner: BlockKv };
+
+/** The allocatable ranges of the node's blocks, reservations excluded (in block order). */
+export function blockRanges(
+  blocks: readonly BlockKv[],
+  reserved: ReadonlySet<string>,
+): BlockRange[] {
+  const reservedIps = [...reserved].map((t) => parseIp(t));
+  return blocks.map((b) => {
+    const c = parseCidr(b.value.cidr);
+    const ex = new Set(reservedIps.filter((rip) => containsIp(c, rip)).map((rip) => rip.value));
+    return { ...blockRange(c, ex), owner: b };
+  });
+}
+
+/** The next free address of `ranges` after the cursor, or undefined when they are full. */
+export function nextInBlocks(
+  ranges: readonly BlockRange[],
+  used: Used,
+  cursor: bigint | undefined,
+): FamilyChoice | undefined {
+  const pick = pickNext(ranges, used, cursor);
+  if (!pick) return undefined;
+  const rg = ranges[pick.range]!;
+  return { ip: pick.ip, block: rg.subnet, owner: rg.owner, next: true };
+}
+
 /** The next free address of the node's blocks, or the first of a newly claimed block. */
 function chooseNext(input: FamilyInput): FamilyChoice {
-  const ranges: (AddressRange & { owner: BlockKv })[] = [];
   const used = new Set<bigint>();
-  for (const m of input.mine) {
-    const c = parseCidr(m.block.value.cidr);
-    const ex = new Set<bigint>();
-    for (const res of input.reserved) {
-      const rip = parseIp(res);
-      if (containsIp(c, rip)) ex.add(rip.value);
-    }
-    ranges.push({ ...blockRange(c, ex), owner: m.block });
-    for (const u of m.used) used.add(u);
-  }
-  const pick = pickNext(ranges, used, input.cursor);
-  if (pick) {
-    const rg = ranges[pick.range]!;
-    return { ip: pick.ip, block: rg.subnet, owner: rg.owner, next: true };
-  }
+  for (const m of input.mine) for (const u of m.used) used.add(u);
+  const ranges = blockRanges(input.mine.map((m) => m.block), input.reserved);
+  const found = nextInBlocks(ranges, used, input.cursor);
+  if (found) return found;
   const { pool, block } = claimIn(input);
   return { ip: blockRange(block).first, block, pool, next: true };
 }

@@ -1,15 +1,16 @@
 /**
  * {@link ClusterIpam}: cluster IPAM's one object, what the node agent, the admin CLI and
  * the tests hold. Each method is one of the functions of this folder over the store;
- * the object adds only the per-node queue of allocations.
+ * the object adds only each node's allocator (group.ts: a cache and grouped commits).
  * @module
  */
 
 import type { AllocationRow, Attachment } from "../records.ts";
 import type { Store, StoreReader } from "../store.ts";
-import { allocate, parseRequested } from "./allocate.ts";
+import { parseRequested } from "./allocate.ts";
 import { addPool, blockUsage, claimBlocks, nodeBlocks, readPools, removePool } from "./blocks.ts";
 import { type CheckReport, checkSnapshot, readSnapshot } from "./check.ts";
+import { NodeAllocator } from "./group.ts";
 import { gc, getHandle, listAllocations, readHandles, release } from "./handles.ts";
 import { createNode, readNode, readNodes, registerNode, releaseNode } from "./nodes.ts";
 import {
@@ -32,26 +33,21 @@ import type {
 } from "./types.ts";
 
 export class ClusterIpam {
-  /** Allocations of one node made through this instance, one after another. */
-  readonly #nodeQueues = new Map<string, Promise<unknown>>();
+  /** Each node's allocations through this instance, grouped into shared commits (group.ts). */
+  readonly #allocators = new Map<string, NodeAllocator>();
 
   constructor(readonly store: Store) {}
 
-  /**
-   * Runs `fn` after this instance's earlier allocations for `node`. All of a node's
-   * allocations would otherwise race for the same cursor and the same next address and
-   * mostly lose their compares; in one queue each is one read round and one commit.
-   * (Other processes, e.g. the CLI, still race safely through the compares.)
-   */
-  #serial<T>(node: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#nodeQueues.get(node) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.catch(() => {});
-    this.#nodeQueues.set(node, tail);
-    tail.then(() => {
-      if (this.#nodeQueues.get(node) === tail) this.#nodeQueues.delete(node);
-    });
-    return run;
+  /** The allocator of `node`'s allocations made through this instance. */
+  allocator(node: string): NodeAllocator {
+    let a = this.#allocators.get(node);
+    if (!a) this.#allocators.set(node, a = new NodeAllocator(this.store, node));
+    return a;
+  }
+
+  /** Addresses this instance released: free again in every allocator's cache. */
+  #released(ips: readonly string[]): void {
+    for (const a of this.#allocators.values()) a.forget(ips);
   }
 
   // ---------------------------------------------------------------- pools and blocks (blocks.ts)
@@ -94,6 +90,7 @@ export class ClusterIpam {
     return readNodes(this.store);
   }
   releaseNode(node: string): Promise<{ blocks: string[]; addresses: number }> {
+    this.#allocators.get(node)?.invalidate();
     return releaseNode(this.store, node);
   }
 
@@ -102,16 +99,23 @@ export class ClusterIpam {
   /** One address per family the pools cover, inside the node's blocks (claiming more when full). */
   allocate(req: ClusterRequest): Promise<ClusterAllocation[]> {
     const requested = parseRequested(req);
-    return this.#serial(req.node, () => allocate(this.store, req, requested));
+    return this.allocator(req.node).allocate(req, requested);
   }
   get(a: Attachment, scope: NodeScope = {}): Promise<ClusterHandle | undefined> {
     return getHandle(this.store, a, scope);
   }
-  release(a: Attachment, scope: NodeScope = {}): Promise<string[]> {
-    return release(this.store, a, scope);
+  async release(a: Attachment, scope: NodeScope = {}): Promise<string[]> {
+    const ips = await release(this.store, a, scope);
+    this.#released(ips);
+    return ips;
   }
-  gc(node: string, valid: Attachment[]): Promise<{ released: ClusterHandle[]; errors: string[] }> {
-    return gc(this.store, node, valid);
+  async gc(
+    node: string,
+    valid: Attachment[],
+  ): Promise<{ released: ClusterHandle[]; errors: string[] }> {
+    const r = await gc(this.store, node, valid);
+    this.#released(r.released.flatMap((h) => h.ips));
+    return r;
   }
   handles(): Promise<ClusterHandle[]> {
     return readHandles(this.store);

@@ -1,7 +1,8 @@
 /**
  * Cluster IPAM allocation throughput and latency at concurrency 1 and 32, for the etcd
  * store (a real etcd on loopback) and the local file store, in one process as the node
- * agent runs it. The reference host-local (one process per allocation, as a runtime
+ * agent runs it (grouped commits, group.ts), with the allocations per commit, the bare
+ * commit that is the floor of one allocation, and `ipam check` after each run. The reference host-local (one process per allocation, as a runtime
  * runs it) is measured in the same run for scale.
  */
 import { ClusterIpam } from "../../ipam/cluster.ts";
@@ -12,14 +13,20 @@ import { startEtcd } from "../support/etcd.ts";
 import { callCni, REF_CNI_DIR } from "../support/ohno.ts";
 import { ms, printTable, summarize, timeIt } from "./stats.ts";
 
-async function run(width: number, total: number, one: (i: number) => Promise<void>) {
+/**
+ * `total` calls of `one`, `width` at a time: calls per second and latency. A call that
+ * returns a number gives its own latency (the part of it that is measured).
+ */
+async function run(width: number, total: number, one: (i: number) => Promise<number | void>) {
   const lat: number[] = [];
   let next = 0;
   const wall = await timeIt(() =>
     Promise.all(Array.from({ length: width }, async () => {
       while (next < total) {
         const i = next++;
-        lat.push(await timeIt(() => one(i)));
+        let own: number | void = undefined;
+        const t = await timeIt(async () => own = await one(i));
+        lat.push(typeof own === "number" ? own : t);
       }
     }))
   );
@@ -27,19 +34,59 @@ async function run(width: number, total: number, one: (i: number) => Promise<voi
   return { perSec: (total / wall) * 1000, p50: s.p50, p99: s.p99 };
 }
 
+/**
+ * One store's allocations at `width` in flight, then the consistency check. At width 1 a
+ * bare commit of the same shape (an address, its reservation and a handle compared
+ * absent; two records written) is timed after each allocation: the floor one
+ * transaction on this store costs, interleaved so both see the same machine.
+ */
 async function benchStore(label: string, make: () => Promise<Store>, width: number, total: number) {
   await using store = await make();
   const ipam = new ClusterIpam(store);
   await ipam.addPool("10.100.0.0/16");
   await ipam.claimBlocks("bench-node");
   const tag = `w${width}-${Date.now()}`;
+  const floor: number[] = [];
+  const value = JSON.stringify({ containerID: `${tag}-0000`, ifname: "eth0", ip: "10.100.0.0" });
+  let floorTime = 0;
   const r = await run(width, total, async (i) => {
-    await ipam.allocate({ node: "bench-node", containerID: `${tag}-${i}`, ifname: "eth0" });
+    const t = await timeIt(() =>
+      ipam.allocate({ node: "bench-node", containerID: `${tag}-${i}`, ifname: "eth0" })
+    );
+    if (width > 1) return t;
+    const k = `/bench/${tag}/${i}`;
+    floor.push(
+      await timeIt(() =>
+        store.commit({
+          compare: [{ key: `${k}/ip`, absent: true }, { key: `${k}/r`, absent: true }, {
+            key: `${k}/h`,
+            absent: true,
+          }],
+          mutations: [{ put: `${k}/ip`, value }, { put: `${k}/h`, value }],
+        })
+      ),
+    );
+    floorTime += floor.at(-1)!;
+    return t;
   });
+  // alloc/s counts the allocations' time only.
+  if (floorTime) r.perSec = (total / (total / r.perSec * 1000 - floorTime)) * 1000;
+  const report = await ipam.check();
+  const addresses = (await ipam.list({ node: "bench-node" })).length;
   for (let i = 0; i < total; i++) {
     await ipam.release({ containerID: `${tag}-${i}`, ifname: "eth0" });
   }
-  return [label, String(width), r.perSec.toFixed(0), ms(r.p50), ms(r.p99)];
+  const s = ipam.allocator("bench-node").stats;
+  return [
+    label,
+    String(width),
+    r.perSec.toFixed(0),
+    ms(r.p50),
+    ms(r.p99),
+    floor.length ? ms(summarize(floor).p50) : "",
+    (s.grouped / Math.max(1, s.commits)).toFixed(1),
+    `${report.ok && addresses === total ? "clean" : "PROBLEMS"} (${addresses} addresses)`,
+  ];
 }
 
 export async function benchIpam(): Promise<void> {
@@ -102,6 +149,9 @@ export async function benchIpam(): Promise<void> {
         r.perSec.toFixed(0),
         ms(r.p50),
         ms(r.p99),
+        "",
+        "",
+        "",
       ]);
     }
   } finally {
@@ -113,5 +163,8 @@ export async function benchIpam(): Promise<void> {
     "alloc/s",
     "p50 ms",
     "p99 ms",
+    "bare commit p50",
+    "per commit",
+    "ipam check",
   ], rows);
 }
