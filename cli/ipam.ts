@@ -22,7 +22,7 @@ async function withIpam<T>(
   fn: (ipam: ClusterIpam, store: Store) => Promise<T>,
 ): Promise<T> {
   const flags = cmd.optsWithGlobals() as DatastoreFlags;
-  const store = await openDatastore(resolveDatastore(flags));
+  const store = await openDatastore(resolveDatastore(flags), { http: true });
   try {
     return await fn(new ClusterIpam(store), store);
   } finally {

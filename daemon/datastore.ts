@@ -1,6 +1,7 @@
 /**
  * Opening the datastore a configuration names: the node agent and `ohno ipam` share it.
- * The etcd client (gRPC) is imported only when etcd is asked for.
+ * The etcd clients are imported only when etcd is asked for: the agent's over gRPC (it
+ * watches), the CLI's over etcd's JSON gateway (fetch, nothing to load).
  * @module
  */
 
@@ -14,14 +15,25 @@ import type { DatastoreConfig } from "./config.ts";
  */
 export async function openDatastore(
   ds: DatastoreConfig,
-  opts: { onRequest?: (op: string) => void } = {},
+  opts: { onRequest?: (op: string) => void; http?: boolean } = {},
 ): Promise<Store> {
-  const store = await open(ds);
+  const store = await open(ds, opts.http ?? false);
   return opts.onRequest ? counted(store, opts.onRequest) : store;
 }
 
-async function open(ds: DatastoreConfig): Promise<Store> {
+/**
+ * `http`: etcd through its JSON gateway with fetch (ipam/etcdhttp.ts: no gRPC client to
+ * load, no watch), unless `serverName` names something other than an endpoint's host,
+ * which only the gRPC client can check.
+ */
+async function open(ds: DatastoreConfig, http: boolean): Promise<Store> {
   if (ds.type === "local") return new LocalStore(ds.dataDir);
+  const e = ds.etcd!;
+  const hostOf = (u: string) => new URL(u).hostname.replace(/^\[|\]$/g, "");
+  if (http && (!e.serverName || e.endpoints.every((u) => hostOf(u) === e.serverName))) {
+    const { EtcdHttpStore } = await import("../ipam/etcdhttp.ts");
+    return new EtcdHttpStore({ endpoints: e.endpoints, ca: e.ca, cert: e.cert, key: e.key });
+  }
   const { EtcdStore } = await import("../ipam/etcd.ts");
   return new EtcdStore({
     endpoints: ds.etcd!.endpoints,

@@ -51,8 +51,18 @@ function bigintToBytes(v: bigint, len: number): number[] {
 }
 
 /** Parses an address; throws RangeError naming the text when it is not one. */
+/** Four-part decimal without leading zeros: the common case, parsed without ipaddr.js. */
+const V4 = /^(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})$/;
+
 export function parseIp(text: string): Ip {
   const s = text.trim();
+  const m = V4.exec(s);
+  if (m) {
+    const [a, b, c, d] = [Number(m[1]), Number(m[2]), Number(m[3]), Number(m[4])];
+    if (a <= 255 && b <= 255 && c <= 255 && d <= 255) {
+      return { family: 4, value: BigInt(((a << 24) | (b << 16) | (c << 8) | d) >>> 0) };
+    }
+  }
   if (ipaddr.IPv4.isValidFourPartDecimal(s)) {
     return { family: 4, value: bytesToBigint(ipaddr.IPv4.parse(s).toByteArray()) };
   }

@@ -1,4 +1,5 @@
 import { assert, assertEquals, assertThrows } from "../tests/support/assert.ts";
+import ipaddr from "ipaddr.js";
 import {
   cidrKey,
   cidrSize,
@@ -67,4 +68,42 @@ Deno.test("cidr keys are one path segment and round-trip", () => {
     assert(!k.includes("/"));
     assertEquals(formatCidr(parseCidrKey(k)), text);
   }
+});
+
+Deno.test("parseIp's own IPv4 parser agrees with ipaddr.js, edge cases and 2,000 random", () => {
+  const viaIpaddr = (s: string) => {
+    const t = s.trim();
+    if (!ipaddr.IPv4.isValidFourPartDecimal(t)) return "refused";
+    return ipaddr.IPv4.parse(t).toByteArray().reduce((v, b) => v * 256n + BigInt(b), 0n);
+  };
+  const ours = (s: string) => {
+    try {
+      const ip = parseIp(s);
+      return ip.family === 4 ? ip.value : "v6";
+    } catch {
+      return "refused";
+    }
+  };
+  const cases = [
+    "0.0.0.0",
+    "255.255.255.255",
+    "10.244.3.7",
+    " 10.0.0.1 ",
+    "256.1.1.1",
+    "1.2.3.256",
+    "01.2.3.4",
+    "1.2.3.04",
+    "1.2.3",
+    "1.2.3.4.5",
+    "1..2.3",
+    "1.2.3.4/24",
+    "999.999.999.999",
+    "1000.1.1.1",
+    "0x1.2.3.4",
+    "",
+  ];
+  for (let i = 0; i < 2000; i++) {
+    cases.push(Array.from({ length: 4 }, () => Math.floor(Math.random() * 300)).join("."));
+  }
+  for (const c of cases) assertEquals(ours(c), viaIpaddr(c), JSON.stringify(c));
 });

@@ -40,6 +40,7 @@ import {
 import * as grpc from "@grpc/grpc-js";
 import { checkServerIdentity, type PeerCertificate } from "node:tls";
 import type { Buffer } from "node:buffer";
+import { DIAL_TIMEOUT_MS, prefixEnd, REQUEST_TIMEOUT_MS } from "./etcdhttp.ts";
 import {
   type CommitResult,
   type KV,
@@ -50,6 +51,8 @@ import {
   type WatchEvent,
   type WatchOptions,
 } from "./store.ts";
+
+export { DIAL_TIMEOUT_MS, prefixEnd, REQUEST_TIMEOUT_MS };
 
 export interface EtcdOptions {
   endpoints: string[];
@@ -69,12 +72,8 @@ export interface EtcdOptions {
   requestTimeoutMs?: number;
 }
 
-/** How long a call waits for a connection that etcd answers (ipam/SCHEMA.md). */
-export const DIAL_TIMEOUT_MS = 3000;
 /** How often an idle connection is pinged, so a dead one ends its watch streams. */
 const KEEPALIVE_MS = 10_000;
-/** How long a call waits for etcd's answer once connected, retries included. */
-export const REQUEST_TIMEOUT_MS = 5000;
 
 /**
  * The SNI sent to an endpoint given by IP address: TLS carries no IP there (RFC 6066)
@@ -104,19 +103,6 @@ const faultHandling = {
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-
-/** The key after every key with this prefix (etcd's range_end for a prefix). */
-export function prefixEnd(prefix: string): Uint8Array {
-  const b = enc.encode(prefix);
-  for (let i = b.length - 1; i >= 0; i--) {
-    if (b[i]! < 0xff) {
-      const out = b.slice(0, i + 1);
-      out[i]!++;
-      return out;
-    }
-  }
-  return new Uint8Array([0]);
-}
 
 function buf(b: Uint8Array | string): Buffer {
   // etcd3 wants node Buffers; Deno's node compat provides the global.

@@ -265,7 +265,7 @@ Deno.test({
     fails(
       await ipam(url, { ca: t.otherCa, ...client }),
       url,
-      `etcd's certificate is not signed by the CA in ${t.otherCa} (unable to verify the first certificate)`,
+      `etcd's certificate is not signed by the CA in ${t.otherCa} (invalid peer certificate: UnknownIssuer)`,
     );
     fails(
       await ipam(url, { ca: t.ca }),
@@ -286,7 +286,7 @@ Deno.test({
       await ipam(url, client),
       url,
       "etcd's certificate is not signed by a CA this host trusts (give etcd's CA with --etcd-ca) " +
-        "(unable to verify the first certificate)",
+        "(invalid peer certificate: UnknownIssuer)",
     );
     const [ipUrl] = ipOnly.endpoints as [string];
     const ipTls = ipOnly.tls!;

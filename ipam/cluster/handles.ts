@@ -69,10 +69,11 @@ export async function listAllocations(
   store: Store,
   filter: { node?: string | undefined; pool?: string | undefined } = {},
 ): Promise<AllocationRow[]> {
-  const pools = (await readPools(store)).map((p) => ({ p, c: parseCidr(p.cidr) }));
+  const [poolList, ips] = await Promise.all([readPools(store), store.list(PREFIX.ips)]);
+  const pools = poolList.map((p) => ({ p, c: parseCidr(p.cidr) }));
   const poolFilter = filter.pool ? formatCidr(parseCidr(filter.pool)) : undefined;
   const rows: AllocationRow[] = [];
-  for (const kv of await store.list(PREFIX.ips)) {
+  for (const kv of ips) {
     const rec = parse<AddressRecord>(kv);
     const ip = parseIp(rec.ip);
     const pool = pools.find((x) => containsIp(x.c, ip))?.p.cidr ?? "-";

@@ -13,6 +13,7 @@ import { benchBgp } from "./bgp.ts";
 import { benchCni } from "./cni.ts";
 import { benchDataplane } from "./dataplane.ts";
 import { benchIpam } from "./ipam.ts";
+import { benchIpamCli } from "./ipamcli.ts";
 import { benchKube } from "./kube.ts";
 import { benchMacvlan } from "./macvlan.ts";
 import { benchNetlink } from "./netlink.ts";
@@ -38,6 +39,7 @@ const SUITES: Record<string, () => Promise<void>> = {
   cni: () => benchCni(),
   macvlan: () => benchMacvlan(),
   ipam: () => benchIpam(),
+  ipamcli: () => benchIpamCli(),
   agent: () => benchAgent(),
   routes: () => benchRoutes(),
   scale: () => benchScale(flags),
