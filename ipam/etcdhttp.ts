@@ -60,7 +60,7 @@ function unb64(s: string | undefined): string {
   if (!s) return "";
   const bin = atob(s);
   // ASCII (every key, nearly every value) is its own UTF-8: no decoder call per string.
-  if (/^[\x00-\x7f]*$/.test(bin)) return bin;
+  if (!/[\x80-\xff]/.test(bin)) return bin;
   const out = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
   return dec.decode(out);
