@@ -46,7 +46,7 @@ export async function cmdAdd(ctx: PodVerbContext): Promise<Result> {
   });
   mark("ipam");
   log.debug("addresses allocated", { ips: got.ips.map((i) => i.address).join(",") });
-  faultPoint(ctx, "after-ipam");
+  await faultPoint(ctx, "after-ipam");
 
   const addresses = got.ips.map((i) => famAddr(i.address));
   const gateways: Gateway[] = got.ips.flatMap((i) => {
@@ -80,11 +80,11 @@ export async function cmdAdd(ctx: PodVerbContext): Promise<Result> {
   });
   const hostLinks = await driver.setupHost(pod, plan);
   mark("host");
-  faultPoint(ctx, "after-host");
+  await faultPoint(ctx, "after-host");
 
   const podLink = await driver.setupPod(pod, plan);
   mark("pod");
-  faultPoint(ctx, "after-pod");
+  await faultPoint(ctx, "after-pod");
 
   const last = await driver.finish(plan);
   if (last) mark(last);

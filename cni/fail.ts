@@ -34,6 +34,7 @@ export function toCniError(e: unknown): CniError {
       exhausted: CniCode.AddressesExhausted,
       "not-ready": CniCode.TryAgainLater,
       "not-found": CniCode.CheckFailed,
+      elsewhere: CniCode.Internal,
       internal: CniCode.Internal,
     }[e.kind] ?? CniCode.Internal;
     return new CniError(code, `node agent: ${e.message}`);

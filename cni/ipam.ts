@@ -7,7 +7,7 @@
  * @module
  */
 
-import { AgentClient } from "../ipam/client.ts";
+import { AgentClient, type AgentTransport } from "../ipam/client.ts";
 import { LocalStore } from "../ipam/local.ts";
 import { RangeAllocator } from "../ipam/ranges.ts";
 import type { Attachment } from "../ipam/records.ts";
@@ -46,6 +46,8 @@ export interface IpamContext {
   env: CniEnv;
   /** The config exactly as received (what a delegated plugin gets). */
   stdin: string;
+  /** In the node agent: the agent IPAM through the agent's own handler. */
+  agent?: AgentTransport;
 }
 
 /** Static addresses: runtimeConfig.ips / args.cni.ips first, then CNI_ARGS IP=. */
@@ -150,7 +152,7 @@ export class EmbeddedIpam implements IpamDriver {
 class AgentIpam implements IpamDriver {
   readonly #client: AgentClient;
   constructor(readonly ctx: IpamContext, socket: string) {
-    this.#client = new AgentClient(socket);
+    this.#client = new AgentClient(socket, ctx.agent ? { transport: ctx.agent } : {});
   }
   async add(): Promise<IpamOutcome> {
     const env = this.ctx.env;

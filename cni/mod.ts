@@ -10,6 +10,7 @@
  * @module
  */
 
+import type { AgentTransport } from "../ipam/client.ts";
 import { concatBytes } from "../lib/bytes.ts";
 import { Logger, parseLevel } from "../lib/log.ts";
 import type { VerbContext } from "./context.ts";
@@ -36,6 +37,12 @@ export interface CniIo {
   env: Record<string, string>;
   /** Reads all of stdin. */
   readStdin(): Promise<string>;
+  /**
+   * Set when the node agent runs the call in-process (`POST /v1/cni`): the IPAM of a
+   * config that names the agent's socket goes through this (the agent's own handler),
+   * and the call is never forwarded again.
+   */
+  agent?: AgentTransport;
 }
 
 /** The process's real environment and stdin. */
@@ -89,7 +96,7 @@ export async function runCni(face: Face, io: CniIo = processIo()): Promise<CniOu
       ...(raw.OHNO_LOG_FILE ? {} : conf.logFile ? { file: conf.logFile } : {}),
       ...(conf.logLevel && !raw.OHNO_LOG_LEVEL ? { level: conf.logLevel } : {}),
     });
-    const ctx: VerbContext = { env, conf, stdin, log };
+    const ctx: VerbContext = { env, conf, stdin, log, ...(io.agent ? { agent: io.agent } : {}) };
     log.debug("start", { network: conf.name, netns: env.netns || "-", version });
     if (env.unusableContainerID) {
       // No ADD takes such an ID, so there is nothing to delete (docs/cni.md, DEL).
@@ -97,6 +104,15 @@ export async function runCni(face: Face, io: CniIo = processIo()): Promise<CniOu
         why: env.unusableContainerID,
       });
       return { exitCode: 0 };
+    }
+    // The node agent does the whole call when the config names it (cni/forward.ts).
+    if (
+      face === "ohno" && conf.ipam.mode === "agent" && !io.agent &&
+      (verb === "ADD" || verb === "DEL" || verb === "CHECK")
+    ) {
+      const { forward } = await import("./forward.ts");
+      const answered = await forward(raw, stdin, conf.ipam.socket, log);
+      if (answered) return answered;
     }
     const result = face === "ohno-ipam" ? await runIpamFace(verb, ctx) : await runMain(verb, ctx);
     return result === undefined

@@ -34,6 +34,7 @@ import { Health, serveHealth } from "./health.ts";
 import { openDatastore } from "./datastore.ts";
 import { conflist, conflistsBefore, installPlugin, uninstallConflist } from "./install.ts";
 import { startIpamServer } from "./ipamserver.ts";
+import { podWork } from "./podwork.ts";
 import { applyMasquerade, removeMasquerade } from "./masq.ts";
 import { DaemonMetrics } from "./metrics.ts";
 import { resolveNodeIPs } from "./nodeip.ts";
@@ -118,7 +119,13 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     // The IPAM socket answers from now on, but allocations are refused (`not-ready`, CNI
     // error 11) until the pools, the node record and the blocks are loaded below.
     let ipamReady = false;
-    await using _server = startIpamServer(ipamServerOptions(run, ipam, () => ipamReady));
+    // The CNI calls it runs in-process reach its IPAM through its own handler.
+    const bound: { handle?: (req: Request) => Promise<Response> } = {};
+    await using server = startIpamServer({
+      ...ipamServerOptions(run, ipam, () => ipamReady),
+      cni: podWork(() => bound.handle!),
+    });
+    bound.handle = server.handle;
     const blocks = await loadState(run, ipam, node.ips, backendRecord);
     // State loaded: allocations are served from here on.
     ipamReady = true;

@@ -26,9 +26,12 @@ import {
   type AllocateRequest,
   type AllocateResponse,
   type CheckRequest,
+  type CniRequest,
+  type CniResponse,
   ERROR_KINDS,
   type ErrorKind,
   FIELD_LIMITS,
+  FORWARDED_ENV,
   type GcRequest,
   type GcResponse,
   MAX_REQUEST_BYTES,
@@ -70,10 +73,17 @@ export interface IpamServerOptions {
    * none; asked only when the plugin sends no requestedIPs. Absent without Kubernetes.
    */
   podRequestedIPs?: (namespace: string, name: string) => Promise<string[] | undefined>;
+  /**
+   * Runs a whole CNI call in-process (`POST /v1/cni`); without it the route answers
+   * `elsewhere` and the plugin does the call itself.
+   */
+  cni?: (req: CniRequest) => Promise<CniResponse>;
 }
 
 export interface IpamServer extends AsyncDisposable {
   readonly socket: string;
+  /** Answers one request as the socket would (the agent's in-process CNI calls use it). */
+  handle(req: Request): Promise<Response>;
   close(): Promise<void>;
 }
 
@@ -329,6 +339,38 @@ async function gc(c: Ctx, req: Request): Promise<Answer<"gc">> {
   return { res, addresses: res.released.reduce((n, h) => n + h.ips.length, 0) };
 }
 
+/**
+ * A whole CNI call: the plugin's environment and config, run by `o.cni`. The pod's
+ * namespace must be visible here (`elsewhere` otherwise: the plugin does the call).
+ */
+async function cni(c: Ctx, req: Request): Promise<Answer<"cni">> {
+  const b = await body<CniRequest>(req);
+  if (typeof b.config !== "string") throw new ProtocolError("invalid", "config must be a string");
+  if (typeof b.env !== "object" || b.env === null || Array.isArray(b.env)) {
+    throw new ProtocolError("invalid", "env must be an object");
+  }
+  const env: Record<string, string> = {};
+  for (const k of FORWARDED_ENV) {
+    const v = (b.env as Record<string, unknown>)[k];
+    if (v === undefined) continue;
+    checkString(`env.${k}`, v, FIELD_LIMITS.netns);
+    env[k] = v as string;
+  }
+  if (!c.o.cni) throw new ProtocolError("elsewhere", "this agent does not run CNI calls");
+  const netns = env.CNI_NETNS ?? "";
+  if (netns) {
+    try {
+      Deno.statSync(netns);
+    } catch {
+      throw new ProtocolError(
+        "elsewhere",
+        `CNI_NETNS ${quoteShort(netns, 200)} is not visible to the agent on node ${c.o.node}`,
+      );
+    }
+  }
+  return { res: await c.o.cni({ env, config: b.config }) };
+}
+
 async function status(c: Ctx): Promise<Answer<"status">> {
   checkReady(c);
   // A cheap read proves the datastore answers.
@@ -344,6 +386,7 @@ const HANDLERS: { [V in Verb]: (c: Ctx, req: Request) => Promise<Answer<V>> } = 
   check,
   gc,
   status,
+  cni,
 };
 
 export function startIpamServer(o: IpamServerOptions): IpamServer {
@@ -357,7 +400,7 @@ export function startIpamServer(o: IpamServerOptions): IpamServer {
   const log = o.log.child("ipam");
   const ctx: Ctx = { o, log, scope: { node: o.node } };
 
-  const server = Deno.serve({ path: o.socket, onListen() {} }, async (req) => {
+  const handle = async (req: Request): Promise<Response> => {
     const path = new URL(req.url).pathname;
     const op = verbOf(req.method, path);
     if (!op) {
@@ -382,7 +425,8 @@ export function startIpamServer(o: IpamServerOptions): IpamServer {
       o.observe?.({ op, ok: false, reason: kind, ms: performance.now() - t0 });
       return errorResponse(kind, message, e instanceof ProtocolError ? e.status : undefined);
     }
-  });
+  };
+  const server = Deno.serve({ path: o.socket, onListen() {} }, handle);
   Deno.chmodSync(o.socket, 0o600);
   log.info("serving IPAM", { socket: o.socket, network: o.network });
   const close = async () => {
@@ -393,5 +437,5 @@ export function startIpamServer(o: IpamServerOptions): IpamServer {
       // gone
     }
   };
-  return { socket: o.socket, close, [Symbol.asyncDispose]: close };
+  return { socket: o.socket, handle, close, [Symbol.asyncDispose]: close };
 }

@@ -20,6 +20,9 @@
  * This entry re-exports nothing: code imports the file that defines a name (one way for
  * every folder; daemon/k8s/mod.ts is the one exception, the chunk the agent loads lazily).
  *
- * Imports: lib/, netns/, ipam/. Never cni/ (the plugin is a separate process).
+ * - `podwork.ts`: a plugin's whole CNI call run in-process (`POST /v1/cni`).
+ *
+ * Imports: lib/, netns/, ipam/; cni/mod.ts only from `podwork.ts`, lazily (the agent runs
+ * the plugin's own verbs; cni/ never imports daemon/).
  * @module
  */

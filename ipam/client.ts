@@ -2,8 +2,8 @@
  * The plugin's client of the node agent's IPAM socket (see ipam/protocol.ts).
  *
  * Every call is bounded: a missing socket, a refused connection or an agent that does
- * not answer within the timeout (default 2 s) is {@link AgentUnavailableError}, which the
- * CNI face reports as error 11 (try again later).
+ * not answer within the timeout (default 2 s; a whole CNI call, `cni`, 60 s) is
+ * {@link AgentUnavailableError}, which the CNI face reports as error 11 (try again later).
  * Transport: one HTTP/1.1 request per call over the socket ({@link unixRequest}).
  * @module
  */
@@ -14,6 +14,8 @@ import {
   type AllocateResponse,
   type CheckRequest,
   type CheckResponse,
+  type CniRequest,
+  type CniResponse,
   type ErrorBody,
   type ErrorKind,
   type GcRequest,
@@ -39,16 +41,41 @@ export class AgentError extends Error {
   }
 }
 
+/** How a request reaches the agent: its status and body. */
+export type AgentTransport = (
+  method: string,
+  path: string,
+  body: string | undefined,
+  signal: AbortSignal,
+) => Promise<{ status: number; body: string }>;
+
 export interface AgentClientOptions {
   /** Per-request limit in milliseconds (default 2000). */
   timeoutMs?: number;
+  /**
+   * Default: HTTP on the unix socket. The agent running a CNI call in-process hands in
+   * its own request handler, so the call's IPAM goes through the same code, no socket.
+   */
+  transport?: AgentTransport;
 }
+
+/** How long the plugin waits for the agent to do a whole CNI call (`cni`). */
+export const CNI_CALL_TIMEOUT_MS = 60_000;
 
 export class AgentClient implements Disposable {
   readonly #timeoutMs: number;
 
+  readonly #transport: AgentTransport;
+
   constructor(readonly socket: string, opts: AgentClientOptions = {}) {
     this.#timeoutMs = opts.timeoutMs ?? 2000;
+    this.#transport = opts.transport ??
+      ((method, path, body, signal) => unixRequest(this.socket, method, path, body, signal));
+  }
+
+  /** The whole CNI call done by the agent; waits up to {@link CNI_CALL_TIMEOUT_MS}. */
+  cni(req: CniRequest): Promise<CniResponse> {
+    return this.#call("cni", req, CNI_CALL_TIMEOUT_MS);
   }
 
   allocate(req: AllocateRequest): Promise<AllocateResponse> {
@@ -71,20 +98,23 @@ export class AgentClient implements Disposable {
     return this.#call("status", undefined);
   }
 
-  async #call<V extends Verb>(verb: V, body: Messages[V]["req"]): Promise<Messages[V]["res"]> {
+  async #call<V extends Verb>(
+    verb: V,
+    body: Messages[V]["req"],
+    timeoutMs = this.#timeoutMs,
+  ): Promise<Messages[V]["res"]> {
     const { method, path } = ROUTES[verb];
-    const signal = AbortSignal.timeout(this.#timeoutMs);
+    const signal = AbortSignal.timeout(timeoutMs);
     let res: { status: number; body: string };
     try {
-      res = await unixRequest(
-        this.socket,
+      res = await this.#transport(
         method,
         path,
         body === undefined ? undefined : JSON.stringify(body),
         signal,
       );
     } catch (e) {
-      const why = signal.aborted ? `no answer within ${this.#timeoutMs} ms` : describeError(e);
+      const why = signal.aborted ? `no answer within ${timeoutMs} ms` : describeError(e);
       throw new AgentUnavailableError(
         `the ohno node agent at ${this.socket} is unreachable: ${why}`,
         { cause: e },

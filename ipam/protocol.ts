@@ -105,6 +105,36 @@ export interface StatusResponse {
 }
 
 /**
+ * `POST /v1/cni`: the whole CNI call (ADD, DEL or CHECK) done by the agent, in-process:
+ * the plugin forwards its environment (`CNI_*`) and the config it read from stdin, and
+ * prints the answer. A CNI error is an answer too (`exitCode` 1, `stdout` the error
+ * document); protocol errors are error bodies as for every route. `elsewhere` (421):
+ * the agent cannot open the pod's namespace (`CNI_NETNS` is not visible in its mount
+ * namespace); nothing was done, and the plugin does the call itself.
+ */
+export interface CniRequest {
+  env: Record<string, string>;
+  config: string;
+}
+export interface CniResponse {
+  exitCode: number;
+  /** The one JSON document the plugin prints; absent when it prints nothing (DEL, CHECK). */
+  stdout?: unknown;
+}
+
+/** The environment variables the plugin forwards to the agent with `POST /v1/cni`. */
+export const FORWARDED_ENV = [
+  "CNI_COMMAND",
+  "CNI_CONTAINERID",
+  "CNI_NETNS",
+  "CNI_IFNAME",
+  "CNI_ARGS",
+  "CNI_PATH",
+  /** Test-only fault injection (docs/cni.md), so the agent's path can be tested as the plugin's. */
+  "OHNO_TEST_FAULT",
+] as const;
+
+/**
  * The routes, one per verb: its method and path here, its request and response types in
  * {@link Messages}. The client calls and the server answers through this table only.
  */
@@ -114,6 +144,7 @@ export const ROUTES = {
   check: { method: "POST", path: "/v1/check" },
   gc: { method: "POST", path: "/v1/gc" },
   status: { method: "GET", path: "/v1/status" },
+  cni: { method: "POST", path: "/v1/cni" },
 } as const;
 
 export type Verb = keyof typeof ROUTES;
@@ -125,6 +156,7 @@ export interface Messages {
   check: { req: CheckRequest; res: CheckResponse };
   gc: { req: GcRequest; res: GcResponse };
   status: { req: undefined; res: StatusResponse };
+  cni: { req: CniRequest; res: CniResponse };
 }
 
 /** The verb a request's method and path name, or undefined. */
@@ -147,6 +179,8 @@ export const ERROR_KINDS = {
   exhausted: 507,
   /** The agent is up but cannot serve yet (starting, etcd unreachable): try again. */
   "not-ready": 503,
+  /** `cni` only: the agent cannot reach the pod's namespace; the plugin does the call. */
+  elsewhere: 421,
   /** Anything else; details in the message. */
   internal: 500,
 } as const;

@@ -12,9 +12,15 @@ import { ERROR_KINDS } from "../ipam/protocol.ts";
 interface FakeAgent extends AsyncDisposable {
   socket: string;
   calls: { path: string; body: Record<string, unknown> }[];
-  /** Make every call answer this error kind (undefined: behave). */
+  /** Make every IPAM call answer this error kind (undefined: behave). */
   failWith: ErrorKind | undefined;
   hang: boolean;
+  /**
+   * How `POST /v1/cni` is answered: `elsewhere` (default: an agent that cannot see the
+   * pod's namespace, so the plugin does the call and only asks for IPAM), `older` (an
+   * agent without the route), or a function giving the answer.
+   */
+  cni: "elsewhere" | "older" | ((body: Record<string, unknown>) => Response | Promise<Response>);
 }
 
 async function fakeAgent(): Promise<FakeAgent> {
@@ -29,6 +35,7 @@ async function fakeAgent(): Promise<FakeAgent> {
     calls: [],
     failWith: undefined,
     hang: false,
+    cni: "elsewhere",
     async [Symbol.asyncDispose]() {
       unhang();
       await server.shutdown();
@@ -39,6 +46,20 @@ async function fakeAgent(): Promise<FakeAgent> {
     const path = new URL(req.url).pathname;
     const body = req.method === "POST" ? await req.json() : {};
     agent.calls.push({ path, body });
+    if (path === "/v1/cni") {
+      if (agent.cni === "elsewhere") {
+        return Response.json({ error: { kind: "elsewhere", message: "not visible here" } }, {
+          status: ERROR_KINDS.elsewhere,
+        });
+      }
+      if (agent.cni === "older") {
+        // What an agent without the route answers (daemon/ipamserver.ts).
+        return Response.json({ error: { kind: "invalid", message: 'no POST "/v1/cni"' } }, {
+          status: 400,
+        });
+      }
+      return await agent.cni(body);
+    }
     if (agent.hang) await hung;
     if (agent.failWith) {
       return Response.json({
@@ -198,7 +219,7 @@ Deno.test("STATUS with no agent at all is error 50 naming the socket", async () 
   assert(String(st.json?.msg).includes("/run/ohnot-none/ipam.sock"));
 });
 
-Deno.test("the node's own namespace is error 4 before the agent is asked, for ADD and CHECK", async () => {
+Deno.test("the node's own namespace is error 4 before any address is asked for, for ADD and CHECK", async () => {
   await using agent = await fakeAgent();
   await using node = await cniNode({ network: "agenthost" });
   const before = await node.state();
@@ -222,6 +243,81 @@ Deno.test("the node's own namespace is error 4 before the agent is asked, for AD
     },
   });
   assertEquals([chk.code, chk.json?.code], [1, 4], chk.stdout);
-  assertEquals(agent.calls.map((c) => c.path), []);
+  // The call was offered to the agent (which said it cannot see the namespace); no
+  // address was asked for.
+  assertEquals(agent.calls.map((c) => c.path).filter((p) => p !== "/v1/cni"), []);
   assertEquals(await node.state(), before);
+});
+
+Deno.test("the agent does the whole call: the plugin forwards its CNI environment and config, and prints the answer", async () => {
+  await using agent = await fakeAgent();
+  await using node = await cniNode({ network: "agentcni" });
+  const pod = await node.pod();
+  const before = await node.state();
+  const conf = node.conf("1.1.0", { ipam: { type: "ohno", daemonSocket: agent.socket } });
+  const answer = { cniVersion: "1.1.0", ips: [{ address: "10.244.9.9/24" }], marker: "agent" };
+  agent.cni = (b) => Response.json({ exitCode: 0, stdout: { ...answer, echo: b } });
+  const r = await node.call({
+    command: "ADD",
+    containerID: "fwd-1",
+    netns: pod.path,
+    ifname: "eth0",
+    args: "IgnoreUnknown=1;K8S_POD_NAME=web",
+    config: conf,
+    env: { OHNO_TEST_FAULT: "none", UNRELATED: "x" },
+  });
+  assertEquals(r.code, 0, r.stdout);
+  assertEquals(r.json?.marker, "agent", "the agent's answer, printed as it came");
+  const sent = (r.json?.echo ?? {}) as { env: Record<string, string>; config: string };
+  assertEquals(sent.env, {
+    CNI_COMMAND: "ADD",
+    CNI_CONTAINERID: "fwd-1",
+    CNI_NETNS: pod.path,
+    CNI_IFNAME: "eth0",
+    CNI_ARGS: "IgnoreUnknown=1;K8S_POD_NAME=web",
+    CNI_PATH: sent.env.CNI_PATH!,
+    OHNO_TEST_FAULT: "none",
+  });
+  assertEquals(JSON.parse(sent.config).name, "agentcni");
+  assertEquals(agent.calls.map((c) => c.path), ["/v1/cni"], "one request, nothing else");
+  assertEquals(await node.state(), before, "the plugin itself touched nothing");
+  // A CNI error is an answer too: exit 1 and the agent's error document.
+  agent.cni = () =>
+    Response.json({ exitCode: 1, stdout: { cniVersion: "1.1.0", code: 100, msg: "full" } });
+  const e = await node.call({
+    command: "ADD",
+    containerID: "fwd-2",
+    netns: pod.path,
+    ifname: "eth0",
+    config: conf,
+  });
+  assertEquals([e.code, e.json?.code, e.json?.msg], [1, 100, "full"]);
+  // DEL answered with nothing to print prints nothing.
+  agent.cni = () => Response.json({ exitCode: 0 });
+  const d = await node.call({
+    command: "DEL",
+    containerID: "fwd-1",
+    netns: pod.path,
+    ifname: "eth0",
+    config: conf,
+  });
+  assertEquals([d.code, d.stdout], [0, ""]);
+});
+
+Deno.test("an agent without the cni route: the plugin does the call itself, asking the agent for IPAM", async () => {
+  await using agent = await fakeAgent();
+  await using node = await cniNode({ network: "agentold" });
+  const pod = await node.pod();
+  agent.cni = "older";
+  const conf = node.conf("1.1.0", { ipam: { type: "ohno", daemonSocket: agent.socket } });
+  const r = await node.call({
+    command: "ADD",
+    containerID: "old-1",
+    netns: pod.path,
+    ifname: "eth0",
+    config: conf,
+  });
+  assertEquals(r.code, 0, r.stdout);
+  assertEquals((r.json?.ips as { address: string }[])[0]!.address, "10.244.7.10/24");
+  assertEquals(agent.calls.map((c) => c.path), ["/v1/cni", "/v1/allocate"]);
 });

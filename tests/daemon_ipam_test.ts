@@ -10,7 +10,7 @@ import { ClusterIpam } from "../ipam/cluster.ts";
 import { containsIp, formatIp, nthAddress, parseCidr, parseIp } from "../ipam/addr.ts";
 import { EtcdStore } from "../ipam/etcd.ts";
 import { MemoryStore } from "../ipam/memory.ts";
-import { MAX_REQUEST_BYTES } from "../ipam/protocol.ts";
+import { type CniRequest, type CniResponse, MAX_REQUEST_BYTES } from "../ipam/protocol.ts";
 import type { Store } from "../ipam/store.ts";
 import { Logger } from "../lib/log.ts";
 import { type IpamServerEvent, startIpamServer } from "../daemon/ipamserver.ts";
@@ -29,6 +29,7 @@ async function agent(
     node?: string;
     ipam?: ClusterIpam;
     observe?: (e: IpamServerEvent) => void;
+    cni?: (req: CniRequest) => Promise<CniResponse>;
   } = {},
 ) {
   const node = opts.node ?? "node-1";
@@ -52,6 +53,7 @@ async function agent(
       events.push(`${e.op}:${e.ok ? "ok" : e.reason}`);
       opts.observe?.(e);
     },
+    ...(opts.cni ? { cni: opts.cni } : {}),
   });
   return {
     dir,
@@ -177,6 +179,47 @@ Deno.test("GC through the agent releases exactly the invalid attachments and the
   assert(!links.includes(held["gc-drop"]!.veth), `gc-drop's veth is still there: ${links}`);
   assert(links.includes(held["gc-keep"]!.veth), `gc-keep's veth is gone: ${links}`);
   assert(a.events.includes("gc:ok"), a.events.join());
+});
+
+Deno.test("POST /v1/cni: run with the forwarded CNI environment only; elsewhere when the agent cannot see the namespace or runs no calls", async () => {
+  const seen: CniRequest[] = [];
+  await using a = await agent({
+    cni: (req) => {
+      seen.push(req);
+      return Promise.resolve({ exitCode: 0, stdout: { cniVersion: "1.1.0", ran: true } });
+    },
+  });
+  using client = new AgentClient(a.socket);
+  const env = {
+    CNI_COMMAND: "ADD",
+    CNI_CONTAINERID: "c1",
+    CNI_NETNS: "/proc/self/ns/net",
+    CNI_IFNAME: "eth0",
+    SECRET: "not forwarded",
+  };
+  const r = await client.cni({ env, config: "{}" });
+  assertEquals(r, { exitCode: 0, stdout: { cniVersion: "1.1.0", ran: true } });
+  assertEquals(seen.length, 1);
+  assertEquals(seen[0]!.env, {
+    CNI_COMMAND: "ADD",
+    CNI_CONTAINERID: "c1",
+    CNI_NETNS: "/proc/self/ns/net",
+    CNI_IFNAME: "eth0",
+  });
+  const [kind, status, msg] = await refusal(
+    client.cni({ env: { ...env, CNI_NETNS: "/run/netns/ohnot-not-here" }, config: "{}" }),
+  );
+  assertEquals([kind, status], ["elsewhere", 421]);
+  assertMatch(msg, /not visible to the agent on node node-1/);
+  assertEquals(seen.length, 1, "nothing run for a namespace the agent cannot see");
+  const bad = await refusal(
+    client.cni({ env: "x" as unknown as Record<string, string>, config: "{}" }),
+  );
+  assertEquals([bad[0], bad[1]], ["invalid", 400]);
+
+  await using plain = await agent();
+  using c2 = new AgentClient(plain.socket);
+  assertEquals((await refusal(c2.cni({ env, config: "{}" })))[0], "elsewhere");
 });
 
 Deno.test("an agent that is not ready answers not-ready (CNI 11); wrong network is invalid", async () => {

@@ -13,6 +13,10 @@ import { CniRuntime } from "../lab/runtime.ts";
 import { ipJson, type IpRoute } from "../netns/ip.ts";
 import { Netns, runCommand } from "../netns/netns.ts";
 import { AgentClient, AgentError } from "../ipam/client.ts";
+import * as labs from "../lab/lab.ts";
+import { createNamedNetns, deleteNamedNetns } from "../netns/manage.ts";
+import { linkNames } from "../netns/links.ts";
+import { hostVethName } from "../cni/names.ts";
 
 const missing = etcdMissing();
 const skip = missing ? ` [SKIP: ${missing}]` : "";
@@ -253,6 +257,60 @@ Deno.test({
     assertEquals(check.code, 0, check.stdout + check.stderr);
     // The restarted agent kept its node's blocks (the steady pod's addresses stay routed).
     assertEquals(await blocksOf("node1"), blocksBefore, "node1 kept its blocks across kill -9");
+  },
+});
+
+Deno.test({
+  ...opts,
+  name:
+    `the agent does the pod's kernel work; kill -9 in the middle of an ADD it does leaks no address and no veth${skip}`,
+  async fn() {
+    await using t = await testLab({ nodes: 1 });
+    const node = t.state().nodes[0]!;
+    const list = labs.nodeConflist(node);
+    const netns = `ohno-lab-${t.name}-pod-mid`;
+    (await createNamedNetns(netns)).close();
+    try {
+      const a = { containerID: `mid-${t.name}`, netns: `/var/run/netns/${netns}`, ifname: "eth0" };
+      const host = t.node("node1");
+      const veth = hostVethName(a.containerID, a.ifname);
+      const held = async () =>
+        (JSON.parse((await t.lab.ipam(t.name, ["ls", "-o", "json"])).stdout) as {
+          containerID: string;
+        }[]).filter((r) => r.containerID === a.containerID).length;
+      // The ADD stops after its host side, in whichever process does the call.
+      const paused = new CniRuntime({
+        path: [`${node.dir}/cni/bin`],
+        host,
+        env: { OHNO_TEST_FAULT: "pause-after-host" },
+      });
+      const add = paused.add(list, a).then(() => undefined, (e) => e);
+      await within(
+        15_000,
+        "the host veth, made for the paused ADD",
+        () => Promise.resolve(linkNames({ netns: host }).includes(veth)),
+      );
+      assertEquals(await held(), 2, "the paused ADD holds its two addresses");
+      // The agent is doing the call: killing it ends the call, answered 11 by the plugin.
+      await t.lab.stopAgent(t.name, "node1", true); // kill -9
+      const e = await add;
+      assertEquals((e as { code?: number })?.code, 11, `ADD with its agent killed: ${e}`);
+      assert(linkNames({ netns: host }).includes(veth), "the killed call left its veth");
+      await t.lab.startAgent(t.name, "node1");
+      // What a runtime does after a failed ADD: DEL. It frees the address and the veth.
+      const rt = new CniRuntime({ path: [`${node.dir}/cni/bin`], host });
+      await rt.del(list, a);
+      assertEquals(await held(), 0, "no address left for the killed ADD");
+      assert(!linkNames({ netns: host }).includes(veth), "no veth left for the killed ADD");
+      const check = await t.lab.ipam(t.name, ["check"]);
+      assertEquals(check.code, 0, check.stdout + check.stderr);
+      // And an ADD through the agent works end to end after its restart.
+      const r = await rt.add(list, { ...a, containerID: `${a.containerID}-2` });
+      assertEquals((r.ips as unknown[]).length, 2);
+      await rt.del(list, { ...a, containerID: `${a.containerID}-2` });
+    } finally {
+      await deleteNamedNetns(netns);
+    }
   },
 });
 

@@ -1,0 +1,40 @@
+/**
+ * The plugin's fast path when the config names the node agent's socket: the whole ADD,
+ * DEL or CHECK is sent to the agent in one request (`POST /v1/cni`, docs/ipam-socket.md),
+ * which runs this same code in-process (IPAM and netlink, no socket between them) and
+ * answers with what to print. The plugin then loads no mode driver and no netlink code.
+ *
+ * The plugin does the call itself only when the agent says it cannot (`elsewhere`: it
+ * does not see the pod's namespace, e.g. a pod runtime in another mount namespace) or
+ * is older than this route. An agent that cannot be reached is CNI error 11, as for its
+ * IPAM: nothing was done on this node, and the runtime tries again or deletes.
+ * @module
+ */
+
+import { AgentClient, AgentError } from "../ipam/client.ts";
+import { FORWARDED_ENV } from "../ipam/protocol.ts";
+import type { Logger } from "../lib/log.ts";
+import type { CniOutcome } from "./mod.ts";
+
+/** The agent's answer, or undefined when the plugin must do the call itself. */
+export async function forward(
+  raw: Record<string, string>,
+  config: string,
+  socket: string,
+  log: Logger,
+): Promise<CniOutcome | undefined> {
+  const env: Record<string, string> = {};
+  for (const k of FORWARDED_ENV) if (raw[k] !== undefined) env[k] = raw[k];
+  try {
+    const r = await new AgentClient(socket).cni({ env, config });
+    log.debug("done by the node agent", { exitCode: r.exitCode });
+    return r.stdout === undefined ? { exitCode: r.exitCode } : r;
+  } catch (e) {
+    const older = e instanceof AgentError && e.status === 400 && /^no POST /.test(e.message);
+    if (e instanceof AgentError && (e.kind === "elsewhere" || older)) {
+      log.info("the node agent cannot do this call; the plugin does it", { why: e.message });
+      return undefined;
+    }
+    throw e;
+  }
+}
