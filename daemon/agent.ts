@@ -34,7 +34,7 @@ import { Health, serveHealth } from "./health.ts";
 import { openDatastore } from "./datastore.ts";
 import { conflist, conflistsBefore, installPlugin, uninstallConflist } from "./install.ts";
 import { startIpamServer } from "./ipamserver.ts";
-import { podWork } from "./podwork.ts";
+import { canEnterNamespaces, podWork } from "./podwork.ts";
 import { applyMasquerade, removeMasquerade } from "./masq.ts";
 import { DaemonMetrics } from "./metrics.ts";
 import { resolveNodeIPs } from "./nodeip.ts";
@@ -121,9 +121,15 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     let ipamReady = false;
     // The CNI calls it runs in-process reach its IPAM through its own handler.
     const bound: { handle?: (req: Request) => Promise<Response> } = {};
+    const podCalls = canEnterNamespaces();
+    log.info(
+      podCalls
+        ? "pod network work: done by the agent for the plugin (POST /v1/cni)"
+        : "pod network work: done by the plugin (no CAP_SYS_ADMIN here to enter pod namespaces)",
+    );
     await using server = startIpamServer({
       ...ipamServerOptions(run, ipam, () => ipamReady),
-      cni: podWork(() => bound.handle!),
+      ...(podCalls ? { cni: podWork(() => bound.handle!) } : {}),
     });
     bound.handle = server.handle;
     const blocks = await loadState(run, ipam, node.ips, backendRecord);

@@ -10,6 +10,26 @@
 import type { AgentTransport } from "../ipam/client.ts";
 import type { CniRequest, CniResponse } from "../ipam/protocol.ts";
 
+/** CAP_SYS_ADMIN's bit in /proc/self/status `CapEff` (capability.h). */
+const CAP_SYS_ADMIN = 21n;
+
+/**
+ * Whether this process may enter a pod's network namespace: setns(2) into a network
+ * namespace needs CAP_SYS_ADMIN (NET_ADMIN is not enough). The manifest's agent has only
+ * NET_ADMIN, NET_RAW and NET_BIND_SERVICE, so there the plugin keeps doing the pod's
+ * kernel work; an agent run as root (the lab, a node service) does it.
+ */
+export function canEnterNamespaces(status?: string): boolean {
+  let text = status;
+  try {
+    text ??= Deno.readTextFileSync("/proc/self/status");
+  } catch {
+    return false;
+  }
+  const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(text);
+  return !!m && ((BigInt(`0x${m[1]}`) >> CAP_SYS_ADMIN) & 1n) === 1n;
+}
+
 /** `handler()`: the IPAM server's request handler (bound once the server runs). */
 export function podWork(
   handler: () => (req: Request) => Promise<Response>,
