@@ -33,6 +33,7 @@ import { CniCode, CniError } from "./errors.ts";
 import {
   addrStep,
   deleteLink,
+  deleteLinkAsync,
   mustLink,
   podOf,
   report,
@@ -250,11 +251,11 @@ export class BridgeDriver extends RtnlDriver implements ModeDriver {
   }
 
   /** The host veth (named from container ID + ifname: no state needed); the pod end goes with it. */
-  detach(att: Attachment): Promise<Record<string, string>> {
+  async detach(att: Attachment): Promise<Record<string, string>> {
     const hostVeth = hostVethName(att.containerID, att.ifname);
-    const existed = deleteLink(this.host, hostVeth);
+    const existed = await deleteLinkAsync(this.host, hostVeth);
     this.log.debug(existed ? "host veth deleted" : "host veth already gone", { hostVeth });
-    return Promise.resolve({ hostVeth });
+    return { hostVeth };
   }
 
   async dropNetwork(): Promise<void> {

@@ -1,7 +1,7 @@
 /**
  * DEL: best effort and idempotent. The mode driver removes the attachment's links (bridge:
  * the host veth, named from container ID + ifname, so no state is needed; macvlan: the
- * pod's interface in its namespace), then IPAM releases. Success when the netns, the
+ * pod's interface in its namespace) while IPAM releases. Success when the netns, the
  * interface or the allocation is already gone, and with an empty CNI_NETNS. Errors of
  * the steps are gathered, not short-circuited.
  * @module
@@ -14,20 +14,23 @@ import { toCniError } from "./fail.ts";
 export async function cmdDel(ctx: PodVerbContext): Promise<void> {
   const { env, conf, log, driver, ipam } = ctx;
   const errors: CniError[] = [];
-  let detached: Record<string, string> = {};
-  try {
-    detached = await driver.detach({
-      containerID: env.containerID,
-      ifname: env.ifname,
-      netns: env.netns,
-    });
-  } catch (e) {
-    errors.push(toCniError(e));
-  }
-  try {
-    await ipam.del();
-  } catch (e) {
-    errors.push(toCniError(e));
+  // Both at once: the kernel deletes the veth (tens of ms, off the JavaScript thread)
+  // while IPAM releases. The address can be free a moment before its veth is gone, as
+  // with the reference bridge plugin, which releases first.
+  // (Each started in its own async function: one that throws before it returns a promise
+  // still lets the other run.)
+  const [links, released] = await Promise.allSettled([
+    (async () =>
+      await driver.detach({
+        containerID: env.containerID,
+        ifname: env.ifname,
+        netns: env.netns,
+      }))(),
+    (async () => await ipam.del())(),
+  ]);
+  const detached = links.status === "fulfilled" ? links.value : {};
+  for (const r of [links, released]) {
+    if (r.status === "rejected") errors.push(toCniError(r.reason));
   }
   if (conf.ipMasq && errors.length === 0 && ipam.isEmpty && await ipam.isEmpty()) {
     try {

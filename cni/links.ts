@@ -160,6 +160,17 @@ export function deleteLink(rtnl: Rtnl, name: string): boolean {
   }
 }
 
+/** {@link deleteLink}, the kernel's work off the JavaScript thread (DEL in the agent). */
+export async function deleteLinkAsync(rtnl: Rtnl, name: string): Promise<boolean> {
+  try {
+    await rtnl.linkDelAsync(name);
+    return true;
+  } catch (e) {
+    if (e instanceof IpNotFoundError) return false;
+    throw e;
+  }
+}
+
 /** The pod's namespace (CNI_NETNS), with its rtnetlink socket opened on first use. */
 export class PodNetns implements PodNs {
   #rtnl: Rtnl | undefined;

@@ -108,7 +108,7 @@ export async function runCni(face: Face, io: CniIo = processIo()): Promise<CniOu
     // The node agent does the whole call when the config names it (cni/forward.ts).
     if (
       face === "ohno" && conf.ipam.mode === "agent" && !io.agent &&
-      (verb === "ADD" || verb === "DEL" || verb === "CHECK")
+      (verb === "ADD" || verb === "DEL" || verb === "CHECK") && raw.OHNO_POD_WORK !== "plugin"
     ) {
       const { forward } = await import("./forward.ts");
       const answered = await forward(raw, stdin, conf.ipam.socket, log);

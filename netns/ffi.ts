@@ -3,7 +3,8 @@
  *
  * Loaded lazily on first use, so a process that never switches namespaces never pays
  * for `dlopen`. Every call is synchronous and runs on the JavaScript thread, which is
- * exactly the thread whose namespace membership we change.
+ * exactly the thread whose namespace membership we change; one exception,
+ * {@link sysSendAsync}, for a netlink request that may take the kernel long.
  * @module
  */
 
@@ -21,6 +22,13 @@ const symbols = {
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  /** send(2) on Deno's blocking thread pool: the kernel does an rtnetlink request in it. */
+  send_async: {
+    name: "send",
+    parameters: ["i32", "buffer", "usize", "i32"],
+    result: "isize",
+    nonblocking: true,
+  },
   recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
 } as const;
 
@@ -187,6 +195,17 @@ export function sysSend(fd: number, buf: Uint8Array): Sys {
     const e = errno();
     if (e !== EINTR) return { ok: false, errno: e };
   }
+}
+
+/**
+ * send(fd, buf, len, 0) on another thread: rtnetlink does a request inside send(2), in the
+ * sender's context, and deleting a link waits there for RCU grace periods (20-40 ms);
+ * this keeps the JavaScript thread free meanwhile. errno is that thread's, so a failure
+ * is sent again here to learn why. `buf` must not change until the promise settles.
+ */
+export async function sysSendAsync(fd: number, buf: Uint8Array): Promise<Sys> {
+  const r = Number(await lib().send_async(fd, buf, BigInt(buf.length), 0));
+  return r >= 0 ? { ok: true, value: r } : sysSend(fd, buf);
 }
 
 /**

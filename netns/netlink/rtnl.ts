@@ -169,6 +169,11 @@ export class Rtnl implements Disposable {
     this.#sock.request(linkDelRequest(link), `link del ${link}`);
   }
 
+  /** {@link linkDel} without holding the JavaScript thread while the kernel works. */
+  async linkDelAsync(link: LinkRef): Promise<void> {
+    await this.#sock.requestAsync(linkDelRequest(link), `link del ${link}`);
+  }
+
   /** One link, or undefined when it does not exist. */
   link(link: LinkRef): Link | undefined {
     try {

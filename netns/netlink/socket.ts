@@ -22,7 +22,14 @@ import {
   NetnsError,
   strerror,
 } from "../errors.ts";
-import { sysClose, sysNetlinkSocket, sysRecv, sysSend, sysSetsockopt } from "../ffi.ts";
+import {
+  sysClose,
+  sysNetlinkSocket,
+  sysRecv,
+  sysSend,
+  sysSendAsync,
+  sysSetsockopt,
+} from "../ffi.ts";
 import type { Netns } from "../netns.ts";
 import {
   decodeError,
@@ -185,6 +192,30 @@ export class NetlinkSocket implements Disposable {
     for (;;) {
       for (const m of this.#recv()) {
         if (m.seq !== seq) continue; // a late answer to an earlier request
+        if (m.type === NLMSG_ERROR) {
+          const e = decodeError(m);
+          if (e.errno !== 0) this.#fail(command, e.errno, e.message);
+          return out;
+        }
+        out.push(m);
+      }
+    }
+  }
+
+  /**
+   * {@link request}, with the kernel's work (done inside send(2)) on another thread: for
+   * requests that may take long (deleting a link), in a process that serves others
+   * meanwhile (the node agent). Nothing else may use this socket until it settles.
+   */
+  async requestAsync(req: Request, command: string): Promise<Message[]> {
+    const seq = ++this.#seq >>> 0;
+    const msg = encodeMessage({ ...req, flags: req.flags | NLM_F_REQUEST | NLM_F_ACK }, seq);
+    const r = await sysSendAsync(this.#fdOrThrow(), msg);
+    if (!r.ok) throw new NetnsError(`netlink send: ${strerror(r.errno)}`);
+    const out: Message[] = [];
+    for (;;) {
+      for (const m of this.#recv()) {
+        if (m.seq !== seq) continue;
         if (m.type === NLMSG_ERROR) {
           const e = decodeError(m);
           if (e.errno !== 0) this.#fail(command, e.errno, e.message);

@@ -41,53 +41,93 @@ export async function benchAgent(pods = 100, joins = 20): Promise<void> {
       }],
     };
     const refRt = new CniRuntime({ path: [REF_CNI_DIR], host: node2 });
-    const lat = {
-      ohnoAdd: [] as number[],
-      ohnoDel: [] as number[],
-      refAdd: [] as number[],
-      refDel: [] as number[],
-    };
+    // The same plugin doing the pod's work itself, asking the agent only for addresses.
+    const selfRt = new CniRuntime({
+      path: [`${node.dir}/cni/bin`],
+      host: node1,
+      env: { OHNO_POD_WORK: "plugin" },
+    });
+    const arms = [
+      { name: "ohno: the agent does the call", rt: ohnoRt, list: ohnoList, ifname: "eth0" },
+      { name: "ohno: the plugin does it", rt: selfRt, list: ohnoList, ifname: "eth2" },
+      { name: "bridge + host-local", rt: refRt, list: refList, ifname: "eth1" },
+    ];
+    const lat = arms.map(() => ({ add: [] as number[], del: [] as number[] }));
     for (let i = -3; i < pods; i++) {
       const netns = `ohno-lab-${name}-pod-b${i + 3}`;
       extra.push(netns);
       (await createNamedNetns(netns)).close();
-      const a = { containerID: `bench${i + 3}`, netns: `/var/run/netns/${netns}`, ifname: "eth0" };
-      const b = { ...a, ifname: "eth1" };
-      const t1 = await timeIt(async () => await ohnoRt.add(ohnoList, a));
-      const t2 = await timeIt(async () => await refRt.add(refList, b));
-      const t3 = await timeIt(() => ohnoRt.del(ohnoList, a));
-      const t4 = await timeIt(() => refRt.del(refList, b));
+      for (const [k, arm] of arms.entries()) {
+        const a = {
+          containerID: `bench${i + 3}-${k}`,
+          netns: `/var/run/netns/${netns}`,
+          ifname: arm.ifname,
+        };
+        const t1 = await timeIt(async () => await arm.rt.add(arm.list, a));
+        const t2 = await timeIt(() => arm.rt.del(arm.list, a));
+        if (i >= 0) { // warm-up otherwise
+          lat[k]!.add.push(t1);
+          lat[k]!.del.push(t2);
+        }
+      }
       await deleteNamedNetns(netns);
       extra.pop();
-      if (i < 0) continue; // warm-up
-      lat.ohnoAdd.push(t1);
-      lat.refAdd.push(t2);
-      lat.ohnoDel.push(t3);
-      lat.refDel.push(t4);
     }
-    const [oa, ra, od, rd] = [lat.ohnoAdd, lat.refAdd, lat.ohnoDel, lat.refDel].map((x) =>
-      summarize(x)
-    );
+    const sum = lat.map((l) => ({ add: summarize(l.add), del: summarize(l.del) }));
+    const ref = sum[2]!;
     printTable(
       `ADD/DEL through the node agent (etcd IPAM), ${pods} serial pods each, interleaved (ms)`,
-      [
-        "plugin",
-        "ADD p50",
-        "ADD p99",
-        "DEL p50",
-        "DEL p99",
-      ],
-      [
-        ["ohno via agent + etcd", ms(oa!.p50), ms(oa!.p99), ms(od!.p50), ms(od!.p99)],
-        ["bridge + host-local", ms(ra!.p50), ms(ra!.p99), ms(rd!.p50), ms(rd!.p99)],
-        [
-          "ratio",
-          ratio(oa!.p50, ra!.p50),
-          ratio(oa!.p99, ra!.p99),
-          ratio(od!.p50, rd!.p50),
-          ratio(od!.p99, rd!.p99),
-        ],
-      ],
+      ["plugin", "ADD p50", "ADD p99", "DEL p50", "DEL p99", "ADD ratio", "DEL ratio"],
+      arms.map((arm, k) => [
+        arm.name,
+        ms(sum[k]!.add.p50),
+        ms(sum[k]!.add.p99),
+        ms(sum[k]!.del.p50),
+        ms(sum[k]!.del.p99),
+        ratio(sum[k]!.add.p50, ref.add.p50),
+        ratio(sum[k]!.del.p50, ref.del.p50),
+      ]),
+    );
+
+    // --- Pods per second, 8 at a time, each arm in turn.
+    const width = 8, burst = 48;
+    const perSec: { add: number; del: number }[] = [];
+    for (const [k, arm] of arms.entries()) {
+      const nss = Array.from({ length: burst }, (_, j) => `ohno-lab-${name}-pod-c${k}-${j}`);
+      for (const ns of nss) {
+        extra.push(ns);
+        (await createNamedNetns(ns)).close();
+      }
+      const att = (j: number) => ({
+        containerID: `conc${k}-${j}`,
+        netns: `/var/run/netns/${nss[j]}`,
+        ifname: arm.ifname,
+      });
+      const wave = async (fn: (j: number) => Promise<unknown>) => {
+        let next = 0;
+        const t = await timeIt(() =>
+          Promise.all(Array.from({ length: width }, async () => {
+            while (next < burst) await fn(next++);
+          }))
+        );
+        return burst / t * 1000;
+      };
+      const add = await wave((j) => arm.rt.add(arm.list, att(j)));
+      const del = await wave((j) => arm.rt.del(arm.list, att(j)));
+      perSec.push({ add, del });
+      for (const ns of nss) await deleteNamedNetns(ns);
+      extra.splice(extra.length - nss.length);
+    }
+    printTable(
+      `pods per second through the node agent at concurrency ${width} (${burst} pods)`,
+      ["plugin", "ADD/s", "DEL/s", "ADD ratio", "DEL ratio"],
+      arms.map((arm, k) => [
+        arm.name,
+        perSec[k]!.add.toFixed(1),
+        perSec[k]!.del.toFixed(1),
+        ratio(perSec[k]!.add, perSec[2]!.add),
+        ratio(perSec[k]!.del, perSec[2]!.del),
+      ]),
     );
 
     // --- Route convergence: a joining node's block claim → its route on every other node.
