@@ -25,9 +25,15 @@ export async function forward(
 ): Promise<CniOutcome | undefined> {
   const env: Record<string, string> = {};
   for (const k of FORWARDED_ENV) if (raw[k] !== undefined) env[k] = raw[k];
+  const t0 = performance.now();
   try {
     const r = await new AgentClient(socket).cni({ env, config });
-    log.debug("done by the node agent", { exitCode: r.exitCode });
+    // verbStart: ms from process start to the call (module loading, config); agent: the call.
+    log.debug("done by the node agent", {
+      exitCode: r.exitCode,
+      verbStart: t0.toFixed(1),
+      agent: (performance.now() - t0).toFixed(1),
+    });
     return r.stdout === undefined ? { exitCode: r.exitCode } : r;
   } catch (e) {
     const older = e instanceof AgentError && e.status === 400 && /^no POST /.test(e.message);

@@ -10,7 +10,7 @@
  * @module
  */
 
-import type { AgentTransport } from "../ipam/client.ts";
+import { type AgentTransport, AgentUnavailableError } from "../ipam/client.ts";
 import { concatBytes } from "../lib/bytes.ts";
 import { Logger, parseLevel } from "../lib/log.ts";
 import type { VerbContext } from "./context.ts";
@@ -88,8 +88,28 @@ export async function runCni(face: Face, io: CniIo = processIo()): Promise<CniOu
       return { stdout: { cniVersion: v, supportedVersions: [...SUPPORTED_VERSIONS] }, exitCode: 0 };
     }
     // Answer errors in the config's version when it names a supported one.
-    const { loadNetConf } = await import("./config.ts");
     version = peekVersion(stdin) ?? version;
+    // A config that names the node agent's socket goes to the agent whole (cni/forward.ts)
+    // before this process loads or checks it: the agent checks it with this same code and
+    // answers errors as this process would. This process goes on below only when the
+    // agent says the plugin must do the call, or cannot be reached (then the config is
+    // checked first, so a bad one is still reported as such, not as error 11).
+    let unreachable: unknown;
+    const socket = face === "ohno" && !io.agent && raw.OHNO_POD_WORK !== "plugin" &&
+        (verb === "ADD" || verb === "DEL" || verb === "CHECK")
+      ? peekAgent(stdin, log, raw)
+      : undefined;
+    if (socket) {
+      const { forward } = await import("./forward.ts");
+      try {
+        const answered = await forward(raw, stdin, socket, log);
+        if (answered) return answered;
+      } catch (e) {
+        if (!(e instanceof AgentUnavailableError)) throw e;
+        unreachable = e;
+      }
+    }
+    const { loadNetConf } = await import("./config.ts");
     const env = parseEnv(raw);
     const conf = loadNetConf(stdin, { forIpamFace: face === "ohno-ipam" });
     log.configure({
@@ -105,15 +125,7 @@ export async function runCni(face: Face, io: CniIo = processIo()): Promise<CniOu
       });
       return { exitCode: 0 };
     }
-    // The node agent does the whole call when the config names it (cni/forward.ts).
-    if (
-      face === "ohno" && conf.ipam.mode === "agent" && !io.agent &&
-      (verb === "ADD" || verb === "DEL" || verb === "CHECK") && raw.OHNO_POD_WORK !== "plugin"
-    ) {
-      const { forward } = await import("./forward.ts");
-      const answered = await forward(raw, stdin, conf.ipam.socket, log);
-      if (answered) return answered;
-    }
+    if (unreachable) throw unreachable;
     const result = face === "ohno-ipam" ? await runIpamFace(verb, ctx) : await runMain(verb, ctx);
     return result === undefined
       ? { exitCode: 0 }
@@ -161,6 +173,34 @@ async function runIpamFace(verb: Verb, ctx: VerbContext): Promise<Result | undef
     default:
       throw new CniError(CniCode.InvalidEnvironment, `CNI_COMMAND ${verb} is not handled`);
   }
+}
+
+/**
+ * The node agent's socket when the config names one (`ipam.type` ohno with `daemonSocket`,
+ * no `ranges`), read without checking the rest; its `logFile` and `logLevel` are applied
+ * to `log` as the full check would. Undefined otherwise, or for a config that is not JSON.
+ */
+function peekAgent(stdin: string, log: Logger, raw: Record<string, string>): string | undefined {
+  let doc: {
+    ipam?: { type?: unknown; daemonSocket?: unknown; ranges?: unknown };
+    logFile?: unknown;
+    logLevel?: unknown;
+  };
+  try {
+    doc = JSON.parse(stdin);
+  } catch {
+    return undefined;
+  }
+  const ipam = doc?.ipam;
+  const socket = ipam?.daemonSocket;
+  if (ipam?.type !== "ohno" || ipam.ranges !== undefined) return undefined;
+  if (typeof socket !== "string" || !socket.startsWith("/")) return undefined;
+  const level = typeof doc.logLevel === "string" ? parseLevel(doc.logLevel) : undefined;
+  log.configure({
+    ...(raw.OHNO_LOG_FILE || typeof doc.logFile !== "string" ? {} : { file: doc.logFile }),
+    ...(level && !raw.OHNO_LOG_LEVEL ? { level } : {}),
+  });
+  return socket;
 }
 
 /** The config's cniVersion when it is a supported one (errors are answered in it). */

@@ -321,3 +321,29 @@ Deno.test("an agent without the cni route: the plugin does the call itself, aski
   assertEquals((r.json?.ips as { address: string }[])[0]!.address, "10.244.7.10/24");
   assertEquals(agent.calls.map((c) => c.path), ["/v1/cni", "/v1/allocate"]);
 });
+
+Deno.test("with no agent listening, a bad config is still its own error (7), a good one 11", async () => {
+  await using node = await cniNode({ network: "agentgone" });
+  const pod = await node.pod();
+  const before = await node.state();
+  const ipam = { type: "ohno", daemonSocket: "/run/ohnot-none/ipam.sock" };
+  const bad = await node.call({
+    command: "ADD",
+    containerID: "gone-1",
+    netns: pod.path,
+    ifname: "eth0",
+    config: node.conf("1.1.0", { ipam, mtu: "lots" }),
+  });
+  assertEquals([bad.code, bad.json?.code], [1, 7], bad.stdout);
+  assert(String(bad.json?.msg).includes("mtu"), String(bad.json?.msg));
+  const good = await node.call({
+    command: "ADD",
+    containerID: "gone-1",
+    netns: pod.path,
+    ifname: "eth0",
+    config: node.conf("1.1.0", { ipam }),
+  });
+  assertEquals([good.code, good.json?.code], [1, 11], good.stdout);
+  assert(String(good.json?.msg).includes("/run/ohnot-none/ipam.sock"), String(good.json?.msg));
+  assertEquals(await node.state(), before);
+});
