@@ -1,6 +1,7 @@
 /**
  * Start-up cost: dist/ohno answering CNI VERSION next to the reference bridge plugin
- * answering VERSION, interleaved in one run. This is the floor of every CNI call.
+ * answering VERSION, interleaved in one run, and the pinned Deno running an empty program:
+ * the floor of every CNI call, and what sets it.
  */
 import { runCommand } from "../../netns/netns.ts";
 import { OHNO, REF_CNI_DIR } from "../support/ohno.ts";
@@ -19,14 +20,26 @@ export async function benchStartup(runs = 50): Promise<void> {
     await call(OHNO);
     await call(bridge);
   }
+  // The floor of any Deno program: the pinned Deno running an empty one.
+  const empty = async () => {
+    const r = await runCommand(undefined, Deno.execPath(), {
+      args: ["eval", "--quiet", "0"],
+      env: { DENO_NO_UPDATE_CHECK: "1" },
+    });
+    if (!r.success) throw new Error(`deno eval failed: ${r.stderr}`);
+  };
+  await empty();
   const ohno: number[] = [];
   const ref: number[] = [];
+  const floor: number[] = [];
   for (let i = 0; i < runs; i++) {
     ohno.push(await timeIt(() => call(OHNO)));
     ref.push(await timeIt(() => call(bridge)));
+    floor.push(await timeIt(empty));
   }
   const a = summarize(ohno);
   const b = summarize(ref);
+  const f = summarize(floor);
   printTable(`start-up: CNI VERSION, ${runs} runs each, interleaved (ms)`, [
     "plugin",
     "p50",
@@ -36,5 +49,7 @@ export async function benchStartup(runs = 50): Promise<void> {
     ["ohno (dist/ohno)", ms(a.p50), ms(a.p90), ms(a.p99)],
     ["reference bridge", ms(b.p50), ms(b.p90), ms(b.p99)],
     ["ratio ohno/bridge", ratio(a.p50, b.p50), ratio(a.p90, b.p90), ratio(a.p99, b.p99)],
+    ["floor: deno, empty program", ms(f.p50), ms(f.p90), ms(f.p99)],
+    ["ratio floor/bridge", ratio(f.p50, b.p50), ratio(f.p90, b.p90), ratio(f.p99, b.p99)],
   ]);
 }
