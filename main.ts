@@ -20,7 +20,18 @@ function writeAll(file: { writeSync(p: Uint8Array): number }, text: string): voi
 
 async function main(): Promise<number> {
   const name = invokedName();
-  if (Deno.env.get("CNI_COMMAND") !== undefined) {
+  const command = Deno.env.get("CNI_COMMAND");
+  if (command === "VERSION") {
+    // The runtime's probe: answered by the VERSION module alone.
+    const [{ answerVersion }, { readAllSync }] = await Promise.all([
+      import("./cni/version.ts"),
+      import("./lib/bytes.ts"),
+    ]);
+    const outcome = answerVersion(readAllSync(Deno.stdin));
+    writeAll(Deno.stdout, JSON.stringify(outcome.stdout) + "\n");
+    return outcome.exitCode;
+  }
+  if (command !== undefined) {
     const { runCni } = await import("./cni/mod.ts");
     const outcome = await runCni(name === "ohno-ipam" ? "ohno-ipam" : "ohno");
     // Exactly one JSON document on stdout, ever.

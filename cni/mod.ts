@@ -11,13 +11,14 @@
  */
 
 import { type AgentTransport, AgentUnavailableError } from "../ipam/client.ts";
-import { concatBytes } from "../lib/bytes.ts";
+import { readAllSync } from "../lib/bytes.ts";
 import { Logger, parseLevel } from "../lib/log.ts";
 import type { VerbContext } from "./context.ts";
 import { parseEnv, parseVerb, type Verb } from "./env.ts";
-import { CniCode, CniError, decodeJson } from "./errors.ts";
+import { CniCode, CniError } from "./errors.ts";
 import { toCniError } from "./fail.ts";
 import { formatResult, type Result } from "./result.ts";
+import { answerVersion } from "./version.ts";
 import { LATEST_VERSION, SUPPORTED_VERSIONS } from "./versions.ts";
 
 /** Where CNI mode logs unless `logFile` or `OHNO_LOG_FILE` says otherwise. */
@@ -53,21 +54,6 @@ export function processIo(): CniIo {
   };
 }
 
-/**
- * All of a reader, decoded as UTF-8. Plain reads: the stream/Response path costs 4-8 ms
- * of start-up on every CNI call, more than reading the config itself.
- */
-export function readAllSync(r: { readSync(p: Uint8Array): number | null }): string {
-  const chunks: Uint8Array[] = [];
-  const buf = new Uint8Array(64 * 1024);
-  for (;;) {
-    const n = r.readSync(buf);
-    if (n === null) break;
-    chunks.push(buf.slice(0, n));
-  }
-  return new TextDecoder().decode(concatBytes(chunks));
-}
-
 /** Runs one CNI invocation. Never throws: every failure becomes a CNI error document. */
 export async function runCni(face: Face, io: CniIo = processIo()): Promise<CniOutcome> {
   const raw = io.env;
@@ -82,11 +68,7 @@ export async function runCni(face: Face, io: CniIo = processIo()): Promise<CniOu
   try {
     const verb = parseVerb(raw);
     const stdin = await io.readStdin();
-    if (verb === "VERSION") {
-      const v = parseVersionRequest(stdin);
-      version = v;
-      return { stdout: { cniVersion: v, supportedVersions: [...SUPPORTED_VERSIONS] }, exitCode: 0 };
-    }
+    if (verb === "VERSION") return answerVersion(stdin);
     // Answer errors in the config's version when it names a supported one.
     version = peekVersion(stdin) ?? version;
     // A config that names the node agent's socket goes to the agent whole (cni/forward.ts)
@@ -213,20 +195,4 @@ function peekVersion(stdin: string): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** VERSION's stdin: `{"cniVersion": "…"}`; empty stdin means the newest version. */
-function parseVersionRequest(stdin: string): string {
-  if (stdin.trim() === "") return LATEST_VERSION;
-  const doc = decodeJson(stdin, "cannot parse the VERSION request as JSON");
-  const v = (doc as { cniVersion?: unknown } | null)?.cniVersion;
-  if (v === undefined || v === "") return LATEST_VERSION;
-  if (typeof v !== "string") {
-    throw new CniError(
-      CniCode.DecodeFailure,
-      `cniVersion must be a string, got ${JSON.stringify(v)}`,
-    );
-  }
-  // VERSION echoes any version it is asked about: the runtime decides from the list.
-  return v;
 }

@@ -1,6 +1,6 @@
 /** CNI mode's stdin reading: everything, across reads, UTF-8 split anywhere. */
 import { assertEquals } from "../tests/support/assert.ts";
-import { readAllSync } from "./mod.ts";
+import { readAllSync } from "../lib/bytes.ts";
 
 function reader(bytes: Uint8Array, step: number) {
   let at = 0;
