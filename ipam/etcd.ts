@@ -40,7 +40,7 @@ import {
 import * as grpc from "@grpc/grpc-js";
 import { checkServerIdentity, type PeerCertificate } from "node:tls";
 import type { Buffer } from "node:buffer";
-import { DIAL_TIMEOUT_MS, prefixEnd, REQUEST_TIMEOUT_MS } from "./etcdhttp.ts";
+import { DIAL_TIMEOUT_MS, prefixEnd, readTlsFile, REQUEST_TIMEOUT_MS } from "./etcdhttp.ts";
 import {
   type CommitResult,
   type KV,
@@ -226,14 +226,8 @@ export class EtcdStore implements Store {
     this.dialTimeoutMs = options.dialTimeoutMs ?? DIAL_TIMEOUT_MS;
     this.requestTimeoutMs = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
     const read = (p: string | undefined, what: string) => {
-      if (!p) return undefined;
-      try {
-        return buf(Deno.readFileSync(p));
-      } catch (e) {
-        throw new StoreUnavailableError(
-          `etcd: cannot read the ${what} ${p}: ${(e as Error).message}`,
-        );
-      }
+      const pem = readTlsFile(p, what);
+      return pem === undefined ? undefined : buf(pem);
     };
     const ca = read(options.ca, "CA certificate");
     const cert = read(options.cert, "client certificate");

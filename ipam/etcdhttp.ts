@@ -82,6 +82,18 @@ function toKv(k: GatewayKv): KV {
   };
 }
 
+/** A TLS file named in the options (PEM text), or StoreUnavailableError naming it. */
+export function readTlsFile(path: string | undefined, what: string): string | undefined {
+  if (!path) return undefined;
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (e) {
+    throw new StoreUnavailableError(
+      `etcd: cannot read the ${what} ${path}: ${(e as Error).message}`,
+    );
+  }
+}
+
 export interface EtcdHttpOptions {
   endpoints: string[];
   /** PEM file paths; all three for mutual TLS. */
@@ -119,19 +131,9 @@ export class EtcdHttpStore implements Store {
     this.location = options.endpoints.join(",");
     this.dialTimeoutMs = options.dialTimeoutMs ?? DIAL_TIMEOUT_MS;
     this.requestTimeoutMs = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
-    const read = (p: string | undefined, what: string) => {
-      if (!p) return undefined;
-      try {
-        return Deno.readTextFileSync(p);
-      } catch (e) {
-        throw new StoreUnavailableError(
-          `etcd: cannot read the ${what} ${p}: ${(e as Error).message}`,
-        );
-      }
-    };
-    const ca = read(options.ca, "CA certificate");
-    const cert = read(options.cert, "client certificate");
-    const key = read(options.key, "client key");
+    const ca = readTlsFile(options.ca, "CA certificate");
+    const cert = readTlsFile(options.cert, "client certificate");
+    const key = readTlsFile(options.key, "client key");
     const secure = !!ca || options.endpoints.some((e) => e.startsWith("https:"));
     if (secure) this.#tls = { ca: options.ca, cert: options.cert };
     if (ca || cert || key) {

@@ -154,6 +154,12 @@ async function write(
   const text = formatIp(fam, c.ip);
   if (c.next) w.mutations.push({ put: K.cursor(req.node, fam), value: text });
   w.address(K.ip(c.block, text), text, [K.reservation(text)]);
+  return allocationOf(fam, c);
+}
+
+/** What an allocation returns for one family's choice. */
+export function allocationOf(fam: Family, c: FamilyChoice): ClusterAllocation {
+  const text = formatIp(fam, c.ip);
   return {
     family: fam,
     address: `${text}/${c.block.prefix}`,
@@ -185,7 +191,8 @@ export function allocate(
   }, { what: `allocation on node ${req.node}`, attempts: 50 });
 }
 
-function podOf(req: ClusterRequest) {
+/** The pod fields of a request that are set, for its records. */
+export function podOf(req: ClusterRequest) {
   return {
     ...(req.podNamespace ? { podNamespace: req.podNamespace } : {}),
     ...(req.podName ? { podName: req.podName } : {}),

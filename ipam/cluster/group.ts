@@ -15,14 +15,14 @@
  * @module
  */
 
-import { type Family, formatCidr, formatIp, parseCidr, parseIp } from "../addr.ts";
+import { type Family, formatIp, parseCidr, parseIp } from "../addr.ts";
 import { AttachmentWrites, refuseHeld } from "../attachments.ts";
 import { IpamExhaustedError } from "../errors.ts";
 import { handleId, type HandleRecord } from "../records.ts";
 import { type Compare, type Mutation, type Store, StoreConflictError, type Txn } from "../store.ts";
-import { allocate } from "./allocate.ts";
-import { blockRange, readBlocks, readPools } from "./blocks.ts";
-import { type BlockRange, blockRanges, type FamilyChoice, nextInBlocks } from "./choose.ts";
+import { allocate, allocationOf, podOf } from "./allocate.ts";
+import { readBlocks, readPools } from "./blocks.ts";
+import { type BlockRange, blockRanges, nextInBlocks } from "./choose.ts";
 import { K, lastSegment, PREFIX } from "./keys.ts";
 import { type ClusterAllocation, type ClusterRequest, parse } from "./types.ts";
 import type { Ip } from "../addr.ts";
@@ -282,7 +282,7 @@ export class NodeAllocator {
           break outer;
         }
         mine.push([fam, c.ip]);
-        const a = allocation(fam, c);
+        const a = allocationOf(fam, c);
         const key = K.ip(c.block, a.ip);
         w.address(key, a.ip, [K.reservation(a.ip)]);
         blocksUsed.set(c.owner!.kv.key, {
@@ -309,23 +309,4 @@ export class NodeAllocator {
     const txn: Txn = { compare: [...blocksUsed.values(), ...compare], mutations };
     return { txn, results, picked, planned, full, taken };
   }
-}
-
-function allocation(fam: Family, c: FamilyChoice): ClusterAllocation {
-  const text = formatIp(fam, c.ip);
-  return {
-    family: fam,
-    address: `${text}/${c.block.prefix}`,
-    ip: text,
-    gateway: formatIp(fam, blockRange(c.block).gateway),
-    block: formatCidr(c.block),
-  };
-}
-
-function podOf(req: ClusterRequest) {
-  return {
-    ...(req.podNamespace ? { podNamespace: req.podNamespace } : {}),
-    ...(req.podName ? { podName: req.podName } : {}),
-    ...(req.podUid ? { podUid: req.podUid } : {}),
-  };
 }
