@@ -40,7 +40,13 @@ import {
 import * as grpc from "@grpc/grpc-js";
 import { checkServerIdentity, type PeerCertificate } from "node:tls";
 import type { Buffer } from "node:buffer";
-import { DIAL_TIMEOUT_MS, prefixEnd, readTlsFile, REQUEST_TIMEOUT_MS } from "./etcdhttp.ts";
+import {
+  DIAL_TIMEOUT_MS,
+  etcdTxn,
+  prefixEnd,
+  readTlsFile,
+  REQUEST_TIMEOUT_MS,
+} from "./etcdhttp.ts";
 import {
   type CommitResult,
   type KV,
@@ -385,40 +391,11 @@ export class EtcdStore implements Store {
   }
 
   async commit(txn: Txn): Promise<CommitResult> {
-    const compare = (txn.compare ?? []).map((c) => {
-      if ("absent" in c) {
-        return {
-          key: buf(c.key),
-          target: "Create" as const,
-          result: "Equal" as const,
-          create_revision: "0",
-        };
-      }
-      if ("modRevision" in c) {
-        return {
-          key: buf(c.key),
-          target: "Mod" as const,
-          result: "Equal" as const,
-          mod_revision: String(c.modRevision),
-        };
-      }
-      return {
-        key: buf(c.key),
-        target: "Value" as const,
-        result: "Equal" as const,
-        value: buf(c.value),
-      };
-    });
-    const success = txn.mutations.map((m) => {
-      if ("put" in m) return { request_put: { key: buf(m.put), value: buf(m.value) } };
-      if ("delete" in m) return { request_delete_range: { key: buf(m.delete) } };
-      return {
-        request_delete_range: {
-          key: buf(m.deletePrefix),
-          range_end: buf(prefixEnd(m.deletePrefix)),
-        },
-      };
-    });
+    // etcd3's own enum names; its typings want the literal types.
+    type Req = Parameters<Etcd3["kv"]["txn"]>[0];
+    const t = etcdTxn(txn, buf, (n) => n);
+    const compare = t.compare as unknown as NonNullable<Req["compare"]>;
+    const success = t.success as unknown as NonNullable<Req["success"]>;
     const r = await this.#call(
       "commit",
       (o) => this.#client.kv.txn({ compare, success, failure: [] }, o),

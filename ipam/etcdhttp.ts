@@ -82,6 +82,44 @@ function toKv(k: GatewayKv): KV {
   };
 }
 
+/**
+ * A Store transaction as etcd's TxnRequest fields, keys and values encoded with `bytes`
+ * (base64 for the JSON gateway, Buffers for etcd3) and enum names with `name` (the
+ * gateway wants proto names, `CREATE`; etcd3 its own, `Create`). Shared by both stores.
+ */
+export function etcdTxn<B>(
+  txn: Txn,
+  bytes: (x: string | Uint8Array) => B,
+  name: (n: "Create" | "Mod" | "Value" | "Equal") => string,
+) {
+  const eq = name("Equal");
+  const compare = (txn.compare ?? []).map((c) => {
+    if ("absent" in c) {
+      return { key: bytes(c.key), target: name("Create"), result: eq, create_revision: "0" };
+    }
+    if ("modRevision" in c) {
+      return {
+        key: bytes(c.key),
+        target: name("Mod"),
+        result: eq,
+        mod_revision: String(c.modRevision),
+      };
+    }
+    return { key: bytes(c.key), target: name("Value"), result: eq, value: bytes(c.value) };
+  });
+  const success = txn.mutations.map((m) => {
+    if ("put" in m) return { request_put: { key: bytes(m.put), value: bytes(m.value) } };
+    if ("delete" in m) return { request_delete_range: { key: bytes(m.delete) } };
+    return {
+      request_delete_range: {
+        key: bytes(m.deletePrefix),
+        range_end: bytes(prefixEnd(m.deletePrefix)),
+      },
+    };
+  });
+  return { compare, success };
+}
+
 /** A TLS file named in the options (PEM text), or StoreUnavailableError naming it. */
 export function readTlsFile(path: string | undefined, what: string): string | undefined {
   if (!path) return undefined;
@@ -305,30 +343,7 @@ export class EtcdHttpStore implements Store {
   }
 
   async commit(txn: Txn): Promise<CommitResult> {
-    const compare = (txn.compare ?? []).map((c) => {
-      if ("absent" in c) {
-        return { key: b64(c.key), target: "CREATE", result: "EQUAL", create_revision: "0" };
-      }
-      if ("modRevision" in c) {
-        return {
-          key: b64(c.key),
-          target: "MOD",
-          result: "EQUAL",
-          mod_revision: String(c.modRevision),
-        };
-      }
-      return { key: b64(c.key), target: "VALUE", result: "EQUAL", value: b64(c.value) };
-    });
-    const success = txn.mutations.map((m) => {
-      if ("put" in m) return { request_put: { key: b64(m.put), value: b64(m.value) } };
-      if ("delete" in m) return { request_delete_range: { key: b64(m.delete) } };
-      return {
-        request_delete_range: {
-          key: b64(m.deletePrefix),
-          range_end: b64(prefixEnd(m.deletePrefix)),
-        },
-      };
-    });
+    const { compare, success } = etcdTxn(txn, b64, (name) => name.toUpperCase());
     const r = await this.#call<{ succeeded?: boolean; header: { revision: string } }>(
       "commit",
       "/v3/kv/txn",
