@@ -1,8 +1,9 @@
 /**
  * The etcd store over etcd's JSON gateway (ipam/etcdhttp.ts), the admin CLI's, against a
- * real etcd: the Store and cluster IPAM contracts, the dial and request timeouts named,
- * a request etcd refuses, a killed and restarted etcd, which store the CLI opens, and the
- * CLI working with the gRPC client's chunk removed from the bundle.
+ * real etcd: the Store and cluster IPAM contracts, a request etcd refuses, a killed and
+ * restarted etcd, which store the CLI opens, and the CLI working with the gRPC client's
+ * chunk removed from the bundle. Its timeouts are tested with the gRPC store's
+ * (ipam_etcd_store_test.ts).
  */
 import { assert, assertEquals, assertRejects } from "./support/assert.ts";
 import { storeContract } from "../ipam/store_contract.ts";
@@ -10,7 +11,7 @@ import { clusterContract } from "../ipam/cluster_contract.ts";
 import { EtcdHttpStore } from "../ipam/etcdhttp.ts";
 import { EtcdStore } from "../ipam/etcd.ts";
 import { StoreRequestError, StoreUnavailableError } from "../ipam/store.ts";
-import { type EtcdFixture, etcdMissing, silentEndpoint, startEtcd } from "./support/etcd.ts";
+import { type EtcdFixture, etcdMissing, startEtcd } from "./support/etcd.ts";
 import { openDatastore } from "../daemon/datastore.ts";
 import { runCommand } from "../netns/netns.ts";
 import { REPO } from "./support/ohno.ts";
@@ -31,52 +32,6 @@ storeContract("etcd over HTTP", fresh, { watch: false, ...(missing ? { skip: mis
 clusterContract("etcd over HTTP", fresh, {
   ...(missing ? { skip: missing } : {}),
   teardown: async () => await shared?.[Symbol.asyncDispose](),
-});
-
-Deno.test({
-  ...opts,
-  name: `etcd over HTTP: a silent port fails at the dial timeout, a stopped etcd at the request ` +
-    `timeout, each named${skip}`,
-  async fn() {
-    await using silent = silentEndpoint();
-    await using s = new EtcdHttpStore({
-      endpoints: [silent.endpoint],
-      dialTimeoutMs: 1000,
-      requestTimeoutMs: 1500,
-    });
-    for (const what of ["list", "commit"] as const) {
-      const e = await assertRejects(
-        () => what === "list" ? s.list("/") : s.commit({ mutations: [{ put: "/k", value: "v" }] }),
-        StoreUnavailableError,
-      );
-      assertEquals(
-        e.message,
-        `etcd at ${silent.endpoint} is unavailable (${what}): it did not answer within 1 s ` +
-          `(dial timeout: no connection that etcd answers)`,
-      );
-    }
-    assert(silent.accepted() > 0, "the client did connect");
-
-    await using etcd = await startEtcd();
-    await using t = new EtcdHttpStore({
-      endpoints: etcd.endpoints,
-      dialTimeoutMs: 1000,
-      requestTimeoutMs: 1500,
-    });
-    assert((await t.commit({ mutations: [{ put: "/k", value: "1" }] })).ok);
-    etcd.pause();
-    try {
-      const e = await assertRejects(() => t.get("/k"), StoreUnavailableError);
-      assertEquals(
-        e.message,
-        `etcd at ${etcd.endpoints[0]} is unavailable (get): it did not answer within 1.5 s ` +
-          `(request timeout)`,
-      );
-    } finally {
-      etcd.resume();
-    }
-    assertEquals((await t.get("/k"))?.value, "1", "answers again once etcd runs");
-  },
 });
 
 Deno.test({

@@ -1,10 +1,12 @@
 /**
  * The etcd store against a real etcd: the shared Store contract, bounded failure when
- * etcd is down, recovery when it is back, and TLS (good and wrong CA).
+ * etcd is down (both stores, gRPC and JSON gateway), recovery when it is back, and TLS
+ * (good and wrong CA).
  */
 import { assert, assertEquals, assertRejects } from "./support/assert.ts";
 import { storeContract } from "../ipam/store_contract.ts";
 import { EtcdStore } from "../ipam/etcd.ts";
+import { EtcdHttpStore } from "../ipam/etcdhttp.ts";
 import { StoreRequestError, StoreUnavailableError } from "../ipam/store.ts";
 import { type EtcdFixture, etcdMissing, silentEndpoint, startEtcd } from "./support/etcd.ts";
 import { openDatastore } from "../daemon/datastore.ts";
@@ -138,56 +140,69 @@ Deno.test({
   },
 });
 
-Deno.test({
-  ...opts,
-  name:
-    `etcd store: a port that accepts and never answers fails at the dial timeout, naming it${skip}`,
-  async fn() {
-    await using silent = silentEndpoint();
-    await using s = new EtcdStore({
-      endpoints: [silent.endpoint],
-      dialTimeoutMs: 1000,
-      requestTimeoutMs: 1500,
-    });
-    for (const what of ["list", "commit"] as const) {
-      const e = await assertRejects(
-        () => what === "list" ? s.list("/") : s.commit({ mutations: [{ put: "/k", value: "v" }] }),
-        StoreUnavailableError,
-      );
-      assertEquals(
-        e.message,
-        `etcd at ${silent.endpoint} is unavailable (${what}): it did not answer within 1 s ` +
-          `(dial timeout: no connection that etcd answers)`,
-      );
-    }
-    assert(silent.accepted() > 0, "the client did connect");
-  },
-});
+// Both etcd stores (gRPC, the agent's; the JSON gateway, the CLI's) keep one contract for
+// timeouts, in the same words.
+const STORES = [["gRPC", EtcdStore], ["JSON gateway", EtcdHttpStore]] as const;
 
-Deno.test({
-  ...opts,
-  name: `etcd store: a stopped etcd fails at the request timeout, naming it${skip}`,
-  async fn() {
-    await using etcd = await startEtcd();
-    await using s = new EtcdStore({
-      endpoints: etcd.endpoints,
-      dialTimeoutMs: 1000,
-      requestTimeoutMs: 1500,
-    });
-    assert((await s.commit({ mutations: [{ put: "/k", value: "1" }] })).ok);
-    etcd.pause();
-    try {
-      const e = await assertRejects(() => s.get("/k"), StoreUnavailableError);
-      assertEquals(
-        e.message,
-        `etcd at ${etcd.endpoints[0]} is unavailable (get): it did not answer within 1.5 s ` +
-          `(request timeout)`,
-      );
-    } finally {
-      etcd.resume();
-    }
-  },
-});
+for (const [via, Cls] of STORES) {
+  Deno.test({
+    ...opts,
+    name:
+      `etcd store (${via}): a port that accepts and never answers fails at the dial timeout, naming it${skip}`,
+    async fn() {
+      await using silent = silentEndpoint();
+      await using s = new Cls({
+        endpoints: [silent.endpoint],
+        dialTimeoutMs: 1000,
+        requestTimeoutMs: 1500,
+      });
+      for (const what of ["list", "commit"] as const) {
+        const e = await assertRejects(
+          () =>
+            what === "list" ? s.list("/") : s.commit({ mutations: [{ put: "/k", value: "v" }] }),
+          StoreUnavailableError,
+        );
+        assertEquals(
+          e.message,
+          `etcd at ${silent.endpoint} is unavailable (${what}): it did not answer within 1 s ` +
+            `(dial timeout: no connection that etcd answers)`,
+        );
+      }
+      assert(silent.accepted() > 0, "the client did connect");
+    },
+  });
+
+  Deno.test({
+    ...opts,
+    name: `etcd store (${via}): a stopped etcd fails at the request timeout, naming it${skip}`,
+    async fn() {
+      await using etcd = await startEtcd();
+      await using s = new Cls({
+        endpoints: etcd.endpoints,
+        dialTimeoutMs: 1000,
+        requestTimeoutMs: 1500,
+      });
+      assert((await s.commit({ mutations: [{ put: "/k", value: "1" }] })).ok);
+      etcd.pause();
+      try {
+        const e = await assertRejects(() => s.get("/k"), StoreUnavailableError);
+        assertEquals(
+          e.message,
+          `etcd at ${etcd.endpoints[0]} is unavailable (get): it did not answer within 1.5 s ` +
+            `(request timeout)`,
+        );
+      } finally {
+        etcd.resume();
+      }
+      let value: string | undefined;
+      for (let i = 0; i < 100 && value === undefined; i++) {
+        value = await s.get("/k").then((kv) => kv?.value).catch(() => undefined);
+        if (value === undefined) await new Promise((r) => setTimeout(r, 100));
+      }
+      assertEquals(value, "1", "answers again once etcd runs");
+    },
+  });
+}
 
 Deno.test({
   ...opts,
