@@ -115,7 +115,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     onRequest: (op) => metrics.datastoreRequests.inc({ op }),
   });
   try {
-    const ipam = new ClusterIpam(store);
+    const ipam = new ClusterIpam(store, { onGroup: metrics.observeGroup });
     // The IPAM socket answers from now on, but allocations are refused (`not-ready`, CNI
     // error 11) until the pools, the node record and the blocks are loaded below.
     let ipamReady = false;

@@ -14,6 +14,7 @@
  */
 
 import { OHNO_VERSION } from "../lib/version.ts";
+import type { GroupEvent } from "../ipam/cluster.ts";
 import type { IpamServerEvent } from "./ipamserver.ts";
 import type { ReconcileReport } from "./routing/types.ts";
 
@@ -328,6 +329,25 @@ const DAEMON_METRICS = {
   etcdErrors: ["counter", "ohno_etcd_errors_total", "etcd requests that failed, by operation.", [
     "op",
   ]],
+  /** Transactions that committed a group of this node's allocations (ipam/cluster/group.ts). */
+  ipamGroupCommits: [
+    "counter",
+    "ohno_ipam_group_commits_total",
+    "Transactions that committed a group of this node's allocations.",
+  ],
+  /** Allocation requests those transactions carried (÷ commits: the group size). */
+  ipamGroupedRequests: [
+    "counter",
+    "ohno_ipam_grouped_requests_total",
+    "Allocation requests committed in groups (divided by the commits: the mean group size).",
+  ],
+  /** Group commits that lost a compare: the cached node state was stale and read again. */
+  ipamGroupConflicts: [
+    "counter",
+    "ohno_ipam_group_conflicts_total",
+    "Group commits that lost a compare: the agent's cached node state was out of date and " +
+    "was read again.",
+  ],
   /** Requests made to the datastore, by operation (`get`, `list`, `revision`, `txn`, `watch`). */
   datastoreRequests: [
     "counter",
@@ -416,6 +436,14 @@ export class DaemonMetrics {
    * Counts addresses, not requests: a dual-stack allocation is 2, a release that freed
    * nothing is 0; the gauge of held addresses follows every allocate, release and GC.
    */
+  /** Feeds the allocators' group events (ClusterIpam `onGroup`). */
+  observeGroup = (e: GroupEvent): void => {
+    if (e.kind === "commit") {
+      this.ipamGroupCommits.inc();
+      this.ipamGroupedRequests.inc({}, e.requests);
+    } else this.ipamGroupConflicts.inc();
+  };
+
   observeIpam = (e: IpamServerEvent, opts: { starting?: boolean } = {}): void => {
     this.ipamRequestSeconds.observe(e.ms / 1000, { op: e.op });
     if (!e.ok) {

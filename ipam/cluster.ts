@@ -19,6 +19,7 @@ export { ClusterIpam } from "./cluster/ipam.ts";
 export { addressOfIpKey } from "./cluster/keys.ts";
 export type { CheckReport, Problem } from "./cluster/check.ts";
 export type { Reservation } from "./cluster/reservations.ts";
+export type { GroupEvent } from "./cluster/group.ts";
 export type * from "./cluster/types.ts";
 export {
   applyPeerChanges,

@@ -398,7 +398,11 @@ Deno.test({
 
 Deno.test("/metrics counts addresses: allocations, releases that freed something, and the addresses held", async () => {
   const metrics = new DaemonMetrics();
-  await using a = await agent({ observe: metrics.observeIpam });
+  const store = new MemoryStore();
+  const ipam = new ClusterIpam(store, { onGroup: metrics.observeGroup });
+  await ipam.addPool("10.244.0.0/16");
+  await ipam.addPool("fd00:244::/48");
+  await using a = await agent({ observe: metrics.observeIpam, ipam });
   await using http = await serveHealth({
     address: "127.0.0.1:0",
     health: new Health(),
@@ -412,6 +416,15 @@ Deno.test("/metrics counts addresses: allocations, releases that freed something
       v("ohno_ipam_allocations_total"),
       v("ohno_ipam_releases_total"),
       v("ohno_ipam_allocated_addresses"),
+    ];
+  };
+  const groups = async () => {
+    const text = await (await fetch(`${http.url}/metrics`)).text();
+    const v = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1]);
+    return [
+      v("ohno_ipam_group_commits_total"),
+      v("ohno_ipam_grouped_requests_total"),
+      v("ohno_ipam_group_conflicts_total"),
     ];
   };
   const att = (id: string) => ({ network: "ohno", containerID: id, ifname: "eth0" });
@@ -431,6 +444,14 @@ Deno.test("/metrics counts addresses: allocations, releases that freed something
   });
   assertEquals(gc.released.map((h) => h.containerID), ["c"]);
   assertEquals(await scrape(), [6, 4, 2]);
+  // Three allocations, one after another: three commits of one request each; "b" again
+  // lost its handle compare (a conflict) before it was refused.
+  assertEquals(await groups(), [3, 3, 1]);
+  await Promise.all(["d", "e", "f", "g"].map((id) => c.allocate(att(id))));
+  // (Whether they share commits depends on timing; the cluster contract tests grouping.)
+  const [commits, requests] = await groups();
+  assertEquals(requests, 7);
+  assert(commits! >= 4 && commits! <= 7, `commits ${commits}`);
 });
 
 Deno.test("install: binary and conflist by rename, unchanged files left alone, a busy binary replaced", async () => {

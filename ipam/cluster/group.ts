@@ -68,6 +68,9 @@ export interface GroupStats {
   alone: number;
 }
 
+/** What the allocator just did, for metrics: a group committed, or a commit lost a compare. */
+export type GroupEvent = { kind: "commit"; requests: number } | { kind: "conflict" };
+
 /** One node's allocations through one store, grouped. */
 export class NodeAllocator {
   #cache: Cache | undefined;
@@ -75,7 +78,11 @@ export class NodeAllocator {
   #running = false;
   readonly stats: GroupStats = { commits: 0, grouped: 0, conflicts: 0, loads: 0, alone: 0 };
 
-  constructor(readonly store: Store, readonly node: string) {}
+  constructor(
+    readonly store: Store,
+    readonly node: string,
+    readonly observe?: (e: GroupEvent) => void,
+  ) {}
 
   /** Allocates for `req` (its requested addresses parsed): queued, then committed in a group. */
   allocate(req: ClusterRequest, requested: Ip[]): Promise<ClusterAllocation[]> {
@@ -191,6 +198,7 @@ export class NodeAllocator {
       if (ok) {
         this.stats.commits++;
         this.stats.grouped += group.length;
+        this.observe?.({ kind: "commit", requests: group.length });
         for (const [fam, fc] of cache.byFamily) {
           const picked = plan.picked.get(fam);
           if (picked !== undefined) fc.cursor = picked;
@@ -202,6 +210,7 @@ export class NodeAllocator {
       // A compare failed: the cache is out of date, or a handle exists. Read again; the
       // requests whose handle exists are refused, the rest try again.
       this.stats.conflicts++;
+      this.observe?.({ kind: "conflict" });
       this.#cache = undefined;
       let handles;
       try {

@@ -10,7 +10,7 @@ import type { Store, StoreReader } from "../store.ts";
 import { parseRequested } from "./allocate.ts";
 import { addPool, blockUsage, claimBlocks, nodeBlocks, readPools, removePool } from "./blocks.ts";
 import { type CheckReport, checkSnapshot, readSnapshot } from "./check.ts";
-import { NodeAllocator } from "./group.ts";
+import { type GroupEvent, NodeAllocator } from "./group.ts";
 import { gc, getHandle, listAllocations, readHandles, release } from "./handles.ts";
 import { createNode, readNode, readNodes, registerNode, releaseNode } from "./nodes.ts";
 import {
@@ -36,12 +36,18 @@ export class ClusterIpam {
   /** Each node's allocations through this instance, grouped into shared commits (group.ts). */
   readonly #allocators = new Map<string, NodeAllocator>();
 
-  constructor(readonly store: Store) {}
+  /** `onGroup`: each group committed or conflict of an allocator (the agent's metrics). */
+  constructor(
+    readonly store: Store,
+    readonly opts: { onGroup?: (e: GroupEvent) => void } = {},
+  ) {}
 
   /** The allocator of `node`'s allocations made through this instance. */
   allocator(node: string): NodeAllocator {
     let a = this.#allocators.get(node);
-    if (!a) this.#allocators.set(node, a = new NodeAllocator(this.store, node));
+    if (!a) {
+      this.#allocators.set(node, a = new NodeAllocator(this.store, node, this.opts.onGroup));
+    }
     return a;
   }
 
