@@ -353,6 +353,9 @@ export async function startNode(
     "set -e",
     ...binds,
     "mount --make-rshared /var/lib/kubelet",
+    // containerd's pod namespaces (bind mounts made later) reach a container that mounts
+    // the directory with HostToContainer propagation (the agent doing pod work).
+    "mount --make-rshared /run/netns",
     `echo ready > '${root}/.holder'`,
     "exec sleep 2147483647",
   ].join("\n");

@@ -24,6 +24,7 @@ import {
   allocations,
   allPodsRunning,
   BIN,
+  dsSettled,
   installOhno,
   ipam,
   type Item,
@@ -325,6 +326,80 @@ Deno.test({
           const all = await allocations(s);
           assertEquals(new Set(all.map((a) => a.ip)).size, all.length, "an address held twice");
           // `ohno ipam check` exits non-zero on any problem (ipam() throws then).
+          assert((await ipam(s, ["check"])).includes("consistent"));
+        },
+      );
+
+      await t.step(
+        "the agent given SYS_ADMIN and the host's /run/netns does the pods' network work",
+        async () => {
+          // As docs/daemon.md tells an operator to; the shipped manifest leaves it to the plugin.
+          const patch = [
+            {
+              op: "add",
+              path: "/spec/template/spec/containers/0/securityContext/capabilities/add/-",
+              value: "SYS_ADMIN",
+            },
+            {
+              op: "add",
+              path: "/spec/template/spec/volumes/-",
+              // /run/netns itself, the mount point (made shared in lab/kube.ts): containerd
+              // refuses HostToContainer for a path under a private mount, as the lab's / is.
+              value: { name: "netns", hostPath: { path: "/run/netns" } },
+            },
+            {
+              op: "add",
+              path: "/spec/template/spec/containers/0/volumeMounts/-",
+              value: {
+                name: "netns",
+                mountPath: "/var/run/netns",
+                mountPropagation: "HostToContainer",
+                readOnly: true,
+              },
+            },
+          ];
+          await k(name, [
+            "-n",
+            "kube-system",
+            "patch",
+            "ds/ohno",
+            "--type=json",
+            "-p",
+            JSON.stringify(patch),
+          ]);
+          await within(240_000, "the patched agents ready on every node", async () => {
+            const ds = await kjson<Item>(name, ["-n", "kube-system", "get", "ds", "ohno"]);
+            return ds.status?.updatedNumberScheduled === NODES &&
+              ds.status?.numberReady === NODES && await dsSettled(name);
+          });
+          const calls = async (n: string) => {
+            const r = await nodeRun(node(n).holder, "curl", [
+              "-s",
+              "http://127.0.0.1:9753/metrics",
+            ]);
+            const m = /^ohno_ipam_request_duration_seconds_count\{op="cni"\} (\d+)$/m.exec(
+              r.stdout,
+            );
+            return Number(m?.[1] ?? 0);
+          };
+          for (const n of nodes) {
+            await k(name, ["apply", "-f", "-"], podSpec(`w-${n}`, n));
+          }
+          await within(180_000, "the new pods running", () => allPodsRunning(name, 3 * NODES - 1));
+          for (const n of nodes) {
+            assert(await calls(n) >= 1, `${n}: its agent did no CNI call (POST /v1/cni)`);
+          }
+          assertEquals(await pingMesh(name), []);
+          // DEL through the agent too: the address is released.
+          const gone = `w-${nodes[1]}`;
+          const ips = (await podIPs(name)).get(gone)!;
+          const before = await calls(nodes[1]!);
+          await k(name, ["delete", "pod", gone, "--wait=true"]);
+          await within(60_000, `${gone}'s addresses released`, async () => {
+            const all = await allocations(s);
+            return ips.every((ip) => !all.some((a) => a.ip === ip));
+          });
+          assert(await calls(nodes[1]!) > before, "the DEL went through the agent");
           assert((await ipam(s, ["check"])).includes("consistent"));
         },
       );
