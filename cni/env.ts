@@ -11,8 +11,8 @@ import { batchWordProblem } from "../netns/ip.ts";
 import { Netns } from "../netns/netns.ts";
 import { CniCode, CniError } from "./errors.ts";
 
-export type Verb = "ADD" | "DEL" | "CHECK" | "GC" | "STATUS" | "VERSION";
-const VERBS: readonly Verb[] = ["ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION"];
+import { parseVerb, type Verb } from "./verb.ts";
+export { parseVerb, type Verb };
 
 /** `CNI_ARGS` keys ohno understands. */
 export interface CniArgs {
@@ -118,16 +118,6 @@ export function openPodNetns(env: { netns: string }): Netns {
     throw e;
   }
   return ns;
-}
-
-/** Parses the verb from `CNI_COMMAND`. */
-export function parseVerb(raw: Record<string, string>): Verb {
-  const c = raw.CNI_COMMAND;
-  if (c === undefined || c === "") throw bad("CNI_COMMAND", "is not set");
-  if (!(VERBS as readonly string[]).includes(c)) {
-    throw bad("CNI_COMMAND", `${JSON.stringify(c)} is not one of ${VERBS.join(", ")}`);
-  }
-  return c as Verb;
 }
 
 /** Reads and checks the variables `command` needs. */

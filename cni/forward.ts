@@ -11,18 +11,21 @@
  * @module
  */
 
-import { AgentClient, AgentError } from "../ipam/client.ts";
+import { AgentClient, AgentError, AgentUnavailableError } from "../ipam/client.ts";
 import { FORWARDED_ENV } from "../ipam/protocol.ts";
 import type { Logger } from "../lib/log.ts";
 import type { CniOutcome } from "./mod.ts";
 
-/** The agent's answer, or undefined when the plugin must do the call itself. */
+/**
+ * The agent's answer; or nothing, when the plugin must do the call itself; or the error
+ * that kept the agent from being reached (reported once the config has been checked).
+ */
 export async function forward(
   raw: Record<string, string>,
   config: string,
   socket: string,
   log: Logger,
-): Promise<CniOutcome | undefined> {
+): Promise<{ answered?: CniOutcome; unreachable?: AgentUnavailableError }> {
   const env: Record<string, string> = {};
   for (const k of FORWARDED_ENV) if (raw[k] !== undefined) env[k] = raw[k];
   const t0 = performance.now();
@@ -34,12 +37,13 @@ export async function forward(
       verbStart: t0.toFixed(1),
       agent: (performance.now() - t0).toFixed(1),
     });
-    return r.stdout === undefined ? { exitCode: r.exitCode } : r;
+    return { answered: r.stdout === undefined ? { exitCode: r.exitCode } : r };
   } catch (e) {
+    if (e instanceof AgentUnavailableError) return { unreachable: e };
     const older = e instanceof AgentError && e.status === 400 && /^no POST /.test(e.message);
     if (e instanceof AgentError && (e.kind === "elsewhere" || older)) {
       log.info("the node agent cannot do this call; the plugin does it", { why: e.message });
-      return undefined;
+      return {};
     }
     throw e;
   }

@@ -10,14 +10,13 @@
  * @module
  */
 
-import { type AgentTransport, AgentUnavailableError } from "../ipam/client.ts";
+import type { AgentTransport } from "../ipam/client.ts";
 import { readAllSync } from "../lib/bytes.ts";
 import { Logger, parseLevel } from "../lib/log.ts";
 import type { VerbContext } from "./context.ts";
-import { parseEnv, parseVerb, type Verb } from "./env.ts";
 import { CniCode, CniError } from "./errors.ts";
-import { toCniError } from "./fail.ts";
-import { formatResult, type Result } from "./result.ts";
+import type { Result } from "./result.ts";
+import { parseVerb, type Verb } from "./verb.ts";
 import { answerVersion } from "./version.ts";
 import { LATEST_VERSION, SUPPORTED_VERSIONS } from "./versions.ts";
 
@@ -82,16 +81,15 @@ export async function runCni(face: Face, io: CniIo = processIo()): Promise<CniOu
       ? peekAgent(stdin, log, raw)
       : undefined;
     if (socket) {
-      const { forward } = await import("./forward.ts");
-      try {
-        const answered = await forward(raw, stdin, socket, log);
-        if (answered) return answered;
-      } catch (e) {
-        if (!(e instanceof AgentUnavailableError)) throw e;
-        unreachable = e;
-      }
+      const r = await (await import("./forward.ts")).forward(raw, stdin, socket, log);
+      if (r.answered) return r.answered;
+      unreachable = r.unreachable;
     }
-    const { loadNetConf } = await import("./config.ts");
+    // The plugin does the call: now the config, the environment and the rest are loaded.
+    const [{ loadNetConf }, { parseEnv }] = await Promise.all([
+      import("./config.ts"),
+      import("./env.ts"),
+    ]);
     const env = parseEnv(raw);
     const conf = loadNetConf(stdin, { forIpamFace: face === "ohno-ipam" });
     log.configure({
@@ -109,10 +107,11 @@ export async function runCni(face: Face, io: CniIo = processIo()): Promise<CniOu
     }
     if (unreachable) throw unreachable;
     const result = face === "ohno-ipam" ? await runIpamFace(verb, ctx) : await runMain(verb, ctx);
-    return result === undefined
-      ? { exitCode: 0 }
-      : { stdout: formatResult(result, conf.cniVersion), exitCode: 0 };
+    if (result === undefined) return { exitCode: 0 };
+    const { formatResult } = await import("./result.ts");
+    return { stdout: formatResult(result, conf.cniVersion), exitCode: 0 };
   } catch (e) {
+    const { toCniError } = await import("./fail.ts");
     const err = toCniError(e);
     log.error(err.message, { code: err.code, details: err.details });
     return { stdout: err.toJSON(version), exitCode: 1 };
