@@ -38,6 +38,7 @@ export async function cmdAdd(ctx: PodVerbContext): Promise<Result> {
   using pod = driver.openPod(env.netns);
   // Everything about the node is decided before anything is touched (errors 7, 101).
   const probe = await driver.probe(pod, att);
+  mark("probe");
 
   await using undo = new AsyncDisposableStack();
   const got = await ipam.add();

@@ -119,7 +119,14 @@ export async function compareAddDel(o: {
     ["ratio ohno/reference", ratio(rOhno.add, rRef.add), ratio(rOhno.del, rRef.del)],
   ]);
 
-  const phases: Record<string, number[]> = { startup: [], ipam: [], host: [], pod: [], total: [] };
+  const phases: Record<string, number[]> = {
+    startup: [],
+    probe: [],
+    ipam: [],
+    host: [],
+    pod: [],
+    total: [],
+  };
   for (let i = 0; i < 20; i++) {
     const pod = pods[i]!;
     const wall = await timeIt(() =>
@@ -133,7 +140,8 @@ export async function compareAddDel(o: {
       [...line.matchAll(/(\w+)=([\d.]+)/g)].map((m) => [m[1]!, Number(m[2])]),
     );
     phases.startup!.push(f.verbStart ?? NaN);
-    phases.ipam!.push(f.ipam ?? NaN);
+    phases.probe!.push(f.probe ?? NaN);
+    phases.ipam!.push((f.ipam ?? NaN) - (f.probe ?? NaN));
     phases.host!.push((f.host ?? NaN) - (f.ipam ?? NaN));
     phases.pod!.push((f.pod ?? NaN) - (f.host ?? NaN));
     phases.total!.push(wall);
@@ -141,6 +149,7 @@ export async function compareAddDel(o: {
   const p50 = (k: string) => ms(summarize(phases[k]!).p50);
   printTable(`${o.titles.phases} (p50 of 20, ms)`, ["phase", "ms"], [
     ["process start → verb (Deno start-up, module load, config)", p50("startup")],
+    ["probe (the node before anything is touched: bridge, MTU)", p50("probe")],
     [o.phases.ipam, p50("ipam")],
     [o.phases.host, p50("host")],
     [o.phases.pod, p50("pod")],
