@@ -409,24 +409,22 @@ Deno.test("/metrics counts addresses: allocations, releases that freed something
     registry: metrics.registry,
   });
   using c = new AgentClient(a.socket);
-  const scrape = async () => {
+  const values = async (...names: string[]) => {
     const text = await (await fetch(`${http.url}/metrics`)).text();
-    const v = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1]);
-    return [
-      v("ohno_ipam_allocations_total"),
-      v("ohno_ipam_releases_total"),
-      v("ohno_ipam_allocated_addresses"),
-    ];
+    return names.map((n) => Number(new RegExp(`^${n} (\\S+)$`, "m").exec(text)?.[1]));
   };
-  const groups = async () => {
-    const text = await (await fetch(`${http.url}/metrics`)).text();
-    const v = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1]);
-    return [
-      v("ohno_ipam_group_commits_total"),
-      v("ohno_ipam_grouped_requests_total"),
-      v("ohno_ipam_group_conflicts_total"),
-    ];
-  };
+  const scrape = () =>
+    values(
+      "ohno_ipam_allocations_total",
+      "ohno_ipam_releases_total",
+      "ohno_ipam_allocated_addresses",
+    );
+  const groups = () =>
+    values(
+      "ohno_ipam_group_commits_total",
+      "ohno_ipam_grouped_requests_total",
+      "ohno_ipam_group_conflicts_total",
+    );
   const att = (id: string) => ({ network: "ohno", containerID: id, ifname: "eth0" });
   assertEquals(await scrape(), [0, 0, 0]);
   for (const id of ["a", "b", "c"]) await c.allocate(att(id)); // dual stack: 2 each

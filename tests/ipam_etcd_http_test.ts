@@ -6,6 +6,7 @@
  * (ipam_etcd_store_test.ts).
  */
 import { assert, assertEquals, assertRejects } from "./support/assert.ts";
+import { within } from "./support/wait.ts";
 import { storeContract } from "../ipam/store_contract.ts";
 import { clusterContract } from "../ipam/cluster_contract.ts";
 import { EtcdHttpStore } from "../ipam/etcdhttp.ts";
@@ -60,12 +61,11 @@ Deno.test({
     const down = await assertRejects(() => s.get("/k"), StoreUnavailableError);
     assert(down.message.includes("unavailable (get)"), down.message);
     await etcd.restart();
-    let value: string | undefined;
-    for (let i = 0; i < 100 && value === undefined; i++) {
-      value = await s.get("/k").then((kv) => kv?.value).catch(() => undefined);
-      if (value === undefined) await new Promise((r) => setTimeout(r, 100));
-    }
-    assertEquals(value, "1", "nothing lost across the restart");
+    await within(
+      10_000,
+      "nothing lost across the restart",
+      async () => (await s.get("/k").catch(() => undefined))?.value === "1",
+    );
   },
 });
 

@@ -4,6 +4,7 @@
  * (good and wrong CA).
  */
 import { assert, assertEquals, assertRejects } from "./support/assert.ts";
+import { within } from "./support/wait.ts";
 import { storeContract } from "../ipam/store_contract.ts";
 import { EtcdStore } from "../ipam/etcd.ts";
 import { EtcdHttpStore } from "../ipam/etcdhttp.ts";
@@ -46,12 +47,11 @@ Deno.test({
     }
     await etcd.restart();
     // The client recovers by itself (its breaker half-opens within 5 s).
-    let value: string | undefined;
-    for (let i = 0; i < 100 && value === undefined; i++) {
-      value = await s.get("/k").then((kv) => kv?.value).catch(() => undefined);
-      if (value === undefined) await new Promise((r) => setTimeout(r, 100));
-    }
-    assertEquals(value, "1", "nothing lost across the restart");
+    await within(
+      10_000,
+      "nothing lost across the restart",
+      async () => (await s.get("/k").catch(() => undefined))?.value === "1",
+    );
   },
 });
 
@@ -194,12 +194,11 @@ for (const [via, Cls] of STORES) {
       } finally {
         etcd.resume();
       }
-      let value: string | undefined;
-      for (let i = 0; i < 100 && value === undefined; i++) {
-        value = await s.get("/k").then((kv) => kv?.value).catch(() => undefined);
-        if (value === undefined) await new Promise((r) => setTimeout(r, 100));
-      }
-      assertEquals(value, "1", "answers again once etcd runs");
+      await within(
+        10_000,
+        "answers again once etcd runs",
+        async () => (await s.get("/k").catch(() => undefined))?.value === "1",
+      );
     },
   });
 }
