@@ -43,6 +43,8 @@ import type { Buffer } from "node:buffer";
 import {
   DIAL_TIMEOUT_MS,
   etcdTxn,
+  keyAfter,
+  LIST_PAGE,
   prefixEnd,
   readTlsFile,
   REQUEST_TIMEOUT_MS,
@@ -58,7 +60,7 @@ import {
   type WatchOptions,
 } from "./store.ts";
 
-export { DIAL_TIMEOUT_MS, prefixEnd, REQUEST_TIMEOUT_MS };
+export { DIAL_TIMEOUT_MS, LIST_PAGE, prefixEnd, REQUEST_TIMEOUT_MS };
 
 export interface EtcdOptions {
   endpoints: string[];
@@ -74,6 +76,8 @@ export interface EtcdOptions {
   serverName?: string | undefined;
   /** Default {@link DIAL_TIMEOUT_MS}. */
   dialTimeoutMs?: number;
+  /** Keys per page of a list (default {@link LIST_PAGE}). */
+  pageSize?: number;
   /** Default {@link REQUEST_TIMEOUT_MS}. */
   requestTimeoutMs?: number;
 }
@@ -221,6 +225,7 @@ export class EtcdStore implements Store {
   /** What each call waits for a connection, then for an answer (ms). */
   readonly dialTimeoutMs: number;
   readonly requestTimeoutMs: number;
+  readonly pageSize: number;
   readonly #client: Client;
   readonly #tls: TlsMaterial | undefined;
   /** Whether the last call was answered (then the next one skips the dial check). */
@@ -231,6 +236,7 @@ export class EtcdStore implements Store {
     this.location = options.endpoints.join(",");
     this.dialTimeoutMs = options.dialTimeoutMs ?? DIAL_TIMEOUT_MS;
     this.requestTimeoutMs = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+    this.pageSize = options.pageSize ?? LIST_PAGE;
     const read = (p: string | undefined, what: string) => {
       const pem = readTlsFile(p, what);
       return pem === undefined ? undefined : buf(pem);
@@ -371,15 +377,32 @@ export class EtcdStore implements Store {
     return k ? toKv(k as RawKv) : undefined;
   }
 
+  /**
+   * In pages of {@link LIST_PAGE} keys, every page at the first one's revision (one
+   * snapshot): one answer for a whole prefix outgrew gRPC's 4 MiB message limit at about
+   * 15,000 address records.
+   */
   async list(prefix: string): Promise<KV[]> {
-    const r = await this.#call("list", (o) =>
-      this.#client.kv.range({
-        key: buf(prefix),
-        range_end: buf(prefixEnd(prefix)),
-        sort_order: "Ascend",
-        sort_target: "Key",
-      }, o));
-    return r.kvs.map((k) => toKv(k as RawKv));
+    const end = buf(prefixEnd(prefix));
+    const out: KV[] = [];
+    let from: Uint8Array = enc.encode(prefix);
+    let revision: string | undefined;
+    for (;;) {
+      const r = await this.#call("list", (o) =>
+        this.#client.kv.range({
+          key: buf(from),
+          range_end: end,
+          sort_order: "Ascend",
+          sort_target: "Key",
+          limit: String(this.pageSize),
+          ...(revision ? { revision } : {}),
+        }, o));
+      revision ??= r.header.revision;
+      const kvs = r.kvs as unknown as RawKv[];
+      for (const k of kvs) out.push(toKv(k));
+      if (!r.more || kvs.length === 0) return out;
+      from = keyAfter(kvs[kvs.length - 1]!.key);
+    }
   }
 
   async revision(): Promise<number> {

@@ -36,6 +36,16 @@ export const REQUEST_TIMEOUT_MS = 5000;
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
+/** Keys per page when a store lists a prefix (both etcd stores). */
+export const LIST_PAGE = 1000;
+
+/** The smallest key after `key`: where the next page of a list starts. */
+export function keyAfter(key: Uint8Array): Uint8Array {
+  const out = new Uint8Array(key.length + 1);
+  out.set(key);
+  return out;
+}
+
 /** The key after every key with this prefix (etcd's range_end for a prefix). */
 export function prefixEnd(prefix: string): Uint8Array {
   const b = enc.encode(prefix);
@@ -56,14 +66,19 @@ function b64(x: string | Uint8Array): string {
   return btoa(s);
 }
 
+function bytesOf(s: string): Uint8Array {
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
 function unb64(s: string | undefined): string {
   if (!s) return "";
   const bin = atob(s);
   // ASCII (every key, nearly every value) is its own UTF-8: no decoder call per string.
   if (!/[\x80-\xff]/.test(bin)) return bin;
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return dec.decode(out);
+  return dec.decode(bytesOf(s));
 }
 
 interface GatewayKv {
@@ -140,6 +155,8 @@ export interface EtcdHttpOptions {
   key?: string | undefined;
   dialTimeoutMs?: number;
   requestTimeoutMs?: number;
+  /** Keys per page of a list (default {@link LIST_PAGE}). */
+  pageSize?: number;
 }
 
 /** gRPC status codes etcd gives a request it refuses (the request is wrong, etcd is fine). */
@@ -157,6 +174,7 @@ export class EtcdHttpStore implements Store {
   readonly location: string;
   readonly dialTimeoutMs: number;
   readonly requestTimeoutMs: number;
+  readonly pageSize: number;
   readonly #client: Deno.HttpClient | undefined;
   readonly #tls: { ca?: string | undefined; cert?: string | undefined } | undefined;
   /** Endpoints that have answered (their requests get the request timeout). */
@@ -169,6 +187,7 @@ export class EtcdHttpStore implements Store {
     this.location = options.endpoints.join(",");
     this.dialTimeoutMs = options.dialTimeoutMs ?? DIAL_TIMEOUT_MS;
     this.requestTimeoutMs = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+    this.pageSize = options.pageSize ?? LIST_PAGE;
     const ca = readTlsFile(options.ca, "CA certificate");
     const cert = readTlsFile(options.cert, "client certificate");
     const key = readTlsFile(options.key, "client key");
@@ -324,14 +343,29 @@ export class EtcdHttpStore implements Store {
     return k ? toKv(k) : undefined;
   }
 
+  /** In pages of {@link LIST_PAGE} keys, every page at the first one's revision. */
   async list(prefix: string): Promise<KV[]> {
-    const r = await this.#call<{ kvs?: GatewayKv[] }>("list", "/v3/kv/range", {
-      key: b64(prefix),
-      range_end: b64(prefixEnd(prefix)),
-      sort_order: "ASCEND",
-      sort_target: "KEY",
-    });
-    return (r.kvs ?? []).map(toKv);
+    const end = b64(prefixEnd(prefix));
+    const out: KV[] = [];
+    let from = b64(prefix);
+    let revision: string | undefined;
+    for (;;) {
+      const r = await this.#call<
+        { kvs?: GatewayKv[]; more?: boolean; header: { revision: string } }
+      >("list", "/v3/kv/range", {
+        key: from,
+        range_end: end,
+        sort_order: "ASCEND",
+        sort_target: "KEY",
+        limit: String(this.pageSize),
+        ...(revision ? { revision } : {}),
+      });
+      revision ??= r.header.revision;
+      const kvs = r.kvs ?? [];
+      for (const k of kvs) out.push(toKv(k));
+      if (!r.more || kvs.length === 0) return out;
+      from = b64(keyAfter(bytesOf(kvs[kvs.length - 1]!.key)));
+    }
   }
 
   async revision(): Promise<number> {

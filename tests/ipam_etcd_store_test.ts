@@ -148,6 +148,39 @@ for (const [via, Cls] of STORES) {
   Deno.test({
     ...opts,
     name:
+      `etcd store (${via}): a list longer than a page, or than gRPC's 4 MiB, has every key once, in order${skip}`,
+    async fn() {
+      await using etcd = await startEtcd();
+      await using small = new Cls({ endpoints: etcd.endpoints, pageSize: 7 });
+      // Keys around page edges, one of them not ASCII (pages continue after the raw bytes).
+      const keys = Array.from({ length: 50 }, (_, i) => `/p/${String(i).padStart(3, "0")}`);
+      keys.splice(20, 0, "/p/019ü");
+      assert((await small.commit({ mutations: keys.map((k) => ({ put: k, value: k })) })).ok);
+      assert((await small.commit({ mutations: [{ put: "/q/0", value: "other prefix" }] })).ok);
+      const listed = await small.list("/p/");
+      assertEquals(listed.map((kv) => kv.key), [...keys].sort());
+      assertEquals(listed.map((kv) => kv.value), [...keys].sort());
+      // 20,000 records of 250 bytes: 5.5 MB, one gRPC answer would be refused.
+      const v = "x".repeat(250);
+      for (let b = 0; b < 200; b++) {
+        await small.commit({
+          mutations: Array.from({ length: 100 }, (_, j) => ({
+            put: `/big/${String(b * 100 + j).padStart(6, "0")}`,
+            value: v,
+          })),
+        });
+      }
+      await using store = new Cls({ endpoints: etcd.endpoints });
+      const big = await store.list("/big/");
+      assertEquals(big.length, 20_000);
+      assertEquals(new Set(big.map((kv) => kv.key)).size, 20_000);
+      assertEquals(big.at(-1)!.key, "/big/019999");
+    },
+  });
+
+  Deno.test({
+    ...opts,
+    name:
       `etcd store (${via}): a port that accepts and never answers fails at the dial timeout, naming it${skip}`,
     async fn() {
       await using silent = silentEndpoint();
