@@ -149,26 +149,25 @@ export function mustLink(rtnl: Rtnl, name: string): Link {
   return link;
 }
 
+/** A link deletion's error: false when the link was gone already, else thrown. */
+function wasGone(e: unknown): false {
+  if (e instanceof IpNotFoundError) return false;
+  throw e;
+}
+
 /** Deletes a link; true when it existed. */
 export function deleteLink(rtnl: Rtnl, name: string): boolean {
   try {
     rtnl.linkDel(name);
     return true;
   } catch (e) {
-    if (e instanceof IpNotFoundError) return false;
-    throw e;
+    return wasGone(e);
   }
 }
 
 /** {@link deleteLink}, the kernel's work off the JavaScript thread (DEL in the agent). */
-export async function deleteLinkAsync(rtnl: Rtnl, name: string): Promise<boolean> {
-  try {
-    await rtnl.linkDelAsync(name);
-    return true;
-  } catch (e) {
-    if (e instanceof IpNotFoundError) return false;
-    throw e;
-  }
+export function deleteLinkAsync(rtnl: Rtnl, name: string): Promise<boolean> {
+  return rtnl.linkDelAsync(name).then(() => true, wasGone);
 }
 
 /** The pod's namespace (CNI_NETNS), with its rtnetlink socket opened on first use. */

@@ -69,7 +69,8 @@ export async function runCni(face: Face, io: CniIo = processIo()): Promise<CniOu
     const stdin = await io.readStdin();
     if (verb === "VERSION") return answerVersion(stdin);
     // Answer errors in the config's version when it names a supported one.
-    version = peekVersion(stdin) ?? version;
+    const peeked = peek(stdin);
+    version = peekVersion(peeked) ?? version;
     // A config that names the node agent's socket goes to the agent whole (cni/forward.ts)
     // before this process loads or checks it: the agent checks it with this same code and
     // answers errors as this process would. This process goes on below only when the
@@ -78,7 +79,7 @@ export async function runCni(face: Face, io: CniIo = processIo()): Promise<CniOu
     let unreachable: unknown;
     const socket = face === "ohno" && !io.agent && raw.OHNO_POD_WORK !== "plugin" &&
         (verb === "ADD" || verb === "DEL" || verb === "CHECK")
-      ? peekAgent(stdin, log, raw)
+      ? peekAgent(peeked, log, raw)
       : undefined;
     if (socket) {
       const r = await (await import("./forward.ts")).forward(raw, stdin, socket, log);
@@ -156,25 +157,35 @@ async function runIpamFace(verb: Verb, ctx: VerbContext): Promise<Result | undef
   }
 }
 
-/**
- * The node agent's socket when the config names one (`ipam.type` ohno with `daemonSocket`,
- * no `ranges`), read without checking the rest; its `logFile` and `logLevel` are applied
- * to `log` as the full check would. Undefined otherwise, or for a config that is not JSON.
- */
-function peekAgent(stdin: string, log: Logger, raw: Record<string, string>): string | undefined {
-  let doc: {
-    ipam?: { type?: unknown; daemonSocket?: unknown; ranges?: unknown };
-    logFile?: unknown;
-    logLevel?: unknown;
-  };
+/** The fields of the config read before it is checked (all may be anything, or missing). */
+interface Peeked {
+  cniVersion?: unknown;
+  ipam?: { type?: unknown; daemonSocket?: unknown; ranges?: unknown };
+  logFile?: unknown;
+  logLevel?: unknown;
+}
+
+/** The config as JSON, unchecked; undefined when it is not JSON (the check says why). */
+function peek(stdin: string): Peeked | undefined {
   try {
-    doc = JSON.parse(stdin);
+    return JSON.parse(stdin) ?? undefined;
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The node agent's socket when the config names one (`ipam.type` ohno with `daemonSocket`,
+ * no `ranges`); its `logFile` and `logLevel` are applied to `log` as the full check would.
+ */
+function peekAgent(
+  doc: Peeked | undefined,
+  log: Logger,
+  raw: Record<string, string>,
+): string | undefined {
   const ipam = doc?.ipam;
   const socket = ipam?.daemonSocket;
-  if (ipam?.type !== "ohno" || ipam.ranges !== undefined) return undefined;
+  if (!doc || ipam?.type !== "ohno" || ipam.ranges !== undefined) return undefined;
   if (typeof socket !== "string" || !socket.startsWith("/")) return undefined;
   const level = typeof doc.logLevel === "string" ? parseLevel(doc.logLevel) : undefined;
   log.configure({
@@ -185,13 +196,9 @@ function peekAgent(stdin: string, log: Logger, raw: Record<string, string>): str
 }
 
 /** The config's cniVersion when it is a supported one (errors are answered in it). */
-function peekVersion(stdin: string): string | undefined {
-  try {
-    const v = (JSON.parse(stdin) as { cniVersion?: unknown })?.cniVersion;
-    return typeof v === "string" && (SUPPORTED_VERSIONS as readonly string[]).includes(v)
-      ? v
-      : undefined;
-  } catch {
-    return undefined;
-  }
+function peekVersion(doc: Peeked | undefined): string | undefined {
+  const v = doc?.cniVersion;
+  return typeof v === "string" && (SUPPORTED_VERSIONS as readonly string[]).includes(v)
+    ? v
+    : undefined;
 }

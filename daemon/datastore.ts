@@ -29,7 +29,7 @@ export async function openDatastore(
 async function open(ds: DatastoreConfig, http: boolean): Promise<Store> {
   if (ds.type === "local") return new LocalStore(ds.dataDir);
   const e = ds.etcd!;
-  const hostOf = (u: string) => new URL(u).hostname.replace(/^\[|\]$/g, "");
+  const { hostOf } = await import("../ipam/etcdcommon.ts");
   if (http && (!e.serverName || e.endpoints.every((u) => hostOf(u) === e.serverName))) {
     const { EtcdHttpStore } = await import("../ipam/etcdhttp.ts");
     return new EtcdHttpStore({ endpoints: e.endpoints, ca: e.ca, cert: e.cert, key: e.key });

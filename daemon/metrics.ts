@@ -431,11 +431,6 @@ export class DaemonMetrics {
 
   readonly #backend: string;
 
-  /**
-   * Feeds one IPAM socket request into the metrics: pass as the server's `observe`.
-   * Counts addresses, not requests: a dual-stack allocation is 2, a release that freed
-   * nothing is 0; the gauge of held addresses follows every allocate, release and GC.
-   */
   /** Feeds the allocators' group events (ClusterIpam `onGroup`). */
   observeGroup = (e: GroupEvent): void => {
     if (e.kind === "commit") {
@@ -444,6 +439,11 @@ export class DaemonMetrics {
     } else this.ipamGroupConflicts.inc();
   };
 
+  /**
+   * Feeds one IPAM socket request into the metrics: pass as the server's `observe`.
+   * Counts addresses, not requests: a dual-stack allocation is 2, a release that freed
+   * nothing is 0; the gauge of held addresses follows every allocate, release and GC.
+   */
   observeIpam = (e: IpamServerEvent, opts: { starting?: boolean } = {}): void => {
     this.ipamRequestSeconds.observe(e.ms / 1000, { op: e.op });
     if (!e.ok) {

@@ -50,10 +50,10 @@ function bigintToBytes(v: bigint, len: number): number[] {
   return out;
 }
 
-/** Parses an address; throws RangeError naming the text when it is not one. */
 /** Four-part decimal without leading zeros: the common case, parsed without ipaddr.js. */
 const V4 = /^(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})$/;
 
+/** Parses an address; throws RangeError naming the text when it is not one. */
 export function parseIp(text: string): Ip {
   const s = text.trim();
   const m = V4.exec(s);

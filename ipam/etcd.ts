@@ -43,12 +43,13 @@ import type { Buffer } from "node:buffer";
 import {
   DIAL_TIMEOUT_MS,
   etcdTxn,
-  keyAfter,
+  hostOf,
   LIST_PAGE,
+  listInPages,
   prefixEnd,
   readTlsFile,
   REQUEST_TIMEOUT_MS,
-} from "./etcdhttp.ts";
+} from "./etcdcommon.ts";
 import {
   type CommitResult,
   type KV,
@@ -59,8 +60,6 @@ import {
   type WatchEvent,
   type WatchOptions,
 } from "./store.ts";
-
-export { DIAL_TIMEOUT_MS, LIST_PAGE, prefixEnd, REQUEST_TIMEOUT_MS };
 
 export interface EtcdOptions {
   endpoints: string[];
@@ -202,11 +201,6 @@ class Client extends Etcd3 {
       h.channelOptions = { ...(h.channelOptions ?? {}), ...t.options };
     });
   }
-}
-
-/** An endpoint URL's host, without the brackets of an IPv6 address. */
-function hostOf(endpoint: string): string {
-  return new URL(endpoint).hostname.replace(/^\[|\]$/g, "");
 }
 
 const isIpAddress = (h: string) => /^[\d.]+$/.test(h) || h.includes(":");
@@ -377,17 +371,10 @@ export class EtcdStore implements Store {
     return k ? toKv(k as RawKv) : undefined;
   }
 
-  /**
-   * In pages of {@link LIST_PAGE} keys, every page at the first one's revision (one
-   * snapshot): one answer for a whole prefix outgrew gRPC's 4 MiB message limit at about
-   * 15,000 address records.
-   */
-  async list(prefix: string): Promise<KV[]> {
+  /** In pages of {@link LIST_PAGE} keys, one snapshot (etcdcommon.ts). */
+  list(prefix: string): Promise<KV[]> {
     const end = buf(prefixEnd(prefix));
-    const out: KV[] = [];
-    let from: Uint8Array = enc.encode(prefix);
-    let revision: string | undefined;
-    for (;;) {
+    return listInPages(prefix, async (from, revision) => {
       const r = await this.#call("list", (o) =>
         this.#client.kv.range({
           key: buf(from),
@@ -397,12 +384,14 @@ export class EtcdStore implements Store {
           limit: String(this.pageSize),
           ...(revision ? { revision } : {}),
         }, o));
-      revision ??= r.header.revision;
       const kvs = r.kvs as unknown as RawKv[];
-      for (const k of kvs) out.push(toKv(k));
-      if (!r.more || kvs.length === 0) return out;
-      from = keyAfter(kvs[kvs.length - 1]!.key);
-    }
+      return {
+        rows: kvs.map(toKv),
+        more: r.more,
+        revision: r.header.revision,
+        lastKey: kvs.at(-1)?.key,
+      };
+    });
   }
 
   async revision(): Promise<number> {

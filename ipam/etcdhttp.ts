@@ -20,6 +20,15 @@
  */
 
 import {
+  DIAL_TIMEOUT_MS,
+  etcdTxn,
+  LIST_PAGE,
+  listInPages,
+  prefixEnd,
+  readTlsFile,
+  REQUEST_TIMEOUT_MS,
+} from "./etcdcommon.ts";
+import {
   type CommitResult,
   type KV,
   type Store,
@@ -28,36 +37,8 @@ import {
   type Txn,
 } from "./store.ts";
 
-/** How long a call waits for a connection that etcd answers (ipam/SCHEMA.md). */
-export const DIAL_TIMEOUT_MS = 3000;
-/** How long a call waits for etcd's answer once connected. */
-export const REQUEST_TIMEOUT_MS = 5000;
-
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-
-/** Keys per page when a store lists a prefix (both etcd stores). */
-export const LIST_PAGE = 1000;
-
-/** The smallest key after `key`: where the next page of a list starts. */
-export function keyAfter(key: Uint8Array): Uint8Array {
-  const out = new Uint8Array(key.length + 1);
-  out.set(key);
-  return out;
-}
-
-/** The key after every key with this prefix (etcd's range_end for a prefix). */
-export function prefixEnd(prefix: string): Uint8Array {
-  const b = enc.encode(prefix);
-  for (let i = b.length - 1; i >= 0; i--) {
-    if (b[i]! < 0xff) {
-      const out = b.slice(0, i + 1);
-      out[i]!++;
-      return out;
-    }
-  }
-  return new Uint8Array([0]);
-}
 
 function b64(x: string | Uint8Array): string {
   const bytes = typeof x === "string" ? enc.encode(x) : x;
@@ -95,56 +76,6 @@ function toKv(k: GatewayKv): KV {
     createRevision: Number(k.create_revision ?? 0),
     modRevision: Number(k.mod_revision ?? 0),
   };
-}
-
-/**
- * A Store transaction as etcd's TxnRequest fields, keys and values encoded with `bytes`
- * (base64 for the JSON gateway, Buffers for etcd3) and enum names with `name` (the
- * gateway wants proto names, `CREATE`; etcd3 its own, `Create`). Shared by both stores.
- */
-export function etcdTxn<B>(
-  txn: Txn,
-  bytes: (x: string | Uint8Array) => B,
-  name: (n: "Create" | "Mod" | "Value" | "Equal") => string,
-) {
-  const eq = name("Equal");
-  const compare = (txn.compare ?? []).map((c) => {
-    if ("absent" in c) {
-      return { key: bytes(c.key), target: name("Create"), result: eq, create_revision: "0" };
-    }
-    if ("modRevision" in c) {
-      return {
-        key: bytes(c.key),
-        target: name("Mod"),
-        result: eq,
-        mod_revision: String(c.modRevision),
-      };
-    }
-    return { key: bytes(c.key), target: name("Value"), result: eq, value: bytes(c.value) };
-  });
-  const success = txn.mutations.map((m) => {
-    if ("put" in m) return { request_put: { key: bytes(m.put), value: bytes(m.value) } };
-    if ("delete" in m) return { request_delete_range: { key: bytes(m.delete) } };
-    return {
-      request_delete_range: {
-        key: bytes(m.deletePrefix),
-        range_end: bytes(prefixEnd(m.deletePrefix)),
-      },
-    };
-  });
-  return { compare, success };
-}
-
-/** A TLS file named in the options (PEM text), or StoreUnavailableError naming it. */
-export function readTlsFile(path: string | undefined, what: string): string | undefined {
-  if (!path) return undefined;
-  try {
-    return Deno.readTextFileSync(path);
-  } catch (e) {
-    throw new StoreUnavailableError(
-      `etcd: cannot read the ${what} ${path}: ${(e as Error).message}`,
-    );
-  }
 }
 
 export interface EtcdHttpOptions {
@@ -343,29 +274,29 @@ export class EtcdHttpStore implements Store {
     return k ? toKv(k) : undefined;
   }
 
-  /** In pages of {@link LIST_PAGE} keys, every page at the first one's revision. */
-  async list(prefix: string): Promise<KV[]> {
+  /** In pages of {@link LIST_PAGE} keys, one snapshot (etcdcommon.ts). */
+  list(prefix: string): Promise<KV[]> {
     const end = b64(prefixEnd(prefix));
-    const out: KV[] = [];
-    let from = b64(prefix);
-    let revision: string | undefined;
-    for (;;) {
+    return listInPages(prefix, async (from, revision) => {
       const r = await this.#call<
         { kvs?: GatewayKv[]; more?: boolean; header: { revision: string } }
       >("list", "/v3/kv/range", {
-        key: from,
+        key: b64(from),
         range_end: end,
         sort_order: "ASCEND",
         sort_target: "KEY",
         limit: String(this.pageSize),
         ...(revision ? { revision } : {}),
       });
-      revision ??= r.header.revision;
       const kvs = r.kvs ?? [];
-      for (const k of kvs) out.push(toKv(k));
-      if (!r.more || kvs.length === 0) return out;
-      from = b64(keyAfter(bytesOf(kvs[kvs.length - 1]!.key)));
-    }
+      const last = kvs.at(-1);
+      return {
+        rows: kvs.map(toKv),
+        more: r.more === true,
+        revision: r.header.revision,
+        lastKey: last ? bytesOf(last.key) : undefined,
+      };
+    });
   }
 
   async revision(): Promise<number> {

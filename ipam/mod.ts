@@ -22,6 +22,8 @@
  *   changed by the watch: one list, then per-node changes per burst), `ipam.ts` (the
  *   `ClusterIpam` object over them);
  * - `etcd.ts`: the etcd store (import it lazily: it loads gRPC);
+ * - `etcdhttp.ts`: the etcd store over etcd's JSON gateway (fetch; the CLI's);
+ * - `etcdcommon.ts`: what both etcd stores share (no npm import);
  * - `protocol.ts`, `client.ts`, `unixhttp.ts`: the node agent's socket protocol (its route
  *   table, `ROUTES`, is the one both ends use), the plugin's client, and its one-request
  *   HTTP/1.1 transport over the socket.

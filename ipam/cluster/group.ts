@@ -161,22 +161,31 @@ export class NodeAllocator {
     return out;
   }
 
+  /**
+   * Commits `group`, retrying after a lost compare. A store that fails (unreachable, a
+   * refused request) fails the requests still waiting in the group.
+   */
   async #group(group: Pending[]): Promise<void> {
-    for (let attempt = 0; group.length; attempt++) {
+    const waiting = { group };
+    try {
+      await this.#commitGroup(waiting);
+    } catch (e) {
+      this.#cache = undefined;
+      for (const p of waiting.group) p.reject(e);
+    }
+  }
+
+  /** The attempts; `waiting.group` is always the requests not yet answered or requeued. */
+  async #commitGroup(waiting: { group: Pending[] }): Promise<void> {
+    for (let attempt = 0;; attempt++) {
+      let group = waiting.group;
+      if (group.length === 0) return;
       if (attempt === ATTEMPTS) {
-        const e = new StoreConflictError(
+        throw new StoreConflictError(
           `allocation on node ${this.node} lost ${ATTEMPTS} attempts to concurrent writers`,
         );
-        for (const p of group) p.reject(e);
-        return;
       }
-      let cache: Cache;
-      try {
-        cache = this.#cache ??= await this.#load();
-      } catch (e) {
-        for (const p of group) p.reject(e);
-        return;
-      }
+      const cache = this.#cache ??= await this.#load();
       const plan = this.#plan(cache, group);
       if (plan.full) {
         // The blocks are full from request `planned.length` on: the requests planned are
@@ -184,18 +193,10 @@ export class NodeAllocator {
         // allocate.ts alone (it claims a block), and the rest after it.
         const rest = group.slice(plan.planned.length);
         this.#queue.unshift(...(plan.planned.length ? rest : rest.slice(1)));
-        if (!plan.planned.length) return await this.#alone(rest[0]!);
-        group = plan.planned;
+        waiting.group = group = plan.planned;
+        if (!group.length) return await this.#alone(rest[0]!);
       }
-      let ok: boolean;
-      try {
-        ok = (await this.store.commit(plan.txn)).ok;
-      } catch (e) {
-        this.#cache = undefined;
-        for (const p of group) p.reject(e);
-        return;
-      }
-      if (ok) {
+      if ((await this.store.commit(plan.txn)).ok) {
         this.stats.commits++;
         this.stats.grouped += group.length;
         this.observe?.({ kind: "commit", requests: group.length });
@@ -212,14 +213,8 @@ export class NodeAllocator {
       this.stats.conflicts++;
       this.observe?.({ kind: "conflict" });
       this.#cache = undefined;
-      let handles;
-      try {
-        handles = await Promise.all(group.map((p) => this.store.get(K.handle(p.req))));
-      } catch (e) {
-        for (const p of group) p.reject(e);
-        return;
-      }
-      group = group.filter((p, i) => {
+      const handles = await Promise.all(group.map((p) => this.store.get(K.handle(p.req))));
+      waiting.group = group.filter((p, i) => {
         try {
           refuseHeld(handles[i], p.req, (kv) => parse<HandleRecord>(kv));
           return true;

@@ -156,9 +156,14 @@ export class NetlinkSocket implements Disposable {
     return this.#fd;
   }
 
-  #send(req: Request, flags: number): number {
+  /** The request as bytes, under a new sequence number. */
+  #encode(req: Request, flags: number): { seq: number; msg: Uint8Array } {
     const seq = ++this.#seq >>> 0;
-    const msg = encodeMessage({ ...req, flags: req.flags | flags }, seq);
+    return { seq, msg: encodeMessage({ ...req, flags: req.flags | flags }, seq) };
+  }
+
+  #send(req: Request, flags: number): number {
+    const { seq, msg } = this.#encode(req, flags);
     const r = sysSend(this.#fdOrThrow(), msg);
     if (!r.ok) throw new NetnsError(`netlink send: ${strerror(r.errno)}`);
     return seq;
@@ -187,7 +192,11 @@ export class NetlinkSocket implements Disposable {
    * names the request in it (`link add veth0 type veth`).
    */
   request(req: Request, command: string): Message[] {
-    const seq = this.#send(req, NLM_F_REQUEST | NLM_F_ACK);
+    return this.#untilAck(this.#send(req, NLM_F_REQUEST | NLM_F_ACK), command);
+  }
+
+  /** The messages answering request `seq` up to its ACK; a kernel error throws. */
+  #untilAck(seq: number, command: string): Message[] {
     const out: Message[] = [];
     for (;;) {
       for (const m of this.#recv()) {
@@ -208,22 +217,10 @@ export class NetlinkSocket implements Disposable {
    * meanwhile (the node agent). Nothing else may use this socket until it settles.
    */
   async requestAsync(req: Request, command: string): Promise<Message[]> {
-    const seq = ++this.#seq >>> 0;
-    const msg = encodeMessage({ ...req, flags: req.flags | NLM_F_REQUEST | NLM_F_ACK }, seq);
+    const { seq, msg } = this.#encode(req, NLM_F_REQUEST | NLM_F_ACK);
     const r = await sysSendAsync(this.#fdOrThrow(), msg);
     if (!r.ok) throw new NetnsError(`netlink send: ${strerror(r.errno)}`);
-    const out: Message[] = [];
-    for (;;) {
-      for (const m of this.#recv()) {
-        if (m.seq !== seq) continue;
-        if (m.type === NLMSG_ERROR) {
-          const e = decodeError(m);
-          if (e.errno !== 0) this.#fail(command, e.errno, e.message);
-          return out;
-        }
-        out.push(m);
-      }
-    }
+    return this.#untilAck(seq, command);
   }
 
   /** Sends a dump request and returns every message up to NLMSG_DONE. */
